@@ -1,0 +1,270 @@
+// Package config turns warden's environment into one validated Config. It is
+// the only package that reads the environment, and it does so once, at
+// startup: every later decision reads the struct.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/warden-sidecar/warden/spiffe"
+)
+
+// Identity modes for WARDEN_IDENTITY.
+const (
+	IdentityWorkloadAPI = "workloadapi"
+	IdentityDev         = "dev"
+)
+
+// Config is warden's whole configuration.
+type Config struct {
+	InboundAddr  string
+	UpstreamAddr string
+	AdminAddr    string
+
+	Identity     string
+	SPIFFESocket string
+	DevDir       string
+	SPIFFEID     spiffeid.ID
+	TrustDomain  spiffeid.TrustDomain // zero: the trust domain of the own SVID
+	AllowedPeers string               // raw list; see spiffe.ParsePeerMatcher
+
+	UpstreamTimeout     time.Duration
+	UpstreamMaxConns    int
+	ReadTimeout         time.Duration
+	WriteTimeout        time.Duration
+	IdleTimeout         time.Duration
+	MaxHeaderBytes      int
+	MaxRequestBodyBytes int
+	MaxConnections      int
+	DrainTimeout        time.Duration
+
+	LogLevel  string
+	LogFormat string
+}
+
+// Var describes one environment variable: the README table is written from
+// the same facts, and TestVarsDocumented keeps the two in step.
+type Var struct {
+	Name    string
+	Default string
+	Meaning string
+}
+
+// Vars lists every variable FromEnv reads, in the order of the README table.
+var Vars = []Var{
+	{"WARDEN_INBOUND_ADDR", "0.0.0.0:15443", "mTLS listener for inbound requests"},
+	{"WARDEN_UPSTREAM_ADDR", "127.0.0.1:8080", "the app, plaintext HTTP on loopback"},
+	{"WARDEN_ADMIN_ADDR", "127.0.0.1:15000", "plaintext admin server (health, readiness, state)"},
+	{"WARDEN_IDENTITY", "workloadapi", "`workloadapi` (SVIDs from SPIFFE_ENDPOINT_SOCKET) or `dev` (embedded development CA)"},
+	{"SPIFFE_ENDPOINT_SOCKET", "", "Workload API socket, e.g. `unix:///run/spire/sockets/agent.sock`; required in workloadapi mode"},
+	{"WARDEN_DEV_DIR", "./.warden-dev", "dev mode: where the development CA lives and `ca.pem` (the trust bundle) is written"},
+	{"WARDEN_SPIFFE_ID", "spiffe://warden.local/ns/default/sa/app", "dev mode: warden's own SPIFFE ID"},
+	{"WARDEN_TRUST_DOMAIN", "", "trust domain whose members are allowed when WARDEN_ALLOWED_PEERS is empty; empty: the trust domain of the own SVID"},
+	{"WARDEN_ALLOWED_PEERS", "", "comma-separated SPIFFE IDs or prefixes ending in `/*`; empty: any ID in the trust domain; others get 403"},
+	{"WARDEN_UPSTREAM_TIMEOUT", "30s", "time for the app to answer a request; then 504"},
+	{"WARDEN_UPSTREAM_MAX_CONNS", "1024", "maximum open connections to the app"},
+	{"WARDEN_READ_TIMEOUT", "30s", "time for a client to send a whole request (and the TLS handshake)"},
+	{"WARDEN_WRITE_TIMEOUT", "30s", "time to write a response to a client"},
+	{"WARDEN_IDLE_TIMEOUT", "120s", "keep-alive connections idle this long are closed"},
+	{"WARDEN_MAX_HEADER_BYTES", "16384", "largest request header block; larger gets 431"},
+	{"WARDEN_MAX_REQUEST_BODY_BYTES", "4194304", "largest request body; larger gets 413"},
+	{"WARDEN_MAX_CONNECTIONS", "10000", "concurrent inbound connections; more are refused"},
+	{"WARDEN_DRAIN_TIMEOUT", "15s", "on SIGTERM/SIGINT, time in-flight requests get to finish"},
+	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
+	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`"},
+}
+
+func defaultOf(name string) string {
+	for _, v := range Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: no variable " + name)
+}
+
+// FromEnv builds and validates the configuration. getenv is os.Getenv in
+// production and a map lookup in tests. The first invalid value stops it
+// with an error naming the variable, the value and what was expected.
+func FromEnv(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		InboundAddr:         p.addr("WARDEN_INBOUND_ADDR"),
+		UpstreamAddr:        p.addr("WARDEN_UPSTREAM_ADDR"),
+		AdminAddr:           p.addr("WARDEN_ADMIN_ADDR"),
+		Identity:            p.oneOf("WARDEN_IDENTITY", IdentityWorkloadAPI, IdentityDev),
+		SPIFFESocket:        p.str("SPIFFE_ENDPOINT_SOCKET"),
+		DevDir:              p.str("WARDEN_DEV_DIR"),
+		AllowedPeers:        p.str("WARDEN_ALLOWED_PEERS"),
+		UpstreamTimeout:     p.duration("WARDEN_UPSTREAM_TIMEOUT"),
+		UpstreamMaxConns:    p.positiveInt("WARDEN_UPSTREAM_MAX_CONNS"),
+		ReadTimeout:         p.duration("WARDEN_READ_TIMEOUT"),
+		WriteTimeout:        p.duration("WARDEN_WRITE_TIMEOUT"),
+		IdleTimeout:         p.duration("WARDEN_IDLE_TIMEOUT"),
+		MaxHeaderBytes:      p.positiveInt("WARDEN_MAX_HEADER_BYTES"),
+		MaxRequestBodyBytes: p.positiveInt("WARDEN_MAX_REQUEST_BODY_BYTES"),
+		MaxConnections:      p.positiveInt("WARDEN_MAX_CONNECTIONS"),
+		DrainTimeout:        p.duration("WARDEN_DRAIN_TIMEOUT"),
+		LogLevel:            p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
+		LogFormat:           p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
+	}
+	if c.MaxHeaderBytes < 1024 && p.err == nil {
+		p.fail("WARDEN_MAX_HEADER_BYTES", getenv("WARDEN_MAX_HEADER_BYTES"), "a size of at least 1024 bytes")
+	}
+	c.SPIFFEID = p.spiffeID("WARDEN_SPIFFE_ID")
+	c.TrustDomain = p.trustDomain("WARDEN_TRUST_DOMAIN")
+	if p.err != nil {
+		return Config{}, p.err
+	}
+
+	if c.Identity == IdentityWorkloadAPI && c.SPIFFESocket == "" {
+		return Config{}, errors.New("config: WARDEN_IDENTITY=workloadapi needs SPIFFE_ENDPOINT_SOCKET (e.g. unix:///run/spire/sockets/agent.sock); set it, or set WARDEN_IDENTITY=dev for the development identity")
+	}
+	if c.Identity == IdentityWorkloadAPI {
+		if err := workloadapi.ValidateAddress(c.SPIFFESocket); err != nil {
+			return Config{}, fmt.Errorf("config: SPIFFE_ENDPOINT_SOCKET=%q: expected unix:///path/to/agent.sock or tcp://IP:port: %w", c.SPIFFESocket, err)
+		}
+	}
+	if c.Identity == IdentityDev && c.DevDir == "" {
+		return Config{}, errors.New("config: WARDEN_DEV_DIR is empty: expected a directory for the development CA")
+	}
+	// The allow-list is checked now, against the trust domain known so far,
+	// so that a typo stops startup; the agent builds the matcher again once
+	// the own SVID (and so the default trust domain) is known.
+	td := c.TrustDomain
+	if td.IsZero() {
+		td = c.SPIFFEID.TrustDomain()
+	}
+	if _, err := spiffe.ParsePeerMatcher(c.AllowedPeers, td); err != nil {
+		return Config{}, fmt.Errorf("config: WARDEN_ALLOWED_PEERS=%q: expected comma-separated SPIFFE IDs or prefixes ending in /*: %w", c.AllowedPeers, err)
+	}
+	return c, nil
+}
+
+// Overrides lists the variables set to something other than their default,
+// for the startup log line. Values are never secrets here.
+func Overrides(getenv func(string) string) map[string]string {
+	out := make(map[string]string)
+	for _, v := range Vars {
+		if val := getenv(v.Name); val != "" && val != v.Default {
+			out[v.Name] = val
+		}
+	}
+	return out
+}
+
+// parser reads variables and keeps the first error, so FromEnv reads as a
+// list of fields rather than a ladder of checks.
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) raw(name string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return defaultOf(name)
+}
+
+func (p *parser) fail(name, value, expected string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("config: %s=%q: expected %s", name, value, expected)
+	}
+}
+
+func (p *parser) str(name string) string {
+	return p.raw(name)
+}
+
+func (p *parser) addr(name string) string {
+	v := p.raw(name)
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.fail(name, v, "host:port, e.g. 127.0.0.1:8080")
+		return ""
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		p.fail(name, v, "an IP address or localhost as host")
+		return ""
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.fail(name, v, "a port from 0 to 65535")
+		return ""
+	}
+	return v
+}
+
+func (p *parser) oneOf(name string, allowed ...string) string {
+	v := p.raw(name)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, v, "one of "+strings.Join(allowed, ", "))
+	return ""
+}
+
+func (p *parser) duration(name string) time.Duration {
+	v := p.raw(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(name, v, "a positive duration such as 30s or 1m")
+		return 0
+	}
+	return d
+}
+
+func (p *parser) positiveInt(name string) int {
+	v := p.raw(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		p.fail(name, v, "a positive integer")
+		return 0
+	}
+	return n
+}
+
+func (p *parser) spiffeID(name string) spiffeid.ID {
+	v := p.raw(name)
+	id, err := spiffeid.FromString(v)
+	if err != nil {
+		p.fail(name, v, "a SPIFFE ID such as spiffe://example.org/ns/default/sa/app ("+err.Error()+")")
+	}
+	return id
+}
+
+func (p *parser) trustDomain(name string) spiffeid.TrustDomain {
+	v := p.raw(name)
+	if v == "" {
+		return spiffeid.TrustDomain{}
+	}
+	td, err := spiffeid.TrustDomainFromString(v)
+	if err != nil {
+		p.fail(name, v, "a trust domain name such as example.org ("+err.Error()+")")
+	}
+	return td
+}
+
+// Dev is the part of the configuration `warden dev issue` needs.
+type Dev struct {
+	DevDir   string
+	SPIFFEID spiffeid.ID
+}
+
+// DevFromEnv reads WARDEN_DEV_DIR and WARDEN_SPIFFE_ID alone, so that issuing
+// a client SVID does not require a complete sidecar configuration.
+func DevFromEnv(getenv func(string) string) (Dev, error) {
+	p := parser{getenv: getenv}
+	d := Dev{DevDir: p.str("WARDEN_DEV_DIR"), SPIFFEID: p.spiffeID("WARDEN_SPIFFE_ID")}
+	return d, p.err
+}

@@ -1,0 +1,10 @@
+// Package proxy is warden's inbound data path: a fasthttp server on the mTLS
+// listener and a pooled fasthttp client to the app on loopback. It owns proxy
+// semantics (hop-by-hop headers, X-Forwarded-*, X-Request-Id, the client
+// identity header), limits, timeouts and the sanitized error responses.
+//
+// It holds no identity or policy logic of its own: who may connect is a
+// function it is given (evaluated once per connection), and what a request
+// may do is a Guard (evaluated per request). It must not keep references to
+// a fasthttp.RequestCtx after the handler returns.
+package proxy

@@ -1,0 +1,333 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/valyala/fasthttp"
+)
+
+// Options configure the inbound proxy. All durations and sizes must be
+// positive; agent/config validates them.
+type Options struct {
+	UpstreamAddr        string
+	UpstreamTimeout     time.Duration
+	UpstreamMaxConns    int
+	ReadTimeout         time.Duration
+	WriteTimeout        time.Duration
+	IdleTimeout         time.Duration
+	MaxHeaderBytes      int
+	MaxRequestBodyBytes int
+	MaxConnections      int
+
+	// OwnID returns warden's current SPIFFE ID (the By= of the identity header).
+	OwnID func() spiffeid.ID
+	// AllowPeer says whether a verified peer may send requests at all; it
+	// runs once per connection. Refused peers get 403 on every request.
+	AllowPeer func(spiffeid.ID) bool
+
+	Log zerolog.Logger
+}
+
+// Server is the inbound proxy.
+type Server struct {
+	opts   Options
+	srv    *fasthttp.Server
+	client *fasthttp.HostClient
+	ids    *requestIDs
+	log    zerolog.Logger
+}
+
+// Headers warden owns on the way to the app.
+const (
+	headerXFCC       = "X-Forwarded-Client-Cert"
+	headerXFF        = "X-Forwarded-For"
+	headerXFProto    = "X-Forwarded-Proto"
+	headerRequestID  = "X-Request-Id"
+	headerConnection = "Connection"
+)
+
+var schemeHTTP = []byte("http")
+
+// hopByHop are the headers that describe one connection, not the message
+// (RFC 9110 section 7.6.1), plus the non-standard ones proxies also drop.
+var hopByHop = []string{
+	"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// New builds the proxy; Serve starts it.
+func New(opts Options) *Server {
+	s := &Server{opts: opts, ids: newRequestIDs(), log: opts.Log}
+	s.client = &fasthttp.HostClient{
+		Addr:                     opts.UpstreamAddr,
+		MaxConns:                 opts.UpstreamMaxConns,
+		MaxConnWaitTimeout:       opts.UpstreamTimeout,
+		MaxIdleConnDuration:      opts.IdleTimeout,
+		ReadBufferSize:           opts.MaxHeaderBytes,
+		NoDefaultUserAgentHeader: true,
+		// The server already normalized the path once; the app must see
+		// exactly the path warden decided on.
+		DisablePathNormalizing: true,
+		// Large downloads flow through instead of being buffered whole.
+		StreamResponseBody: true,
+		// A request that may have reached the app is never sent twice.
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+	}
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.handleParseError,
+		Name:                  "",
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.WriteTimeout,
+		IdleTimeout:           opts.IdleTimeout,
+		ReadBufferSize:        opts.MaxHeaderBytes,
+		MaxRequestBodySize:    opts.MaxRequestBodyBytes,
+		Concurrency:           opts.MaxConnections,
+		CloseOnShutdown:       true,
+		// Header names stay case-insensitive (the default normalization):
+		// with it off, x-forwarded-client-cert would slip past the Del below.
+		Logger: fasthttpLogger{opts.Log},
+	}
+	return s
+}
+
+// Serve accepts connections from ln, which must come from NewListener, until
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops accepting, lets in-flight requests finish and closes idle
+// connections, or gives up when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	s.client.CloseIdleConnections()
+	return err
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	c, ok := ctx.Conn().(*conn)
+	if !ok {
+		// Not from NewListener: refuse rather than proxy without identity.
+		s.reject(ctx, nil, fasthttp.StatusInternalServerError, "internal_error")
+		return
+	}
+	if !c.resolved {
+		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
+	}
+	c.requestID = c.requestID[:0]
+	if id := ctx.Request.Header.Peek(headerRequestID); validRequestID(id) {
+		c.requestID = append(c.requestID, id...)
+	} else {
+		c.requestID = s.ids.append(c.requestID)
+	}
+
+	if !c.allowed {
+		s.log.Warn().Str("event", "peer_refused").Str("peer_id", c.peerStr).
+			Str("client_ip", c.clientIP).Bytes("request_id", c.requestID).Msg("peer not allowed")
+		s.reject(ctx, c, fasthttp.StatusForbidden, "peer_not_allowed")
+		s.access(ctx, c)
+		return
+	}
+
+	closeAfter := ctx.Request.Header.ConnectionClose()
+	s.prepareRequest(&ctx.Request.Header, c)
+	// The client spoke https to warden; warden speaks http to the app.
+	ctx.Request.URI().SetSchemeBytes(schemeHTTP)
+
+	err := s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+	if err != nil {
+		status, code := upstreamError(err)
+		s.log.Error().Str("event", "upstream_error").Err(err).Str("upstream", s.opts.UpstreamAddr).
+			Bytes("request_id", c.requestID).Msg("upstream request failed")
+		ctx.Response.Reset()
+		s.reject(ctx, c, status, code)
+		s.access(ctx, c)
+		return
+	}
+	removeHopByHop(&ctx.Response.Header)
+	ctx.Response.Header.SetBytesV(headerRequestID, c.requestID)
+	if closeAfter {
+		ctx.Response.SetConnectionClose()
+	}
+	s.access(ctx, c)
+}
+
+// prepareRequest turns the client's request into the one the app receives.
+func (s *Server) prepareRequest(h *fasthttp.RequestHeader, c *conn) {
+	removeHopByHopRequest(h)
+	h.ResetConnectionClose()
+
+	// X-Forwarded-For: append this hop's client.
+	c.scratch = append(c.scratch[:0], h.Peek(headerXFF)...)
+	if len(c.scratch) > 0 {
+		c.scratch = append(c.scratch, ", "...)
+	}
+	c.scratch = append(c.scratch, c.clientIP...)
+	h.SetBytesV(headerXFF, c.scratch)
+
+	h.Set(headerXFProto, "https")
+	h.SetBytesV(headerRequestID, c.requestID)
+	// Whatever identity header the client sent is a forgery: only warden
+	// may state who the peer is.
+	h.Del(headerXFCC)
+	h.SetBytesV(headerXFCC, c.xfcc)
+}
+
+func removeHopByHopRequest(h *fasthttp.RequestHeader) {
+	if v := h.Peek(headerConnection); len(v) > 0 {
+		forEachToken(v, func(name []byte) { h.DelBytes(name) })
+		h.Del(headerConnection)
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
+func removeHopByHop(h *fasthttp.ResponseHeader) {
+	if v := h.Peek(headerConnection); len(v) > 0 {
+		forEachToken(v, func(name []byte) { h.DelBytes(name) })
+	}
+	for _, name := range hopByHop {
+		if name != "Transfer-Encoding" { // fasthttp frames the body itself
+			h.Del(name)
+		}
+	}
+}
+
+// forEachToken calls fn with each comma-separated, trimmed token of v.
+func forEachToken(v []byte, fn func([]byte)) {
+	for len(v) > 0 {
+		var tok []byte
+		if i := indexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
+		}
+		for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t') {
+			tok = tok[1:]
+		}
+		for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
+			tok = tok[:len(tok)-1]
+		}
+		if len(tok) > 0 {
+			fn(tok)
+		}
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i := range b {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// upstreamError maps a client error to the status and code clients see.
+func upstreamError(err error) (int, string) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
+		return fasthttp.StatusGatewayTimeout, "upstream_timeout"
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return fasthttp.StatusServiceUnavailable, "upstream_overloaded"
+	default:
+		return fasthttp.StatusBadGateway, "upstream_unavailable"
+	}
+}
+
+// handleParseError answers requests fasthttp could not read.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	status, code := fasthttp.StatusBadRequest, "bad_request"
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, code = fasthttp.StatusRequestEntityTooLarge, "body_too_large"
+	}
+	c, _ := ctx.Conn().(*conn)
+	if c == nil {
+		s.reject(ctx, nil, status, code)
+		ctx.SetConnectionClose()
+		return
+	}
+	if !c.ConnectionState().HandshakeComplete {
+		// No HTTP was spoken: there is nobody to answer, only a log line.
+		s.log.Warn().Str("event", "tls_handshake_failed").Err(err).
+			Str("remote_addr", c.RemoteAddr().String()).Msg("inbound TLS handshake failed")
+		ctx.SetConnectionClose()
+		return
+	}
+	if !c.resolved {
+		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
+	}
+	c.requestID = s.ids.append(c.requestID[:0])
+	s.log.Warn().Str("event", "bad_request").Err(err).Int("status", status).
+		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
+	s.reject(ctx, c, status, code)
+	s.access(ctx, c)
+	ctx.SetConnectionClose()
+}
+
+// reject writes the small JSON error body clients get; details stay in the log.
+func (s *Server) reject(ctx *fasthttp.RequestCtx, c *conn, status int, code string) {
+	var id []byte
+	if c != nil {
+		id = c.requestID
+	} else {
+		id = s.ids.append(nil)
+	}
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.SetBytesV(headerRequestID, id)
+	ctx.Response.ResetBody()
+	ctx.Response.AppendBodyString(`{"error":"`)
+	ctx.Response.AppendBodyString(code)
+	ctx.Response.AppendBodyString(`","request_id":"`)
+	ctx.Response.AppendBody(id)
+	ctx.Response.AppendBodyString("\"}\n")
+}
+
+// access writes the one access-log line per request.
+func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
+	e := s.log.Info()
+	if !e.Enabled() {
+		return
+	}
+	var dur float64
+	if t := ctx.Time(); !t.IsZero() {
+		dur = time.Since(t).Seconds()
+	}
+	e.Str("event", "access").
+		Bytes("method", ctx.Method()).
+		Bytes("path", ctx.Path()).
+		Int("status", ctx.Response.StatusCode()).
+		Str("peer_id", c.peerStr).
+		Str("client_ip", c.clientIP).
+		Float64("duration_s", dur).
+		Int("bytes_in", len(ctx.Request.Body())).
+		Int("bytes_out", ctx.Response.Header.ContentLength()).
+		Bytes("request_id", c.requestID).
+		Send()
+}
+
+// fasthttpLogger sends fasthttp's own messages to the component logger at
+// debug level: the errors they describe (failed handshakes, bad requests)
+// are already logged above with an event name and the request id.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug().Str("event", "fasthttp").Msgf(format, args...)
+}

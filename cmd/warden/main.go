@@ -1,0 +1,125 @@
+// Command warden is the per-pod security sidecar. main only parses the
+// subcommand, builds the configuration and wires the parts; agent runs them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/warden-sidecar/warden/agent"
+	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/spiffe"
+)
+
+// version is set with -ldflags "-X main.version=..." by make build.
+var version = "dev"
+
+const usage = `warden: per-pod security sidecar
+
+Usage:
+  warden [run]                              start the sidecar (configured by WARDEN_* environment variables)
+  warden dev issue --id SPIFFE_ID --out DIR issue a client SVID from the development CA in WARDEN_DEV_DIR
+  warden demo-app [--addr 127.0.0.1:8080]   a small upstream app that echoes what it received
+  warden quickstart                         demo app + dev identity + sidecar, with curl commands (make run)
+  warden version
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "warden:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	switch cmd {
+	case "run":
+		return runSidecar(ctx, getenv, stderr)
+	case "dev":
+		if len(args) == 0 || args[0] != "issue" {
+			return errors.New("usage: warden dev issue --id SPIFFE_ID --out DIR [--ttl 24h]")
+		}
+		return devIssue(args[1:], getenv, stdout)
+	case "demo-app":
+		fs := flag.NewFlagSet("demo-app", flag.ContinueOnError)
+		addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return serveDemoApp(ctx, *addr, stderr)
+	case "quickstart":
+		return quickstart(ctx, getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "warden", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+func runSidecar(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	log := agent.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	log.Info().Str("event", "starting").Str("version", version).
+		Interface("settings", config.Overrides(getenv)).Send()
+	return agent.New(cfg, log).Run(ctx)
+}
+
+func devIssue(args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("dev issue", flag.ContinueOnError)
+	idFlag := fs.String("id", "", "SPIFFE ID of the client, in the dev CA's trust domain")
+	out := fs.String("out", "", "directory to write svid.pem, svid_key.pem and bundle.pem into")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the SVID")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *idFlag == "" || *out == "" {
+		return errors.New("dev issue: --id and --out are required")
+	}
+	id, err := spiffeid.FromString(*idFlag)
+	if err != nil {
+		return fmt.Errorf("dev issue: --id %q: %w", *idFlag, err)
+	}
+	dev, err := config.DevFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	ca, err := spiffe.LoadOrCreateDevCA(dev.DevDir, dev.SPIFFEID.TrustDomain())
+	if err != nil {
+		return err
+	}
+	if err := issueTo(ca, id, *ttl, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "issued %s into %s (svid.pem, svid_key.pem, bundle.pem)\n", id, *out)
+	return nil
+}
+
+func issueTo(ca *spiffe.DevCA, id spiffeid.ID, ttl time.Duration, dir string) error {
+	svid, err := ca.Issue(id, spiffe.IssueOptions{TTL: ttl})
+	if err != nil {
+		return err
+	}
+	return ca.WriteSVID(dir, svid)
+}
