@@ -1,0 +1,136 @@
+package config
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InboundAddr != "0.0.0.0:15443" || c.UpstreamAddr != "127.0.0.1:8080" || c.AdminAddr != "127.0.0.1:15000" {
+		t.Errorf("addresses %q %q %q", c.InboundAddr, c.UpstreamAddr, c.AdminAddr)
+	}
+	if c.SPIFFEID.String() != "spiffe://warden.local/ns/default/sa/app" || !c.TrustDomain.IsZero() {
+		t.Errorf("identity %v %v", c.SPIFFEID, c.TrustDomain)
+	}
+	if c.DevDir != "./.warden-dev" || c.LogLevel != "info" || c.LogFormat != "json" {
+		t.Errorf("dev dir %q, log %q %q", c.DevDir, c.LogLevel, c.LogFormat)
+	}
+	if c.DrainTimeout != 15*time.Second || c.UpstreamTimeout != 30*time.Second {
+		t.Errorf("timeouts %s %s", c.DrainTimeout, c.UpstreamTimeout)
+	}
+}
+
+func TestValidValues(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{
+		"WARDEN_IDENTITY":         "workloadapi",
+		"SPIFFE_ENDPOINT_SOCKET":  "unix:///run/spire/sockets/agent.sock",
+		"WARDEN_INBOUND_ADDR":     "[::]:0",
+		"WARDEN_TRUST_DOMAIN":     "example.org",
+		"WARDEN_ALLOWED_PEERS":    "spiffe://example.org/ns/a/*, spiffe://partner.org/ns/b/sa/c",
+		"WARDEN_UPSTREAM_TIMEOUT": "1500ms",
+		"WARDEN_LOG_LEVEL":        "debug",
+		"WARDEN_LOG_FORMAT":       "console",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TrustDomain.Name() != "example.org" || c.UpstreamTimeout != 1500*time.Millisecond || c.InboundAddr != "[::]:0" {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
+// Every invalid value stops startup with one line naming the variable, the
+// value and what is expected.
+func TestInvalidValues(t *testing.T) {
+	dev := map[string]string{"WARDEN_IDENTITY": "dev"}
+	tests := []struct {
+		name string
+		set  map[string]string
+		want string
+	}{
+		{"address without port", map[string]string{"WARDEN_INBOUND_ADDR": "0.0.0.0"}, `WARDEN_INBOUND_ADDR="0.0.0.0": expected host:port`},
+		{"address with a hostname", map[string]string{"WARDEN_UPSTREAM_ADDR": "app.svc:8080"}, `WARDEN_UPSTREAM_ADDR="app.svc:8080": expected an IP address or localhost`},
+		{"port out of range", map[string]string{"WARDEN_ADMIN_ADDR": "127.0.0.1:70000"}, `WARDEN_ADMIN_ADDR="127.0.0.1:70000": expected a port from 0 to 65535`},
+		{"non-numeric port", map[string]string{"WARDEN_ADMIN_ADDR": "127.0.0.1:http"}, `WARDEN_ADMIN_ADDR="127.0.0.1:http": expected a port`},
+		{"unknown identity mode", map[string]string{"WARDEN_IDENTITY": "spire"}, `WARDEN_IDENTITY="spire": expected one of workloadapi, dev`},
+		{"malformed SPIFFE ID", map[string]string{"WARDEN_SPIFFE_ID": "warden.local/app"}, `WARDEN_SPIFFE_ID="warden.local/app": expected a SPIFFE ID`},
+		{"SPIFFE ID with upper case trust domain", map[string]string{"WARDEN_SPIFFE_ID": "spiffe://Warden/app"}, `WARDEN_SPIFFE_ID="spiffe://Warden/app": expected a SPIFFE ID`},
+		{"malformed trust domain", map[string]string{"WARDEN_TRUST_DOMAIN": "bad domain"}, `WARDEN_TRUST_DOMAIN="bad domain": expected a trust domain`},
+		{"malformed allowed peer", map[string]string{"WARDEN_ALLOWED_PEERS": "spiffe://warden.local/a, nonsense"}, `WARDEN_ALLOWED_PEERS="spiffe://warden.local/a, nonsense": expected comma-separated SPIFFE IDs`},
+		{"wildcard inside a peer", map[string]string{"WARDEN_ALLOWED_PEERS": "spiffe://warden.local/*/sa/x"}, `WARDEN_ALLOWED_PEERS="spiffe://warden.local/*/sa/x"`},
+		{"negative timeout", map[string]string{"WARDEN_UPSTREAM_TIMEOUT": "-1s"}, `WARDEN_UPSTREAM_TIMEOUT="-1s": expected a positive duration`},
+		{"timeout without unit", map[string]string{"WARDEN_READ_TIMEOUT": "30"}, `WARDEN_READ_TIMEOUT="30": expected a positive duration`},
+		{"zero drain timeout", map[string]string{"WARDEN_DRAIN_TIMEOUT": "0s"}, `WARDEN_DRAIN_TIMEOUT="0s": expected a positive duration`},
+		{"negative body limit", map[string]string{"WARDEN_MAX_REQUEST_BODY_BYTES": "-5"}, `WARDEN_MAX_REQUEST_BODY_BYTES="-5": expected a positive integer`},
+		{"non-numeric connection limit", map[string]string{"WARDEN_MAX_CONNECTIONS": "lots"}, `WARDEN_MAX_CONNECTIONS="lots": expected a positive integer`},
+		{"tiny header limit", map[string]string{"WARDEN_MAX_HEADER_BYTES": "100"}, `WARDEN_MAX_HEADER_BYTES="100": expected a size of at least 1024 bytes`},
+		{"zero upstream connections", map[string]string{"WARDEN_UPSTREAM_MAX_CONNS": "0"}, `WARDEN_UPSTREAM_MAX_CONNS="0": expected a positive integer`},
+		{"unknown log level", map[string]string{"WARDEN_LOG_LEVEL": "verbose"}, `WARDEN_LOG_LEVEL="verbose": expected one of debug, info, warn, error`},
+		{"unknown log format", map[string]string{"WARDEN_LOG_FORMAT": "xml"}, `WARDEN_LOG_FORMAT="xml": expected one of json, console`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range dev {
+				m[k] = v
+			}
+			for k, v := range tt.set {
+				m[k] = v
+			}
+			_, err := FromEnv(env(m))
+			if err == nil {
+				t.Fatalf("accepted %v", tt.set)
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q, want one line containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWorkloadAPIWithoutSocketNamesBothVariables(t *testing.T) {
+	_, err := FromEnv(env(nil))
+	if err == nil {
+		t.Fatal("workloadapi mode without a socket was accepted")
+	}
+	for _, name := range []string{"WARDEN_IDENTITY", "SPIFFE_ENDPOINT_SOCKET"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+	_, err = FromEnv(env(map[string]string{"SPIFFE_ENDPOINT_SOCKET": "/run/agent.sock"}))
+	if err == nil || !strings.Contains(err.Error(), `SPIFFE_ENDPOINT_SOCKET="/run/agent.sock": expected unix://`) {
+		t.Errorf("socket without scheme: %v", err)
+	}
+}
+
+// The README's table is the user's reference: every variable FromEnv reads
+// must be in it, with its default.
+func TestVarsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Vars {
+		row := regexp.MustCompile("(?m)^\\| `" + v.Name + "` \\| ([^|]*) \\|")
+		m := row.FindSubmatch(readme)
+		if m == nil {
+			t.Errorf("README has no table row for %s", v.Name)
+			continue
+		}
+		if v.Default != "" && !strings.Contains(string(m[1]), v.Default) {
+			t.Errorf("README gives %s the default %q, code has %q", v.Name, strings.TrimSpace(string(m[1])), v.Default)
+		}
+	}
+}

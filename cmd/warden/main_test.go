@@ -1,0 +1,300 @@
+package main
+
+// End-to-end tests: they build the real binary, start it with environment
+// variables as a user would, and talk to it over real sockets with the
+// certificates `warden dev issue` writes, the way curl would use them.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+var wardenBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "warden-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	wardenBin = filepath.Join(dir, "warden")
+	if out, err := exec.Command("go", "build", "-o", wardenBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building warden: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running warden with its JSON log lines collected.
+type process struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs []map[string]any
+	raw  bytes.Buffer
+	done chan error
+}
+
+func startWarden(t *testing.T, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(wardenBin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line map[string]any
+			p.mu.Lock()
+			p.raw.Write(sc.Bytes())
+			p.raw.WriteByte('\n')
+			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				p.logs = append(p.logs, line)
+			}
+			p.mu.Unlock()
+		}
+	}()
+	go func() { <-scanned; p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("warden log:\n%s", p.rawLog())
+		}
+	})
+	return p
+}
+
+func (p *process) rawLog() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.raw.String()
+}
+
+// find returns the first log line for which match is true, polling until
+// the deadline.
+func (p *process) find(t *testing.T, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, l := range p.logs {
+			if match(l) {
+				p.mu.Unlock()
+				return l
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no such log line; log:\n%s", p.rawLog())
+	return nil
+}
+
+func (p *process) listenAddr(t *testing.T, listener string) string {
+	l := p.find(t, func(l map[string]any) bool { return l["event"] == "listening" && l["listener"] == listener })
+	return l["addr"].(string)
+}
+
+// slowApp is a fasthttp upstream; /slow answers after a second.
+func slowApp(t *testing.T) (addr string, slowStarted <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/slow" {
+			started <- struct{}{}
+			time.Sleep(time.Second)
+		}
+		fmt.Fprintf(ctx, "app saw %s with XFCC %s", ctx.Path(), ctx.Request.Header.Peek("X-Forwarded-Client-Cert"))
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln.Addr().String(), started
+}
+
+// curlLikeClient uses the files `warden dev issue` wrote exactly as curl's
+// --cert, --key and --cacert would, hostname verification included.
+func curlLikeClient(t *testing.T, dir string) *http.Client {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "svid_key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(filepath.Join(dir, "bundle.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatal("bundle.pem holds no certificate")
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, MinVersion: tls.VersionTLS12},
+	}}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func devIssueCmd(t *testing.T, devDir, id, out string) (string, error) {
+	cmd := exec.Command(wardenBin, "dev", "issue", "--id", id, "--out", out)
+	cmd.Env = []string{"WARDEN_DEV_DIR=" + devDir}
+	b, err := cmd.CombinedOutput()
+	return string(b), err
+}
+
+func TestSidecarServesDrainsAndStops(t *testing.T) {
+	devDir := t.TempDir()
+	clientDir := filepath.Join(t.TempDir(), "client")
+	if out, err := devIssueCmd(t, devDir, "spiffe://warden.local/ns/default/sa/client", clientDir); err != nil {
+		t.Fatalf("dev issue: %v\n%s", err, out)
+	}
+	appAddr, slowStarted := slowApp(t)
+	p := startWarden(t,
+		"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR="+devDir,
+		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0",
+		"WARDEN_UPSTREAM_ADDR="+appAddr, "WARDEN_DRAIN_TIMEOUT=5s")
+	admin := "http://" + p.listenAddr(t, "admin")
+	inbound := "https://" + p.listenAddr(t, "inbound")
+
+	if code, _ := get(t, admin+"/healthz"); code != 200 {
+		t.Fatalf("/healthz %d", code)
+	}
+	if code, body := get(t, admin+"/readyz"); code != 200 {
+		t.Fatalf("/readyz %d %s once listening", code, body)
+	}
+	code, body := get(t, admin+"/identity")
+	if code != 200 || !strings.Contains(body, `"spiffe_id": "spiffe://warden.local/ns/default/sa/app"`) || !strings.Contains(body, `"svid_expiry"`) {
+		t.Errorf("/identity %d %s", code, body)
+	}
+
+	client := curlLikeClient(t, clientDir)
+	resp, err := client.Get(inbound + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := "app saw /hello with XFCC By=spiffe://warden.local/ns/default/sa/app;URI=spiffe://warden.local/ns/default/sa/client"
+	if resp.StatusCode != 200 || string(b) != want {
+		t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, b, want)
+	}
+	p.find(t, func(l map[string]any) bool { return l["event"] == "access" && l["path"] == "/hello" && l["status"] == float64(200) })
+
+	// SIGTERM while a slow request is in flight: readiness turns 503, the
+	// request still completes, and warden exits 0.
+	var slowStatus atomic.Int32
+	slowDone := make(chan struct{})
+	go func() {
+		defer close(slowDone)
+		resp, err := client.Get(inbound + "/slow")
+		if err != nil {
+			t.Errorf("in-flight request failed during drain: %v", err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		slowStatus.Store(int32(resp.StatusCode))
+	}()
+	select {
+	case <-slowStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("slow request never reached the app")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.find(t, func(l map[string]any) bool { return l["event"] == "draining" })
+	if code, body := get(t, admin+"/readyz"); code != 503 || !strings.Contains(body, "draining") {
+		t.Errorf("/readyz during drain: %d %s, want 503 draining", code, body)
+	}
+	<-slowDone
+	if slowStatus.Load() != 200 {
+		t.Errorf("in-flight request got %d, want 200", slowStatus.Load())
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("warden exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("warden did not exit after draining")
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestStartupRefusesBadConfigurationInOneLine(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want []string
+	}{
+		{nil, []string{"WARDEN_IDENTITY", "SPIFFE_ENDPOINT_SOCKET"}},
+		{[]string{"WARDEN_IDENTITY=dev", "WARDEN_INBOUND_ADDR=nowhere"}, []string{`WARDEN_INBOUND_ADDR="nowhere"`, "expected host:port"}},
+		{[]string{"WARDEN_IDENTITY=dev", "WARDEN_SPIFFE_ID=spiffe://x/../y"}, []string{`WARDEN_SPIFFE_ID="spiffe://x/../y"`}},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(wardenBin)
+		cmd.Env = tt.env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Errorf("%v: exit %v, want status 1", tt.env, err)
+		}
+		out := strings.TrimSpace(stderr.String())
+		if strings.Count(out, "\n") != 0 {
+			t.Errorf("%v: want one line, got:\n%s", tt.env, out)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: %q does not mention %q", tt.env, out, w)
+			}
+		}
+	}
+}
+
+func TestDevIssueRefusesForeignTrustDomain(t *testing.T) {
+	out, err := devIssueCmd(t, t.TempDir(), "spiffe://other.test/sa/x", t.TempDir())
+	if err == nil || !strings.Contains(out, "outside its trust domain") {
+		t.Errorf("dev issue for a foreign trust domain: %v %s", err, out)
+	}
+}
