@@ -254,4 +254,3 @@ func TestResumedSessionIsReverifiedAgainstCurrentBundle(t *testing.T) {
 		t.Fatalf("client of a rotated-out CA connected (resumed=%v)", resumed)
 	}
 }
-

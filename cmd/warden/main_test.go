@@ -208,7 +208,9 @@ func TestSidecarServesDrainsAndStops(t *testing.T) {
 	if resp.StatusCode != 200 || string(b) != want {
 		t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, b, want)
 	}
-	p.find(t, func(l map[string]any) bool { return l["event"] == "access" && l["path"] == "/hello" && l["status"] == float64(200) })
+	p.find(t, func(l map[string]any) bool {
+		return l["event"] == "access" && l["path"] == "/hello" && l["status"] == float64(200)
+	})
 
 	// SIGTERM while a slow request is in flight: readiness turns 503, the
 	// request still completes, and warden exits 0.
