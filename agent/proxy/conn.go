@@ -27,6 +27,8 @@ type conn struct {
 
 	requestID []byte
 	scratch   []byte
+	path      []byte // the normalized, decoded path of the current request
+	target    []byte // the request target forwarded to the app
 }
 
 // listener wraps accepted connections in TLS and in conn.

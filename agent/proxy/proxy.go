@@ -138,12 +138,29 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
+	uri := ctx.URI()
+	var err error
+	c.path, c.target, err = NormalizePath(c.path[:0], c.target[:0], uri.PathOriginal())
+	if err != nil {
+		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", uri.PathOriginal()).
+			Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("ambiguous request path")
+		s.reject(ctx, c, fasthttp.StatusBadRequest, "bad_request")
+		s.access(ctx, c)
+		return
+	}
+	if q := uri.QueryString(); len(q) > 0 {
+		c.target = append(c.target, '?')
+		c.target = append(c.target, q...)
+	}
+
 	closeAfter := ctx.Request.Header.ConnectionClose()
 	s.prepareRequest(&ctx.Request.Header, c)
-	// The client spoke https to warden; warden speaks http to the app.
+	// The app receives exactly the path warden normalized (and the policy
+	// decided on), over http: the client spoke https to warden.
+	ctx.Request.SetRequestURIBytes(c.target)
 	ctx.Request.URI().SetSchemeBytes(schemeHTTP)
 
-	err := s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+	err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
 	if err != nil {
 		status, code := upstreamError(err)
 		s.log.Error().Str("event", "upstream_error").Err(err).Str("upstream", s.opts.UpstreamAddr).
@@ -312,7 +329,7 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
 	}
 	e.Str("event", "access").
 		Bytes("method", ctx.Method()).
-		Bytes("path", ctx.Path()).
+		Bytes("path", c.path).
 		Int("status", ctx.Response.StatusCode()).
 		Str("peer_id", c.peerStr).
 		Str("client_ip", c.clientIP).

@@ -40,6 +40,7 @@ type upstream struct {
 
 type recorded struct {
 	method, path string
+	uri          string // the request target as received
 	headers      http.Header
 	body         []byte
 }
@@ -59,7 +60,7 @@ func startUpstream(t *testing.T) *upstream {
 	}
 	u.addr = ln.Addr().String()
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		rec := recorded{method: string(ctx.Method()), path: string(ctx.Path()), headers: http.Header{}, body: append([]byte(nil), ctx.PostBody()...)}
+		rec := recorded{method: string(ctx.Method()), path: string(ctx.Path()), uri: string(ctx.Request.Header.RequestURI()), headers: http.Header{}, body: append([]byte(nil), ctx.PostBody()...)}
 		for k, v := range ctx.Request.Header.All() {
 			rec.headers.Add(string(k), string(v))
 		}
@@ -574,3 +575,48 @@ var (
 	_ x509bundle.Source = (*spiffe.DevSource)(nil)
 	_ x509svid.Source   = (*spiffe.DevSource)(nil)
 )
+
+func TestAppSeesTheNormalizedPath(t *testing.T) {
+	h := startProxy(t, nil)
+	conn := h.dialRaw(t, clientID)
+	br := bufio.NewReader(conn)
+	for _, tt := range []struct{ raw, want string }{
+		{"/a//b/./c/../d?x=%2F&y=1", "/a/b/d?x=%2F&y=1"},
+		{"/api/%61dmin", "/api/admin"},
+		{"/caf%c3%a9", "/caf%C3%A9"},
+	} {
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: app\r\n\r\n", tt.raw)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		reqs := h.upstream.requests()
+		last := reqs[len(reqs)-1]
+		if resp.StatusCode != 200 || last.uri != tt.want {
+			t.Errorf("%q: status %d, app saw %q, want %q", tt.raw, resp.StatusCode, last.uri, tt.want)
+		}
+	}
+}
+
+func TestAmbiguousPathGets400BeforeTheApp(t *testing.T) {
+	h := startProxy(t, nil)
+	for _, raw := range []string{"/public/..;/admin", "/a%2F..%2Fadmin", "/../etc/passwd", "/a%252e%252e/x", "/a%00"} {
+		conn := h.dialRaw(t, clientID)
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: app\r\n\r\n", raw)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%q: status %d, want 400", raw, resp.StatusCode)
+		}
+		if e := readError(t, resp); e.Error != "bad_request" {
+			t.Errorf("%q: error %q", raw, e.Error)
+		}
+	}
+	if n := len(h.upstream.requests()); n != 0 {
+		t.Errorf("app saw %d requests with ambiguous paths", n)
+	}
+}
