@@ -29,6 +29,7 @@ type conn struct {
 	scratch   []byte
 	path      []byte // the normalized, decoded path of the current request
 	target    []byte // the request target forwarded to the app
+	req       Request
 }
 
 // listener wraps accepted connections in TLS and in conn.

@@ -30,8 +30,34 @@ type Options struct {
 	// AllowPeer says whether a verified peer may send requests at all; it
 	// runs once per connection. Refused peers get 403 on every request.
 	AllowPeer func(spiffeid.ID) bool
+	// Guard, when set, decides each request of an allowed peer.
+	Guard Guard
 
 	Log zerolog.Logger
+}
+
+// Guard decides whether a request from an allowed peer may reach the app.
+// Check runs after the path is normalized and warden's own headers are set,
+// and before anything is sent to the app. It may add headers for the app to
+// ctx.Request.Header when it allows; it must not keep ctx or req after it
+// returns.
+type Guard interface {
+	Check(ctx *fasthttp.RequestCtx, req *Request) Verdict
+}
+
+// Request is what warden established about a request; valid during Check.
+type Request struct {
+	ID              []byte // X-Request-Id
+	Path            []byte // normalized, percent-decoded path
+	PeerID          string // verified SPIFFE ID of the client
+	PeerTrustDomain string
+	ClientIP        string
+}
+
+// Verdict is a Guard's answer. The zero Verdict allows the request.
+type Verdict struct {
+	Status int    // 0 allows; otherwise the status the client gets
+	Code   string // the "error" of the JSON body; "forbidden" when empty
 }
 
 // Server is the inbound proxy.
@@ -133,8 +159,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !c.allowed {
 		s.log.Warn().Str("event", "peer_refused").Str("peer_id", c.peerStr).
 			Str("client_ip", c.clientIP).Bytes("request_id", c.requestID).Msg("peer not allowed")
-		s.reject(ctx, c, fasthttp.StatusForbidden, "peer_not_allowed")
-		s.access(ctx, c)
+		s.refuse(ctx, c, fasthttp.StatusForbidden, "peer_not_allowed")
 		return
 	}
 
@@ -144,8 +169,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", uri.PathOriginal()).
 			Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("ambiguous request path")
-		s.reject(ctx, c, fasthttp.StatusBadRequest, "bad_request")
-		s.access(ctx, c)
+		s.refuse(ctx, c, fasthttp.StatusBadRequest, "bad_request")
 		return
 	}
 	if q := uri.QueryString(); len(q) > 0 {
@@ -155,6 +179,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	closeAfter := ctx.Request.Header.ConnectionClose()
 	s.prepareRequest(&ctx.Request.Header, c)
+	if s.opts.Guard != nil {
+		// Kept in conn: a fresh Request passed through the interface would
+		// escape to the heap on every request.
+		c.req = Request{ID: c.requestID, Path: c.path, PeerID: c.peerStr, PeerTrustDomain: c.peerTD, ClientIP: c.clientIP}
+		if v := s.opts.Guard.Check(ctx, &c.req); v.Status != 0 {
+			code := v.Code
+			if code == "" {
+				code = "forbidden"
+			}
+			s.refuse(ctx, c, v.Status, code)
+			return
+		}
+	}
 	// The app receives exactly the path warden normalized (and the policy
 	// decided on), over http: the client spoke https to warden.
 	ctx.Request.SetRequestURIBytes(c.target)
@@ -166,8 +203,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.log.Error().Str("event", "upstream_error").Err(err).Str("upstream", s.opts.UpstreamAddr).
 			Bytes("request_id", c.requestID).Msg("upstream request failed")
 		ctx.Response.Reset()
-		s.reject(ctx, c, status, code)
-		s.access(ctx, c)
+		s.refuse(ctx, c, status, code)
 		return
 	}
 	removeHopByHop(&ctx.Response.Header)
@@ -293,9 +329,14 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	c.requestID = s.ids.append(c.requestID[:0])
 	s.log.Warn().Str("event", "bad_request").Err(err).Int("status", status).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
+	s.refuse(ctx, c, status, code)
+	ctx.SetConnectionClose()
+}
+
+// refuse answers with an error instead of the app, and logs the access.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, c *conn, status int, code string) {
 	s.reject(ctx, c, status, code)
 	s.access(ctx, c)
-	ctx.SetConnectionClose()
 }
 
 // reject writes the small JSON error body clients get; details stay in the log.

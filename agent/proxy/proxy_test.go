@@ -620,3 +620,41 @@ func TestAmbiguousPathGets400BeforeTheApp(t *testing.T) {
 		t.Errorf("app saw %d requests with ambiguous paths", n)
 	}
 }
+
+// pathGuard denies paths under /admin and tags what it allows.
+type pathGuard struct{ seen []string }
+
+func (g *pathGuard) Check(ctx *fasthttp.RequestCtx, req *Request) Verdict {
+	g.seen = append(g.seen, string(req.Path)+" "+req.PeerID)
+	if strings.HasPrefix(string(req.Path), "/admin") {
+		return Verdict{Status: http.StatusUnauthorized, Code: "unauthorized"}
+	}
+	ctx.Request.Header.Set("X-Policy", "checked")
+	return Verdict{}
+}
+
+func TestGuardDecidesOnTheNormalizedPath(t *testing.T) {
+	g := &pathGuard{}
+	h := startProxy(t, func(o *Options) { o.Guard = g })
+	client := h.client(t, clientID)
+	resp, err := client.Get(h.url("/public/%2e%2e/admin/users"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || readError(t, resp).Error != "unauthorized" {
+		t.Fatalf("status %d, want the guard's 401", resp.StatusCode)
+	}
+	resp, err = client.Get(h.url("/public/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqs := h.upstream.requests()
+	if resp.StatusCode != 200 || len(reqs) != 1 || reqs[0].headers.Get("X-Policy") != "checked" {
+		t.Fatalf("allowed request: status %d, app saw %+v", resp.StatusCode, reqs)
+	}
+	want := []string{"/admin/users " + clientID.String(), "/public/x " + clientID.String()}
+	if strings.Join(g.seen, ",") != strings.Join(want, ",") {
+		t.Errorf("guard saw %q, want %q", g.seen, want)
+	}
+}
