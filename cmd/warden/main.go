@@ -80,7 +80,9 @@ func runSidecar(ctx context.Context, getenv func(string) string, stderr io.Write
 	if err != nil {
 		return err
 	}
-	log := agent.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	out := agent.NewBatchWriter(stderr, 0)
+	defer out.Close()
+	log := agent.NewLogger(out, cfg.LogLevel, cfg.LogFormat)
 	log.Info().Str("event", "starting").Str("version", version).
 		Interface("settings", config.Overrides(getenv)).Send()
 	return agent.New(cfg, log).Run(ctx)

@@ -56,7 +56,9 @@ func quickstart(ctx context.Context, getenv func(string) string, stdout, stderr 
 	defer cancel()
 	go func() { _ = serveDemoOn(ctx, appLn, stderr) }()
 
-	log := agent.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	out := agent.NewBatchWriter(stderr, 0)
+	defer out.Close()
+	log := agent.NewLogger(out, cfg.LogLevel, cfg.LogFormat)
 	a := agent.New(cfg, log)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
