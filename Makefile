@@ -5,8 +5,10 @@ GO        ?= go
 TOOLS_DIR ?= $(HOME)/.cache/warden/tools
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS      := ./...
+OPA_VERSION := v1.22.2
+OPA       := $(TOOLS_DIR)/bin/opa
 
-.PHONY: all build run test fmt-check vet unit lint clean
+.PHONY: all build run test fmt-check vet unit lint clean tools
 
 all: build
 
@@ -27,8 +29,15 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-unit:
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+unit: tools
+	WARDEN_OPA_BIN=$(OPA) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The real OPA CLI, which bundle tests cross-check warden against (bundles
+# built and signed by `opa build`). Built once into the cache, then reused.
+tools: $(OPA)
+
+$(OPA):
+	GOBIN=$(TOOLS_DIR)/bin $(GO) install github.com/open-policy-agent/opa@$(OPA_VERSION)
 
 lint: fmt-check vet
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,8 +15,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/warden-sidecar/warden/agent/admin"
+	"github.com/warden-sidecar/warden/agent/authz"
 	"github.com/warden-sidecar/warden/agent/config"
 	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -30,6 +33,7 @@ type Agent struct {
 	source   spiffe.Source
 	closeSrc func() error
 
+	engine        atomic.Pointer[bundle.Engine]
 	identityReady atomic.Bool
 	listening     atomic.Bool
 	draining      atomic.Bool
@@ -55,6 +59,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	adm := admin.New(a.readiness)
 	adm.HandleJSON("/identity", a.identityView)
+	adm.HandleJSON("/policy", a.policyView)
 	a.setAddr(&a.adminAddr, adminLn.Addr())
 	a.log.Info().Str("event", "listening").Str("listener", "admin").Str("addr", adminLn.Addr().String()).Send()
 
@@ -86,6 +91,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info().Str("event", "identity_ready").Str("spiffe_id", svid.ID.String()).
 		Time("svid_expiry", svid.Certificates[0].NotAfter).Strs("allowed_peers", peers.Patterns()).Send()
 
+	guard, stopPolicy, err := a.startPolicy(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopPolicy()
+
 	px := proxy.New(proxy.Options{
 		UpstreamAddr:        a.cfg.UpstreamAddr,
 		UpstreamTimeout:     a.cfg.UpstreamTimeout,
@@ -98,6 +109,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MaxConnections:      a.cfg.MaxConnections,
 		OwnID:               a.ownID,
 		AllowPeer:           peers.Allowed,
+		Guard:               guard,
 		Log:                 a.log.With().Str("component", "proxy").Logger(),
 	})
 	inLn, err := net.Listen("tcp", a.cfg.InboundAddr)
@@ -172,6 +184,78 @@ func (a *Agent) startIdentity(ctx context.Context) error {
 	return nil
 }
 
+// startPolicy builds the decision engine and the PEP in front of it. The
+// engine loads the first bundle in the background (readiness waits for it;
+// until then every request is denied) and keeps polling for new revisions.
+func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), error) {
+	plog := a.log.With().Str("component", "policy").Logger()
+	engine, err := bundle.New(bundle.Options{
+		Source:              a.cfg.PolicyBundle,
+		PollInterval:        a.cfg.PolicyPollInterval,
+		VerificationKeyPath: a.cfg.PolicyVerificationKey,
+		VerificationAlg:     a.cfg.PolicyVerificationAlg,
+		Decision:            a.cfg.PolicyDecision,
+		CacheSize:           a.cfg.PolicyCacheSize,
+		CacheTTL:            a.cfg.PolicyCacheTTL,
+		OnActivate: func(st bundle.Status) {
+			plog.Info().Str("event", "policy_activated").Str("source", st.Source).
+				Str("revision", st.Revision).Time("loaded_at", st.LoadedAt).Send()
+		},
+		OnError: func(err error) {
+			plog.Error().Str("event", "policy_rejected").Err(err).Msg("bundle not activated; the active revision stays")
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: policy: %w", err)
+	}
+	a.engine.Store(engine)
+
+	dlog, closeLog, err := a.decisionLogger()
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := engine.Run(runCtx); err != nil && runCtx.Err() == nil {
+			plog.Error().Str("event", "policy_stopped").Err(err).Send()
+		}
+	}()
+	stop := func() {
+		cancel()
+		<-done
+		closeLog()
+	}
+	ownID := func() string { return a.ownID().String() }
+	return authz.New(engine, ownID, dlog), stop, nil
+}
+
+// decisionLogger is the audit log: JSON lines with event "decision", always
+// at info level whatever WARDEN_LOG_LEVEL says, batched off the request path.
+func (a *Agent) decisionLogger() (zerolog.Logger, func(), error) {
+	switch a.cfg.DecisionLog {
+	case "stderr":
+		return a.log.Level(zerolog.InfoLevel).With().Str("component", "decision").Logger(), func() {}, nil
+	case "stdout":
+		w := NewBatchWriter(os.Stdout, 0)
+		return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close() }, nil
+	}
+	f, err := os.OpenFile(a.cfg.DecisionLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return zerolog.Logger{}, nil, fmt.Errorf("agent: WARDEN_DECISION_LOG: %w", err)
+	}
+	w := NewBatchWriter(f, 0)
+	return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close(); _ = f.Close() }, nil
+}
+
+func (a *Agent) policyView() any {
+	if e := a.engine.Load(); e != nil {
+		return e.Status()
+	}
+	return bundle.Status{}
+}
+
 func (a *Agent) rotated(svid *x509svid.SVID) {
 	a.mu.Lock()
 	a.lastRotated = time.Now()
@@ -194,6 +278,8 @@ func (a *Agent) readiness() (bool, string) {
 		return false, "draining"
 	case !a.identityReady.Load():
 		return false, "identity not loaded"
+	case a.engine.Load() == nil || !a.engine.Load().Ready():
+		return false, "policy not loaded"
 	case !a.listening.Load():
 		return false, "inbound listener not up"
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +48,15 @@ type Config struct {
 	MaxConnections      int
 	DrainTimeout        time.Duration
 
+	PolicyBundle          string // "" = the embedded default bundle
+	PolicyPollInterval    time.Duration
+	PolicyVerificationKey string
+	PolicyVerificationAlg string
+	PolicyDecision        string
+	PolicyCacheSize       int
+	PolicyCacheTTL        time.Duration
+	DecisionLog           string // "stderr", "stdout" or a file path
+
 	LogLevel  string
 	LogFormat string
 }
@@ -69,7 +80,7 @@ var Vars = []Var{
 	{"WARDEN_SPIFFE_ID", "spiffe://warden.local/ns/default/sa/app", "dev mode: warden's own SPIFFE ID"},
 	{"WARDEN_TRUST_DOMAIN", "", "trust domain whose members are allowed when WARDEN_ALLOWED_PEERS is empty; empty: the trust domain of the own SVID"},
 	{"WARDEN_ALLOWED_PEERS", "", "comma-separated SPIFFE IDs or prefixes ending in `/*`; empty: any ID in the trust domain; others get 403"},
-	{"WARDEN_UPSTREAM_TIMEOUT", "30s", "time for the app to answer a request; then 504"},
+	{"WARDEN_UPSTREAM_TIMEOUT", "30s", "time for the app to send its whole response (like Envoy's route timeout); no answer by then: 504"},
 	{"WARDEN_UPSTREAM_MAX_CONNS", "1024", "maximum open connections to the app"},
 	{"WARDEN_READ_TIMEOUT", "30s", "time for a client to send a whole request (and the TLS handshake)"},
 	{"WARDEN_WRITE_TIMEOUT", "30s", "time to write a response to a client"},
@@ -78,6 +89,14 @@ var Vars = []Var{
 	{"WARDEN_MAX_REQUEST_BODY_BYTES", "4194304", "largest request body; larger gets 413"},
 	{"WARDEN_MAX_CONNECTIONS", "10000", "concurrent inbound connections; more are refused"},
 	{"WARDEN_DRAIN_TIMEOUT", "15s", "on SIGTERM/SIGINT, time in-flight requests get to finish"},
+	{"WARDEN_POLICY_BUNDLE", "", "policy bundle: a directory, a `.tar.gz` file or an `http(s)://` bundle URL; empty: the default bundle embedded from `bundle/default/`"},
+	{"WARDEN_POLICY_POLL_INTERVAL", "30s", "how often the bundle source is checked for a new revision (URLs with `If-None-Match`; files and directories for changes)"},
+	{"WARDEN_POLICY_VERIFICATION_KEY", "", "PEM public key (or HS256 shared-secret file) that bundles must be signed with; empty: signatures are not required"},
+	{"WARDEN_POLICY_VERIFICATION_ALG", "", "signing algorithm of the key (`RS256`, `ES256`, `HS256`, ...); empty: inferred from the key"},
+	{"WARDEN_POLICY_DECISION", "warden/authz/allow", "the rule that decides, as a path under `data`"},
+	{"WARDEN_POLICY_CACHE_SIZE", "10000", "decisions cached per bundle revision; 0 turns the cache off"},
+	{"WARDEN_POLICY_CACHE_TTL", "60s", "how long a decision without its own `cache_ttl_seconds` stays cached"},
+	{"WARDEN_DECISION_LOG", "stderr", "where decision log lines go: `stderr`, `stdout` or a file path (appended)"},
 	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
 	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`"},
 }
@@ -97,24 +116,32 @@ func defaultOf(name string) string {
 func FromEnv(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
-		InboundAddr:         p.addr("WARDEN_INBOUND_ADDR"),
-		UpstreamAddr:        p.addr("WARDEN_UPSTREAM_ADDR"),
-		AdminAddr:           p.addr("WARDEN_ADMIN_ADDR"),
-		Identity:            p.oneOf("WARDEN_IDENTITY", IdentityWorkloadAPI, IdentityDev),
-		SPIFFESocket:        p.str("SPIFFE_ENDPOINT_SOCKET"),
-		DevDir:              p.str("WARDEN_DEV_DIR"),
-		AllowedPeers:        p.str("WARDEN_ALLOWED_PEERS"),
-		UpstreamTimeout:     p.duration("WARDEN_UPSTREAM_TIMEOUT"),
-		UpstreamMaxConns:    p.positiveInt("WARDEN_UPSTREAM_MAX_CONNS"),
-		ReadTimeout:         p.duration("WARDEN_READ_TIMEOUT"),
-		WriteTimeout:        p.duration("WARDEN_WRITE_TIMEOUT"),
-		IdleTimeout:         p.duration("WARDEN_IDLE_TIMEOUT"),
-		MaxHeaderBytes:      p.positiveInt("WARDEN_MAX_HEADER_BYTES"),
-		MaxRequestBodyBytes: p.positiveInt("WARDEN_MAX_REQUEST_BODY_BYTES"),
-		MaxConnections:      p.positiveInt("WARDEN_MAX_CONNECTIONS"),
-		DrainTimeout:        p.duration("WARDEN_DRAIN_TIMEOUT"),
-		LogLevel:            p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
-		LogFormat:           p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
+		InboundAddr:           p.addr("WARDEN_INBOUND_ADDR"),
+		UpstreamAddr:          p.addr("WARDEN_UPSTREAM_ADDR"),
+		AdminAddr:             p.addr("WARDEN_ADMIN_ADDR"),
+		Identity:              p.oneOf("WARDEN_IDENTITY", IdentityWorkloadAPI, IdentityDev),
+		SPIFFESocket:          p.str("SPIFFE_ENDPOINT_SOCKET"),
+		DevDir:                p.str("WARDEN_DEV_DIR"),
+		AllowedPeers:          p.str("WARDEN_ALLOWED_PEERS"),
+		UpstreamTimeout:       p.duration("WARDEN_UPSTREAM_TIMEOUT"),
+		UpstreamMaxConns:      p.positiveInt("WARDEN_UPSTREAM_MAX_CONNS"),
+		ReadTimeout:           p.duration("WARDEN_READ_TIMEOUT"),
+		WriteTimeout:          p.duration("WARDEN_WRITE_TIMEOUT"),
+		IdleTimeout:           p.duration("WARDEN_IDLE_TIMEOUT"),
+		MaxHeaderBytes:        p.positiveInt("WARDEN_MAX_HEADER_BYTES"),
+		MaxRequestBodyBytes:   p.positiveInt("WARDEN_MAX_REQUEST_BODY_BYTES"),
+		MaxConnections:        p.positiveInt("WARDEN_MAX_CONNECTIONS"),
+		DrainTimeout:          p.duration("WARDEN_DRAIN_TIMEOUT"),
+		PolicyBundle:          p.bundleSource("WARDEN_POLICY_BUNDLE"),
+		PolicyPollInterval:    p.duration("WARDEN_POLICY_POLL_INTERVAL"),
+		PolicyVerificationKey: p.file("WARDEN_POLICY_VERIFICATION_KEY"),
+		PolicyVerificationAlg: p.str("WARDEN_POLICY_VERIFICATION_ALG"),
+		PolicyDecision:        p.rulePath("WARDEN_POLICY_DECISION"),
+		PolicyCacheSize:       p.nonNegativeInt("WARDEN_POLICY_CACHE_SIZE"),
+		PolicyCacheTTL:        p.duration("WARDEN_POLICY_CACHE_TTL"),
+		DecisionLog:           p.str("WARDEN_DECISION_LOG"),
+		LogLevel:              p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
+		LogFormat:             p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
 	}
 	if c.MaxHeaderBytes < 1024 && p.err == nil {
 		p.fail("WARDEN_MAX_HEADER_BYTES", getenv("WARDEN_MAX_HEADER_BYTES"), "a size of at least 1024 bytes")
@@ -232,6 +259,74 @@ func (p *parser) positiveInt(name string) int {
 		return 0
 	}
 	return n
+}
+
+func (p *parser) nonNegativeInt(name string) int {
+	v := p.raw(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		p.fail(name, v, "a whole number, 0 or more")
+		return 0
+	}
+	return n
+}
+
+// bundleSource accepts an http(s) URL, or a directory or .tar.gz file that
+// exists now: a typo'd path is caught at startup, not at the first poll.
+func (p *parser) bundleSource(name string) string {
+	v := p.raw(name)
+	if v == "" {
+		return ""
+	}
+	if strings.Contains(v, "://") {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail(name, v, "an http:// or https:// URL, a directory or a .tar.gz file")
+			return ""
+		}
+		return v
+	}
+	info, err := os.Stat(v)
+	switch {
+	case err != nil:
+		p.fail(name, v, "an existing directory or .tar.gz file ("+err.Error()+")")
+	case !info.IsDir() && !strings.HasSuffix(v, ".tar.gz") && !strings.HasSuffix(v, ".tgz"):
+		p.fail(name, v, "a directory or a file ending in .tar.gz")
+	}
+	return v
+}
+
+// file accepts an empty value or a readable regular file.
+func (p *parser) file(name string) string {
+	v := p.raw(name)
+	if v == "" {
+		return ""
+	}
+	if info, err := os.Stat(v); err != nil || !info.Mode().IsRegular() {
+		p.fail(name, v, "a readable file")
+	}
+	return v
+}
+
+// rulePath accepts a Rego rule path such as warden/authz/allow.
+func (p *parser) rulePath(name string) string {
+	v := strings.Trim(p.raw(name), "/")
+	ok := v != ""
+	for _, seg := range strings.Split(v, "/") {
+		if seg == "" {
+			ok = false
+		}
+		for i, c := range seg {
+			if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
+				ok = false
+			}
+		}
+	}
+	if !ok {
+		p.fail(name, v, "a rule path such as warden/authz/allow")
+		return ""
+	}
+	return v
 }
 
 func (p *parser) spiffeID(name string) spiffeid.ID {

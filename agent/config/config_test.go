@@ -29,6 +29,10 @@ func TestDefaults(t *testing.T) {
 	if c.DrainTimeout != 15*time.Second || c.UpstreamTimeout != 30*time.Second {
 		t.Errorf("timeouts %s %s", c.DrainTimeout, c.UpstreamTimeout)
 	}
+	if c.PolicyBundle != "" || c.PolicyDecision != "warden/authz/allow" || c.PolicyPollInterval != 30*time.Second ||
+		c.PolicyCacheSize != 10000 || c.DecisionLog != "stderr" {
+		t.Errorf("policy defaults %+v", c)
+	}
 }
 
 func TestValidValues(t *testing.T) {
@@ -77,6 +81,14 @@ func TestInvalidValues(t *testing.T) {
 		{"tiny header limit", map[string]string{"WARDEN_MAX_HEADER_BYTES": "100"}, `WARDEN_MAX_HEADER_BYTES="100": expected a size of at least 1024 bytes`},
 		{"zero upstream connections", map[string]string{"WARDEN_UPSTREAM_MAX_CONNS": "0"}, `WARDEN_UPSTREAM_MAX_CONNS="0": expected a positive integer`},
 		{"unknown log level", map[string]string{"WARDEN_LOG_LEVEL": "verbose"}, `WARDEN_LOG_LEVEL="verbose": expected one of debug, info, warn, error`},
+		{"missing bundle directory", map[string]string{"WARDEN_POLICY_BUNDLE": "/nonexistent/policy"}, `WARDEN_POLICY_BUNDLE="/nonexistent/policy": expected an existing directory or .tar.gz file`},
+		{"bundle URL with another scheme", map[string]string{"WARDEN_POLICY_BUNDLE": "ftp://bundles/b.tar.gz"}, `WARDEN_POLICY_BUNDLE="ftp://bundles/b.tar.gz": expected an http:// or https:// URL`},
+		{"bundle file that is no tarball", map[string]string{"WARDEN_POLICY_BUNDLE": "config.go"}, `WARDEN_POLICY_BUNDLE="config.go": expected a directory or a file ending in .tar.gz`},
+		{"missing verification key", map[string]string{"WARDEN_POLICY_VERIFICATION_KEY": "/nonexistent/key.pem"}, `WARDEN_POLICY_VERIFICATION_KEY="/nonexistent/key.pem": expected a readable file`},
+		{"decision that is no rule path", map[string]string{"WARDEN_POLICY_DECISION": "data.warden.allow"}, `WARDEN_POLICY_DECISION="data.warden.allow": expected a rule path such as warden/authz/allow`},
+		{"decision with an empty segment", map[string]string{"WARDEN_POLICY_DECISION": "warden//allow"}, `WARDEN_POLICY_DECISION="warden//allow": expected a rule path`},
+		{"negative cache size", map[string]string{"WARDEN_POLICY_CACHE_SIZE": "-1"}, `WARDEN_POLICY_CACHE_SIZE="-1": expected a whole number, 0 or more`},
+		{"poll interval without unit", map[string]string{"WARDEN_POLICY_POLL_INTERVAL": "30"}, `WARDEN_POLICY_POLL_INTERVAL="30": expected a positive duration`},
 		{"unknown log format", map[string]string{"WARDEN_LOG_FORMAT": "xml"}, `WARDEN_LOG_FORMAT="xml": expected one of json, console`},
 	}
 	for _, tt := range tests {

@@ -470,7 +470,9 @@ func TestHeadersOverLimitGive431(t *testing.T) {
 }
 
 func TestLargeResponseStreamsWhole(t *testing.T) {
-	h := startProxy(t, nil)
+	// The upstream timeout covers the whole response, as Envoy's route
+	// timeout does: give the 8 MiB time under the race detector.
+	h := startProxy(t, func(o *Options) { o.UpstreamTimeout = 20 * time.Second })
 	resp, err := h.client(t, clientID).Get(h.url("/big"))
 	if err != nil {
 		t.Fatal(err)

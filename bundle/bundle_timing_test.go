@@ -1,0 +1,93 @@
+package bundle
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// benchPolicy is a typical small service policy.
+const benchPolicy = `package warden.authz
+default allow := false
+allow if {
+	input.peer.trust_domain == "example.org"
+	input.method in {"GET", "HEAD"}
+	startswith(input.path, "/api/")
+}
+allow if {
+	input.method == "POST"
+	input.peer.spiffe_id == "spiffe://example.org/ns/default/sa/writer"
+}
+`
+
+func benchInput() *Input {
+	return &Input{
+		Method: "GET", Path: "/api/v1/items/42", RawPath: "/api/v1/items/42", RawQuery: "expand=owner&limit=10",
+		Headers: []Header{
+			{"host", "app.default.svc"}, {"user-agent", "Go-http-client/1.1"}, {"accept", "application/json"},
+			{"accept-encoding", "gzip"}, {"content-type", "application/json"}, {"x-tenant", "blue"},
+			{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, {"x-forwarded-proto", "https"},
+		},
+		Transaction: "5f0c6a2e-9d7b-4c1e-8a55-0e6f3c2d1b7a", Sender: "10.244.1.17",
+		PeerID: "spiffe://example.org/ns/default/sa/reader", PeerTrustDomain: "example.org",
+		DestinationID: "spiffe://example.org/ns/default/sa/app",
+	}
+}
+
+func benchEngine(b *testing.B, cacheSize int) *Engine {
+	path := filepath.Join(b.TempDir(), "b.tar.gz")
+	writeTarball(b, path, build(b, "bench", policy(benchPolicy), nil))
+	e, err := New(Options{Source: path, CacheSize: cacheSize, CacheTTL: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func BenchmarkDecideCached(b *testing.B) {
+	e := benchEngine(b, 10000)
+	in := benchInput()
+	ctx := context.Background()
+	if d, err := e.Decide(ctx, in); err != nil || !d.Allow {
+		b.Fatalf("%+v %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, _ := e.Decide(ctx, in); !d.Cached {
+			b.Fatal("miss")
+		}
+	}
+}
+
+func BenchmarkDecideCachedParallel(b *testing.B) {
+	e := benchEngine(b, 10000)
+	ctx := context.Background()
+	if _, err := e.Decide(ctx, benchInput()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		in := benchInput()
+		for pb.Next() {
+			if d, _ := e.Decide(ctx, in); !d.Cached {
+				b.Fatal("miss")
+			}
+		}
+	})
+}
+
+func BenchmarkDecideUncached(b *testing.B) {
+	e := benchEngine(b, 0)
+	in := benchInput()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, err := e.Decide(ctx, in); err != nil || !d.Allow || d.Cached {
+			b.Fatalf("%+v %v", d, err)
+		}
+	}
+}

@@ -1,0 +1,227 @@
+package bundle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// maxCacheTTL caps a policy's cache_ttl_seconds.
+const maxCacheTTL = 24 * time.Hour
+
+// Decision is the policy's answer for one request.
+type Decision struct {
+	Allow   bool
+	Status  int      // 0: the PEP picks its default (403)
+	Reason  string   // logged, never sent to clients
+	Headers []Header // to add to the upstream request; shared by cached decisions: read-only
+	// Revision is the bundle revision that decided.
+	Revision string
+	Cached   bool
+}
+
+// Decide evaluates the active revision's decision for in. It fails closed:
+// with no active bundle, an undefined or malformed result, or an evaluation
+// error, the decision denies; in the error cases err says why.
+//
+// A cached decision costs one hash of the input and one map lookup, without
+// allocating; only the first evaluation of an input runs the policy.
+func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
+	c := e.state.Load()
+	if c == nil {
+		return Decision{Reason: "no policy bundle is active"}, ErrNotReady
+	}
+	if in == nil {
+		return Decision{Revision: c.revision}, errors.New("bundle: Decide without input")
+	}
+	// A Token without its TokenKey could not be told apart from another
+	// token in the key: such inputs bypass the cache rather than share it.
+	if c.cache == nil || (in.Token != nil && in.TokenKey == "") {
+		d, _, err := c.eval(ctx, in)
+		return d, err
+	}
+	buf := keyPool.Get().(*[]byte)
+	key := appendKey((*buf)[:0], in)
+	h := c.cache.hash(key)
+	d, ok := c.cache.get(h, key)
+	if !ok {
+		var ttl time.Duration
+		var err error
+		if d, ttl, err = c.eval(ctx, in); err != nil {
+			putKey(buf, key)
+			return d, err
+		}
+		if ttl > 0 {
+			c.cache.put(h, key, d, ttl)
+		}
+	} else {
+		d.Cached = true
+	}
+	putKey(buf, key)
+	return d, nil
+}
+
+// eval runs the prepared query and reads its result. ttl is how long the
+// decision may be cached (0: not at all).
+func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration, error) {
+	deny := Decision{Revision: c.revision}
+	owned := own(in)
+	input, err := inputValue(&owned)
+	if err != nil {
+		deny.Reason = "input error"
+		return deny, 0, fmt.Errorf("bundle: revision %s: input: token: %w", c.revision, err)
+	}
+	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		deny.Reason = "evaluation error"
+		return deny, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		deny.Reason = "decision undefined"
+		return deny, c.ttl, nil
+	}
+	if len(rs) > 1 {
+		deny.Reason = "malformed decision"
+		return deny, 0, fmt.Errorf("bundle: revision %s: decision has %d results", c.revision, len(rs))
+	}
+	d, ttl, err := readResult(rs[0].Expressions[0].Value, c.ttl)
+	if err != nil {
+		deny.Reason = "malformed decision"
+		return deny, 0, fmt.Errorf("bundle: revision %s: decision: %w", c.revision, err)
+	}
+	d.Revision = c.revision
+	return d, ttl, nil
+}
+
+// readResult accepts a boolean, or an object
+//
+//	{"allow": bool, "status": int, "reason": string,
+//	 "headers": {string: string}, "cache_ttl_seconds": int}
+//
+// of which only allow is required and other keys are ignored. Anything else
+// is an error (and the caller denies).
+func readResult(v any, defaultTTL time.Duration) (Decision, time.Duration, error) {
+	var d Decision
+	switch r := v.(type) {
+	case bool:
+		d.Allow = r
+		return d, defaultTTL, nil
+	case map[string]any:
+		allow, ok := r["allow"].(bool)
+		if !ok {
+			return Decision{}, 0, fmt.Errorf("allow is %s, want a boolean", describe(r["allow"]))
+		}
+		d.Allow = allow
+		ttl := defaultTTL
+		var err error
+		if s, ok := r["status"]; ok {
+			n, err := integer(s)
+			if err != nil || n != 0 && (n < 100 || n > 599) {
+				return Decision{}, 0, fmt.Errorf("status is %s, want an HTTP status code", describe(s))
+			}
+			d.Status = int(n)
+		}
+		if s, ok := r["reason"]; ok {
+			if d.Reason, ok = s.(string); !ok {
+				return Decision{}, 0, fmt.Errorf("reason is %s, want a string", describe(s))
+			}
+		}
+		if h, ok := r["headers"]; ok {
+			if d.Headers, err = readHeaders(h); err != nil {
+				return Decision{}, 0, err
+			}
+		}
+		if s, ok := r["cache_ttl_seconds"]; ok {
+			n, err := integer(s)
+			if err != nil || n < 0 {
+				return Decision{}, 0, fmt.Errorf("cache_ttl_seconds is %s, want a non-negative integer", describe(s))
+			}
+			ttl = time.Duration(min(n, int64(maxCacheTTL/time.Second))) * time.Second
+		}
+		return d, ttl, nil
+	}
+	return Decision{}, 0, fmt.Errorf("result is %s, want a boolean or an object with allow", describe(v))
+}
+
+func integer(v any) (int64, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, errors.New("not a number")
+	}
+	return n.Int64()
+}
+
+func readHeaders(v any) ([]Header, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("headers is %s, want an object of strings", describe(v))
+	}
+	hs := make([]Header, 0, len(m))
+	for name, v := range m {
+		value, ok := v.(string)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("header %q is %s, want a string", name, describe(v))
+		case !validHeaderName(name):
+			return nil, fmt.Errorf("header name %q is not an HTTP token", name)
+		case !validHeaderValue(value):
+			return nil, fmt.Errorf("header %q has a control character in its value", name)
+		}
+		hs = append(hs, Header{Name: name, Value: value})
+	}
+	// Deterministic order for the PEP and the decision log.
+	slices.SortFunc(hs, func(a, b Header) int { return strings.Compare(a.Name, b.Name) })
+	return hs, nil
+}
+
+func describe(v any) string {
+	switch v.(type) {
+	case nil:
+		return "missing or null"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return fmt.Sprintf("the number %v", v)
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue refuses CR, LF, NUL and the other controls but HTAB: a
+// policy must not be able to split the upstream request.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,191 @@
+package bundle
+
+import (
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Input is the policy input: one schema for the whole application. The PEP
+// fills it per request; its strings may alias request buffers and are not
+// retained past Decide (what the cache keeps is copied).
+type Input struct {
+	Method, Path, RawPath, RawQuery string   // Path is normalized by the PEP; RawQuery has no '?'
+	Headers                         []Header // lower-cased names, credentials already removed
+	Transaction                     string   // request id; not part of the cache key
+	Sender                          string   // client IP
+	PeerID, PeerTrustDomain         string
+	DestinationID                   string
+	Token                           map[string]any // verified JWT claims; nil when absent
+	// TokenKey is a stable digest of Token computed by the verifier, and what
+	// the cache key holds for it. A Token without a TokenKey is never cached.
+	TokenKey string
+}
+
+// Header is one request header, or one header a decision adds upstream.
+type Header struct{ Name, Value string }
+
+// own copies every string of in into one allocation. OPA may keep strings of
+// the input beyond one evaluation (in results, in builtin caches keyed by
+// value), and the PEP's strings alias buffers it reuses.
+func own(in *Input) Input {
+	n := len(in.Method) + len(in.Path) + len(in.RawPath) + len(in.RawQuery) + len(in.Transaction) +
+		len(in.Sender) + len(in.PeerID) + len(in.PeerTrustDomain) + len(in.DestinationID) + len(in.TokenKey)
+	for _, h := range in.Headers {
+		n += len(h.Name) + len(h.Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range [...]string{in.Method, in.Path, in.RawPath, in.RawQuery, in.Transaction,
+		in.Sender, in.PeerID, in.PeerTrustDomain, in.DestinationID, in.TokenKey} {
+		b.WriteString(s)
+	}
+	for _, h := range in.Headers {
+		b.WriteString(h.Name)
+		b.WriteString(h.Value)
+	}
+	all := b.String()
+	next := func(s string) string {
+		r := all[:len(s)]
+		all = all[len(s):]
+		return r
+	}
+	out := Input{
+		Method:          next(in.Method),
+		Path:            next(in.Path),
+		RawPath:         next(in.RawPath),
+		RawQuery:        next(in.RawQuery),
+		Transaction:     next(in.Transaction),
+		Sender:          next(in.Sender),
+		PeerID:          next(in.PeerID),
+		PeerTrustDomain: next(in.PeerTrustDomain),
+		DestinationID:   next(in.DestinationID),
+		TokenKey:        next(in.TokenKey),
+		Token:           in.Token,
+	}
+	if len(in.Headers) > 0 {
+		out.Headers = make([]Header, len(in.Headers))
+		for i, h := range in.Headers {
+			out.Headers[i] = Header{Name: next(h.Name), Value: next(h.Value)}
+		}
+	}
+	return out
+}
+
+// inputValue builds OPA's input document directly as an ast.Value:
+//
+//	{method, path, raw_path, query: {name: [values]}, headers: {name: value},
+//	 transaction, sender, peer: {spiffe_id, trust_domain},
+//	 destination: {spiffe_id}, token}     # token only when Token != nil
+func inputValue(in *Input) (ast.Value, error) {
+	obj := ast.NewObject(
+		ast.Item(ast.StringTerm("method"), ast.StringTerm(in.Method)),
+		ast.Item(ast.StringTerm("path"), ast.StringTerm(in.Path)),
+		ast.Item(ast.StringTerm("raw_path"), ast.StringTerm(in.RawPath)),
+		ast.Item(ast.StringTerm("query"), ast.NewTerm(queryValue(in.RawQuery))),
+		ast.Item(ast.StringTerm("headers"), ast.NewTerm(headersValue(in.Headers))),
+		ast.Item(ast.StringTerm("transaction"), ast.StringTerm(in.Transaction)),
+		ast.Item(ast.StringTerm("sender"), ast.StringTerm(in.Sender)),
+		ast.Item(ast.StringTerm("peer"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("spiffe_id"), ast.StringTerm(in.PeerID)),
+			ast.Item(ast.StringTerm("trust_domain"), ast.StringTerm(in.PeerTrustDomain)),
+		)),
+		ast.Item(ast.StringTerm("destination"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("spiffe_id"), ast.StringTerm(in.DestinationID)),
+		)),
+	)
+	if in.Token != nil {
+		tok, err := ast.InterfaceToValue(in.Token)
+		if err != nil {
+			return nil, err
+		}
+		obj.Insert(ast.StringTerm("token"), ast.NewTerm(tok))
+	}
+	return obj, nil
+}
+
+// headersValue joins repeated names with ", " (RFC 9110 §5.3), in order.
+func headersValue(hs []Header) ast.Value {
+	if len(hs) == 0 {
+		return ast.NewObject()
+	}
+	names := make([]string, 0, len(hs))
+	values := make(map[string]string, len(hs))
+	for _, h := range hs {
+		if v, ok := values[h.Name]; ok {
+			values[h.Name] = v + ", " + h.Value
+			continue
+		}
+		names = append(names, h.Name)
+		values[h.Name] = h.Value
+	}
+	obj := ast.NewObjectWithCapacity(len(names))
+	for _, n := range names {
+		obj.Insert(ast.StringTerm(n), ast.StringTerm(values[n]))
+	}
+	return obj
+}
+
+// queryValue parses a raw query string into {name: [values]} the way
+// fasthttp's Args and net/url do for well-formed input, and leniently for the
+// rest: pairs split on '&' only, '+' is a space, and a '%' not followed by
+// two hex digits stays as it is (net/url would drop the whole pair, which
+// would hide it from the policy). A name without '=' has the value "".
+func queryValue(raw string) ast.Value {
+	obj := ast.NewObject()
+	if raw == "" {
+		return obj
+	}
+	var order []string
+	vals := map[string][]*ast.Term{}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k = unescape(k)
+		if _, ok := vals[k]; !ok {
+			order = append(order, k)
+		}
+		vals[k] = append(vals[k], ast.StringTerm(unescape(v)))
+	}
+	for _, k := range order {
+		obj.Insert(ast.StringTerm(k), ast.ArrayTerm(vals[k]...))
+	}
+	return obj
+}
+
+func unescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b = append(b, ' ')
+		case c == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}

@@ -1,0 +1,78 @@
+package bundle
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+func TestQueryParsing(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{"", `{}`},
+		{"a=1&a=2&b", `{"a": ["1", "2"], "b": [""]}`},
+		{"a+b=c%20d&e=%2B", `{"a b": ["c d"], "e": ["+"]}`},
+		{"%zz=%4&x=%", `{"%zz": ["%4"], "x": ["%"]}`},
+		{"&&=x&", `{"": ["x"]}`},
+		{"a=1;b=2", `{"a": ["1;b=2"]}`},
+		{"a==b", `{"a": ["=b"]}`},
+		{"%00=%ff", `{"\u0000": ["\ufffd"]}`},
+	}
+	for _, tt := range tests {
+		got := queryValue(tt.raw)
+		want := ast.MustParseTerm(tt.want).Value
+		if tt.raw == "%00=%ff" {
+			// OPA's parser cannot write an invalid UTF-8 string; compare by hand.
+			v := got.(ast.Object).Get(ast.StringTerm("\x00"))
+			if v == nil || v.Value.(*ast.Array).Elem(0).Value.(ast.String) != "\xff" {
+				t.Errorf("query %q = %v", tt.raw, got)
+			}
+			continue
+		}
+		if got.Compare(want) != 0 {
+			t.Errorf("query %q = %v; want %v", tt.raw, got, want)
+		}
+	}
+}
+
+func TestRepeatedHeadersAreJoined(t *testing.T) {
+	got := headersValue([]Header{{"accept", "a"}, {"x", "1"}, {"accept", "b"}, {"accept", ""}})
+	want := ast.MustParseTerm(`{"accept": "a, b, ", "x": "1"}`).Value
+	if got.Compare(want) != 0 {
+		t.Fatalf("headers = %v; want %v", got, want)
+	}
+}
+
+// FuzzQuery feeds untrusted request parts to the input builder and the cache
+// key: they must never panic, and what needs no unescaping comes through as is.
+func FuzzQuery(f *testing.F) {
+	for _, seed := range []string{"", "a=1&a=2&b", "%", "%%", "%2", "%zz=%4", "+&+=+", "=&=", "a=%E2%82%AC", "\xff=\x00", strings.Repeat("&", 64)} {
+		f.Add(seed, "x-h", "v")
+	}
+	f.Fuzz(func(t *testing.T, raw, name, value string) {
+		in := &Input{RawQuery: raw, Headers: []Header{{name, value}, {name, raw}}, Token: map[string]any{"q": raw}}
+		v, err := inputValue(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = appendKey(nil, in)
+		q := queryValue(raw).(ast.Object)
+		if !strings.ContainsAny(raw, "%+") {
+			n := 0
+			for pair := range strings.SplitSeq(raw, "&") {
+				if pair != "" {
+					n++
+				}
+			}
+			total := 0
+			q.Foreach(func(_, vs *ast.Term) { total += vs.Value.(*ast.Array).Len() })
+			if total != n {
+				t.Fatalf("query %q: %d values for %d pairs", raw, total, n)
+			}
+		}
+		h := v.(ast.Object).Get(ast.StringTerm("headers")).Value.(ast.Object).Get(ast.StringTerm(name))
+		if h == nil || string(h.Value.(ast.String)) != value+", "+raw {
+			t.Fatalf("header %q = %v", name, h)
+		}
+	})
+}
