@@ -1,0 +1,397 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
+)
+
+// Run drives the target described by c until the measured duration ends,
+// c.MaxRequests measured requests were sent, or ctx is cancelled, and
+// returns the summary. It returns an error only for a configuration it
+// cannot run; failed requests are counted in the Result, never returned.
+// A request in flight when ctx is cancelled finishes (bounded by c.Timeout)
+// and is counted.
+func Run(ctx context.Context, c Config) (*Result, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	t, _ := parseTarget(c.URL)
+	g := &generator{
+		timeout: c.Timeout,
+		warmup:  c.Warmup,
+		end:     c.Warmup + c.Duration,
+		maxReq:  c.MaxRequests,
+		expect:  c.ExpectStatus,
+		done:    ctx.Done(),
+	}
+	if t.https {
+		cfg, err := c.clientTLS(t)
+		if err != nil {
+			return nil, err
+		}
+		g.tls = cfg
+	}
+	if c.Rate > 0 {
+		g.period = 1e9 / c.Rate
+		g.firstMeasured = g.slotsBefore(g.warmup)
+	}
+	g.hc = &fasthttp.HostClient{
+		Addr:      t.addr,
+		IsTLS:     t.https,
+		TLSConfig: g.tls,
+		// The dial is ours so that only loopback is dialed, connections are
+		// counted, and a handshake failure is told apart from a refused or
+		// reset connection. fasthttp starts no handshake of its own on a
+		// connection that has a Handshake method (see watchedConn).
+		DialTimeout: g.dial,
+		MaxConns:    c.Connections,
+		// Each worker holds at most one connection, so a free one always
+		// exists; waiting instead of failing with ErrNoFreeConns is a guard.
+		MaxConnWaitTimeout: c.Timeout,
+		// A retry would hide an error and send the server an extra request.
+		MaxIdemponentCallAttempts: 1,
+		Name:                      "warden-loadgen",
+		DisablePathNormalizing:    true,
+	}
+	defer g.hc.CloseIdleConnections()
+
+	var proto fasthttp.Request
+	proto.SetRequestURI(t.url)
+	proto.Header.SetMethod(c.Method)
+	if c.BodySize > 0 {
+		proto.SetBodyRaw(bytes.Repeat([]byte{'x'}, c.BodySize))
+	}
+	for _, h := range c.Headers {
+		name, value, _ := splitHeader(h)
+		if strings.EqualFold(name, "Host") {
+			proto.UseHostHeader = true
+			proto.Header.SetHost(value)
+			continue
+		}
+		proto.Header.Add(name, value)
+	}
+	if c.NewConn {
+		// The client closes the connection after the response, and the next
+		// request dials (and handshakes) again: TestNewConnDialsPerRequest
+		// counts the accepted connections.
+		proto.SetConnectionClose()
+	}
+
+	workers := make([]*worker, c.Connections)
+	for i := range workers {
+		w := &worker{g: g, hist: newHistogram()}
+		proto.CopyTo(&w.req)
+		workers[i] = w
+	}
+
+	// watch records when ctx was cancelled, to count the open-loop requests
+	// scheduled before that moment and not sent.
+	var interruptedAt atomic.Int64
+	interruptedAt.Store(-1)
+	finished, watched := make(chan struct{}), make(chan struct{})
+	g.base = time.Now()
+	go func() {
+		defer close(watched)
+		select {
+		case <-g.done:
+			interruptedAt.Store(int64(time.Since(g.base)))
+		case <-finished:
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		if c.Rate > 0 {
+			wg.Go(w.openLoop)
+		} else {
+			wg.Go(w.closedLoop)
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(g.base)
+	close(finished)
+	<-watched
+
+	r := &Result{
+		ErrorsByKind: make(map[string]int64),
+		ErrorSamples: make(map[string]string),
+		ConnsOpened:  g.conns.Load(),
+	}
+	hist := newHistogram()
+	for _, w := range workers {
+		r.Requests += w.sent
+		r.Errors += w.errs
+		for k, n := range w.kinds {
+			if n > 0 {
+				r.ErrorsByKind[kindNames[k]] += n
+			}
+		}
+		for code, n := range w.status {
+			r.ErrorsByKind["status_"+strconv.Itoa(code)] += n
+		}
+		for k, s := range w.samples {
+			if _, ok := r.ErrorSamples[k]; !ok {
+				r.ErrorSamples[k] = s
+			}
+		}
+		hist.Merge(w.hist)
+	}
+	r.fillLatency(hist)
+	if d := elapsed - g.warmup; d > 0 {
+		r.DurationS = d.Seconds()
+		r.RPS = float64(r.Requests) / r.DurationS
+	}
+	stopAt := g.end
+	if at := time.Duration(interruptedAt.Load()); at >= 0 {
+		r.Interrupted = true
+		stopAt = min(stopAt, at)
+	}
+	if c.Rate > 0 {
+		scheduled := max(0, g.slotsBefore(stopAt)-g.firstMeasured)
+		if g.maxReq > 0 {
+			scheduled = min(scheduled, g.maxReq)
+		}
+		r.Dropped = max(0, scheduled-r.Requests)
+	}
+	return r, nil
+}
+
+// generator is the state the workers share. It is read-only during the run
+// except for the atomic counters.
+type generator struct {
+	hc      *fasthttp.HostClient
+	tls     *tls.Config
+	timeout time.Duration
+	expect  int
+	done    <-chan struct{}
+
+	// Offsets from base, on the monotonic clock.
+	base   time.Time
+	warmup time.Duration // requests starting (closed) or scheduled (open) before it are not recorded
+	end    time.Duration // warmup + duration
+	maxReq int64         // measured requests, 0 for no limit
+
+	claimed atomic.Int64 // closed loop: measured requests claimed, for -n
+
+	// Open loop: slot i is intended to be sent at base + i*period.
+	period        float64 // nanoseconds
+	next          atomic.Int64
+	firstMeasured int64
+
+	conns atomic.Int64 // connections dialed
+}
+
+// slot returns the intended send offset of the i-th open-loop request.
+func (g *generator) slot(i int64) time.Duration { return time.Duration(float64(i) * g.period) }
+
+// slotsBefore returns the number of slots intended before off.
+func (g *generator) slotsBefore(off time.Duration) int64 {
+	i := max(0, int64(math.Ceil(float64(off)/g.period)))
+	for i > 0 && g.slot(i-1) >= off {
+		i--
+	}
+	for g.slot(i) < off {
+		i++
+	}
+	return i
+}
+
+func (g *generator) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 {
+		timeout = g.timeout
+	}
+	d := net.Dialer{Timeout: timeout, Control: loopbackOnly}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	g.conns.Add(1)
+	if g.tls == nil {
+		return newWatchedConn(conn), nil
+	}
+	tc := tls.Client(conn, g.tls)
+	// A deadline rather than HandshakeContext: no goroutine per handshake.
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		_ = conn.Close()
+		return nil, &handshakeError{err}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return newWatchedConn(tc), nil
+}
+
+// watchedConn keeps the first read error of a connection. fasthttp reports
+// any error on the first byte of a response as "connection closed", which
+// would hide a TLS 1.3 server refusing the client certificate (its alert is
+// that first read). The connection is found again from the response through
+// its LocalAddr, which fasthttp copies into the Response on every request.
+type watchedConn struct {
+	net.Conn
+	addr    watchedAddr
+	readErr error // written and read by the goroutine holding the connection
+}
+
+type watchedAddr struct {
+	net.Addr
+	c *watchedConn
+}
+
+func newWatchedConn(c net.Conn) *watchedConn {
+	w := &watchedConn{Conn: c}
+	w.addr = watchedAddr{Addr: c.LocalAddr(), c: w}
+	return w
+}
+
+func (c *watchedConn) LocalAddr() net.Addr { return &c.addr }
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.readErr == nil {
+		c.readErr = err
+	}
+	return n, err
+}
+
+// Handshake tells fasthttp the TLS handshake is done: it only starts one on
+// a connection without this method. dial has completed it already.
+func (c *watchedConn) Handshake() error { return nil }
+
+// readError returns the first read error of the connection resp came from.
+func readError(resp *fasthttp.Response) error {
+	if a, ok := resp.LocalAddr().(*watchedAddr); ok {
+		return a.c.readErr
+	}
+	return nil
+}
+
+func (g *generator) stopped() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// worker owns one request, one response and one histogram; nothing in it is
+// shared until the run is over.
+type worker struct {
+	g    *generator
+	req  fasthttp.Request
+	resp fasthttp.Response
+	hist *hdrhistogram.Histogram
+
+	sent, errs int64 // measured
+	kinds      [numKinds]int64
+	status     map[int]int64     // unexpected status codes
+	samples    map[string]string // first error message per kind
+}
+
+// closedLoop sends requests back to back, latency from the actual send time.
+func (w *worker) closedLoop() {
+	g := w.g
+	for !g.stopped() {
+		start := time.Now()
+		off := start.Sub(g.base)
+		if off >= g.end {
+			return
+		}
+		measured := off >= g.warmup
+		if measured && g.maxReq > 0 && g.claimed.Add(1) > g.maxReq {
+			return
+		}
+		err := g.hc.DoTimeout(&w.req, &w.resp, g.timeout)
+		if measured {
+			w.record(err, time.Since(start))
+		}
+	}
+}
+
+// openLoop takes the next slot of the shared schedule, waits for its
+// intended time if it is early, and measures latency from that intended
+// time: when the workers fall behind, the queueing shows as latency instead
+// of silently stretching the schedule (coordinated omission). A slot whose
+// worker only gets to it after the end of the run is not sent, and is
+// counted as dropped by Run.
+func (w *worker) openLoop() {
+	g := w.g
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		i := g.next.Add(1) - 1
+		if g.maxReq > 0 && i >= g.firstMeasured+g.maxReq {
+			return
+		}
+		intended := g.slot(i)
+		if intended >= g.end {
+			return
+		}
+		if now := time.Since(g.base); now < intended {
+			// Early: wait for the intended time. Once waited for, the slot
+			// is sent even if the timer fires a little after the end.
+			timer.Reset(intended - now)
+			select {
+			case <-timer.C:
+			case <-g.done:
+				timer.Stop()
+				return
+			}
+		} else if now >= g.end || g.stopped() {
+			// Late, and the run is over.
+			return
+		}
+		err := g.hc.DoTimeout(&w.req, &w.resp, g.timeout)
+		if intended >= g.warmup {
+			w.record(err, time.Since(g.base)-intended)
+		}
+	}
+}
+
+func (w *worker) record(err error, latency time.Duration) {
+	w.sent++
+	if err != nil {
+		w.errs++
+		if errors.Is(err, fasthttp.ErrConnectionClosed) {
+			if re := readError(&w.resp); re != nil && !errors.Is(re, io.EOF) {
+				err = fmt.Errorf("%w: read: %w", err, re)
+			}
+		}
+		k := classify(err)
+		w.kinds[k]++
+		w.sample(kindNames[k], err)
+		return
+	}
+	code := w.resp.StatusCode()
+	if w.g.expect == 0 && (code < 200 || code > 299) || w.g.expect != 0 && code != w.g.expect {
+		w.errs++
+		if w.status == nil {
+			w.status = make(map[int]int64)
+		}
+		w.status[code]++
+		return
+	}
+	us := min(max(latency.Microseconds(), histMin), histMax)
+	_ = w.hist.RecordValue(us) // in range by construction
+}
+
+func (w *worker) sample(name string, err error) {
+	if w.samples == nil {
+		w.samples = make(map[string]string)
+	}
+	if _, ok := w.samples[name]; !ok {
+		w.samples[name] = err.Error()
+	}
+}
