@@ -60,6 +60,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	adm := admin.New(a.readiness)
 	adm.HandleJSON("/identity", a.identityView)
 	adm.HandleJSON("/policy", a.policyView)
+	if a.cfg.AdminPprof {
+		adm.EnablePprof()
+	}
 	a.setAddr(&a.adminAddr, adminLn.Addr())
 	a.log.Info().Str("event", "listening").Str("listener", "admin").Str("addr", adminLn.Addr().String()).Send()
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -59,6 +60,17 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	WriteJSON(w, http.StatusOK, readiness{Status: "ready"})
+}
+
+// EnablePprof adds Go's profiler under /debug/pprof/: for measuring warden
+// under load, on an admin address that only the pod can reach.
+func (s *Server) EnablePprof() {
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	// Profiles run for their ?seconds= and must not hit WriteTimeout.
+	s.srv.WriteTimeout = 0
 }
 
 // Serve serves on ln until Shutdown.

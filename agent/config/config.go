@@ -57,6 +57,8 @@ type Config struct {
 	PolicyCacheTTL        time.Duration
 	DecisionLog           string // "stderr", "stdout" or a file path
 
+	AdminPprof bool
+
 	LogLevel  string
 	LogFormat string
 }
@@ -97,6 +99,7 @@ var Vars = []Var{
 	{"WARDEN_POLICY_CACHE_SIZE", "10000", "decisions cached per bundle revision; 0 turns the cache off"},
 	{"WARDEN_POLICY_CACHE_TTL", "60s", "how long a decision without its own `cache_ttl_seconds` stays cached"},
 	{"WARDEN_DECISION_LOG", "stderr", "where decision log lines go: `stderr`, `stdout` or a file path (appended)"},
+	{"WARDEN_ADMIN_PPROF", "false", "`true` serves Go's profiler under `/debug/pprof/` on the admin address"},
 	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
 	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`"},
 }
@@ -140,6 +143,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		PolicyCacheSize:       p.nonNegativeInt("WARDEN_POLICY_CACHE_SIZE"),
 		PolicyCacheTTL:        p.duration("WARDEN_POLICY_CACHE_TTL"),
 		DecisionLog:           p.str("WARDEN_DECISION_LOG"),
+		AdminPprof:            p.oneOf("WARDEN_ADMIN_PPROF", "true", "false") == "true",
 		LogLevel:              p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
 		LogFormat:             p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
 	}

@@ -45,11 +45,12 @@ func TestValidValues(t *testing.T) {
 		"WARDEN_UPSTREAM_TIMEOUT": "1500ms",
 		"WARDEN_LOG_LEVEL":        "debug",
 		"WARDEN_LOG_FORMAT":       "console",
+		"WARDEN_ADMIN_PPROF":      "true",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TrustDomain.Name() != "example.org" || c.UpstreamTimeout != 1500*time.Millisecond || c.InboundAddr != "[::]:0" {
+	if c.TrustDomain.Name() != "example.org" || !c.AdminPprof || c.UpstreamTimeout != 1500*time.Millisecond || c.InboundAddr != "[::]:0" {
 		t.Errorf("parsed %+v", c)
 	}
 }
@@ -89,6 +90,7 @@ func TestInvalidValues(t *testing.T) {
 		{"decision with an empty segment", map[string]string{"WARDEN_POLICY_DECISION": "warden//allow"}, `WARDEN_POLICY_DECISION="warden//allow": expected a rule path`},
 		{"negative cache size", map[string]string{"WARDEN_POLICY_CACHE_SIZE": "-1"}, `WARDEN_POLICY_CACHE_SIZE="-1": expected a whole number, 0 or more`},
 		{"poll interval without unit", map[string]string{"WARDEN_POLICY_POLL_INTERVAL": "30"}, `WARDEN_POLICY_POLL_INTERVAL="30": expected a positive duration`},
+		{"pprof switch that is no boolean", map[string]string{"WARDEN_ADMIN_PPROF": "yes"}, `WARDEN_ADMIN_PPROF="yes": expected one of true, false`},
 		{"unknown log format", map[string]string{"WARDEN_LOG_FORMAT": "xml"}, `WARDEN_LOG_FORMAT="xml": expected one of json, console`},
 	}
 	for _, tt := range tests {
