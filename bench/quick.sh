@@ -6,6 +6,9 @@
 #   warden        loadgen -> warden (mTLS, default policy, cached decision,
 #                 decision log to a file) -> upstream
 #   warden-nocache  the same with WARDEN_POLICY_CACHE_SIZE=0
+#   ghostunnel    loadgen -> ghostunnel 1.8.4 (Go L4 mTLS proxy) -> upstream,
+#                 when $GHOSTUNNEL (default: the tools cache) exists; build it
+#                 with bench/ghostunnel.sh
 # Prints one line per case and round (rps, p50/p99 ms, errors, CPU us per
 # request of the process under test, its RSS) and the median rps per case.
 # Every run is bounded: ROUNDS x (DURATION + warmup) per case.
@@ -56,6 +59,16 @@ warden() {
 warden warden 25443
 warden warden-nocache 25453 WARDEN_POLICY_CACHE_SIZE=0
 
+GHOSTUNNEL=${GHOSTUNNEL:-$HOME/.cache/warden/tools/bin/ghostunnel}
+if [ -x "$GHOSTUNNEL" ]; then
+	"$WORK/warden" dev issue --id spiffe://warden.local/ns/default/sa/ghostunnel --ip 127.0.0.1 --out "$WORK/gt" >/dev/null
+	"$GHOSTUNNEL" server --listen 127.0.0.1:25463 --target "$up_addr" --cert "$WORK/gt/svid.pem" --key "$WORK/gt/svid_key.pem" \
+		--cacert "$WORK/gt/bundle.pem" --allow-uri spiffe://warden.local/ns/default/sa/client --quiet=all 2>>"$WORK/servers.log" &
+	PIDS+=($!)
+	GT_PID=$!
+	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/25463) 2>/dev/null && break; sleep 0.05; done
+fi
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
@@ -81,6 +94,9 @@ for round in $(seq "$ROUNDS"); do
 	run_case inproc-mtls "$MTLS_URL" "$MTLS_PID" "${TLSARGS[@]}" -server-name 127.0.0.1
 	run_case warden "https://127.0.0.1:25443/" "$warden_PID" "${TLSARGS[@]}"
 	run_case warden-nocache "https://127.0.0.1:25453/" "$warden_nocache_PID" "${TLSARGS[@]}"
+	if [ -n "${GT_PID:-}" ]; then
+		run_case ghostunnel "https://127.0.0.1:25463/" "$GT_PID" "${TLSARGS[@]}"
+	fi
 done | tee "$WORK/results.txt"
 echo "# median rps"
 awk '$1 != "#" {print $1, $2}' "$WORK/results.txt" | sort -k1,1 -k2,2n |

@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,7 +29,8 @@ const usage = `warden: per-pod security sidecar
 
 Usage:
   warden [run]                              start the sidecar (configured by WARDEN_* environment variables)
-  warden dev issue --id SPIFFE_ID --out DIR issue a client SVID from the development CA in WARDEN_DEV_DIR
+  warden dev issue --id SPIFFE_ID --out DIR [--ttl 24h] [--dns NAMES] [--ip IPS]
+                                            issue an SVID from the development CA in WARDEN_DEV_DIR
   warden demo-app [--addr 127.0.0.1:8080]   a small upstream app that echoes what it received
   warden quickstart                         demo app + dev identity + sidecar, with curl commands (make run)
   warden version
@@ -93,6 +96,8 @@ func devIssue(args []string, getenv func(string) string, stdout io.Writer) error
 	idFlag := fs.String("id", "", "SPIFFE ID of the client, in the dev CA's trust domain")
 	out := fs.String("out", "", "directory to write svid.pem, svid_key.pem and bundle.pem into")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the SVID")
+	dns := fs.String("dns", "", "comma-separated DNS names to add as SANs (for servers checked by hostname)")
+	ips := fs.String("ip", "", "comma-separated IP addresses to add as SANs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,11 +116,33 @@ func devIssue(args []string, getenv func(string) string, stdout io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := issueTo(ca, id, *ttl, *out); err != nil {
+	opts := spiffe.IssueOptions{TTL: *ttl, DNSNames: splitList(*dns)}
+	for _, s := range splitList(*ips) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return fmt.Errorf("dev issue: --ip %q: not an IP address", s)
+		}
+		opts.IPs = append(opts.IPs, ip)
+	}
+	svid, err := ca.Issue(id, opts)
+	if err != nil {
+		return err
+	}
+	if err := ca.WriteSVID(*out, svid); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "issued %s into %s (svid.pem, svid_key.pem, bundle.pem)\n", id, *out)
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func issueTo(ca *spiffe.DevCA, id spiffeid.ID, ttl time.Duration, dir string) error {
