@@ -149,6 +149,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !c.resolved {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
 	}
+	c.path = c.path[:0]
 	c.requestID = c.requestID[:0]
 	if id := ctx.Request.Header.Peek(headerRequestID); validRequestID(id) {
 		c.requestID = append(c.requestID, id...)
@@ -364,13 +365,18 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
 	if !e.Enabled() {
 		return
 	}
+	// Refused before normalization, a request is logged with its raw path.
+	path := c.path
+	if len(path) == 0 {
+		path = ctx.URI().PathOriginal()
+	}
 	var dur float64
 	if t := ctx.Time(); !t.IsZero() {
 		dur = time.Since(t).Seconds()
 	}
 	e.Str("event", "access").
 		Bytes("method", ctx.Method()).
-		Bytes("path", c.path).
+		Bytes("path", path).
 		Int("status", ctx.Response.StatusCode()).
 		Str("peer_id", c.peerStr).
 		Str("client_ip", c.clientIP).

@@ -327,6 +327,9 @@ func TestRefusedPeerGets403AndAppSeesNothing(t *testing.T) {
 	if n := len(h.upstream.requests()); n != 0 {
 		t.Errorf("app saw %d requests from a refused peer", n)
 	}
+	if !strings.Contains(h.logs.String(), `"event":"access","method":"GET","path":"/hello","status":403`) {
+		t.Errorf("refused request not in the access log with its path: %s", h.logs)
+	}
 }
 
 func TestPeerFromUntrustedDomainFailsHandshake(t *testing.T) {
