@@ -172,19 +172,39 @@ func devIssueCmd(t *testing.T, devDir, id, out string) (string, error) {
 	return string(b), err
 }
 
-func TestSidecarServesDrainsAndStops(t *testing.T) {
+// devSidecar is warden on the development identity in front of a fresh
+// slowApp, with a client that holds an SVID from `warden dev issue`.
+type devSidecar struct {
+	*process
+	admin, inbound string
+	client         *http.Client
+	slowStarted    <-chan struct{}
+}
+
+func startDevSidecar(t *testing.T, env ...string) *devSidecar {
+	t.Helper()
 	devDir := t.TempDir()
 	clientDir := filepath.Join(t.TempDir(), "client")
 	if out, err := devIssueCmd(t, devDir, "spiffe://warden.local/ns/default/sa/client", clientDir); err != nil {
 		t.Fatalf("dev issue: %v\n%s", err, out)
 	}
 	appAddr, slowStarted := slowApp(t)
-	p := startWarden(t,
-		"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR="+devDir,
-		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0",
-		"WARDEN_UPSTREAM_ADDR="+appAddr, "WARDEN_DRAIN_TIMEOUT=5s")
-	admin := "http://" + p.listenAddr(t, "admin")
-	inbound := "https://" + p.listenAddr(t, "inbound")
+	p := startWarden(t, append([]string{
+		"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR=" + devDir,
+		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0", "WARDEN_UPSTREAM_ADDR=" + appAddr,
+	}, env...)...)
+	return &devSidecar{
+		process:     p,
+		admin:       "http://" + p.listenAddr(t, "admin"),
+		inbound:     "https://" + p.listenAddr(t, "inbound"),
+		client:      curlLikeClient(t, clientDir),
+		slowStarted: slowStarted,
+	}
+}
+
+func TestSidecarServesDrainsAndStops(t *testing.T) {
+	w := startDevSidecar(t, "WARDEN_DRAIN_TIMEOUT=5s")
+	p, admin, inbound, slowStarted := w.process, w.admin, w.inbound, w.slowStarted
 
 	if code, _ := get(t, admin+"/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
@@ -197,7 +217,7 @@ func TestSidecarServesDrainsAndStops(t *testing.T) {
 		t.Errorf("/identity %d %s", code, body)
 	}
 
-	client := curlLikeClient(t, clientDir)
+	client := w.client
 	resp, err := client.Get(inbound + "/hello")
 	if err != nil {
 		t.Fatal(err)

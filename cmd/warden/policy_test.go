@@ -120,26 +120,15 @@ func TestPolicyBundleFromServerHotReloads(t *testing.T) {
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 
-	devDir := t.TempDir()
-	clientDir := filepath.Join(t.TempDir(), "client")
-	if out, err := devIssueCmd(t, devDir, "spiffe://warden.local/ns/default/sa/client", clientDir); err != nil {
-		t.Fatalf("dev issue: %v\n%s", err, out)
-	}
-	appAddr, _ := slowApp(t)
 	decisions := filepath.Join(t.TempDir(), "decisions.log")
-	p := startWarden(t,
-		"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR="+devDir,
-		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0", "WARDEN_UPSTREAM_ADDR="+appAddr,
-		"WARDEN_POLICY_BUNDLE="+hs.URL+"/bundle.tar.gz", "WARDEN_POLICY_POLL_INTERVAL=100ms",
-		"WARDEN_DECISION_LOG="+decisions)
-	admin := "http://" + p.listenAddr(t, "admin")
-	inbound := "https://" + p.listenAddr(t, "inbound")
+	w := startDevSidecar(t, "WARDEN_POLICY_BUNDLE="+hs.URL+"/bundle.tar.gz",
+		"WARDEN_POLICY_POLL_INTERVAL=100ms", "WARDEN_DECISION_LOG="+decisions)
+	admin, inbound, client := w.admin, w.inbound, w.client
 	waitFor(t, "readiness", func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
 	if st := readPolicy(t, admin); st.Revision != "r1" || !st.Active || st.LoadedAt == "" {
 		t.Fatalf("/policy %+v, want revision r1 active", st)
 	}
 
-	client := curlLikeClient(t, clientDir)
 	if s := status(t, client, inbound+"/public/a"); s != 200 {
 		t.Errorf("/public/a: %d, want 200", s)
 	}
@@ -179,22 +168,12 @@ func TestNoBundleMeansNotReadyAndClosed(t *testing.T) {
 	srv.set(500, nil)
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	devDir := t.TempDir()
-	clientDir := filepath.Join(t.TempDir(), "client")
-	if out, err := devIssueCmd(t, devDir, "spiffe://warden.local/ns/default/sa/client", clientDir); err != nil {
-		t.Fatalf("dev issue: %v\n%s", err, out)
-	}
-	appAddr, _ := slowApp(t)
-	p := startWarden(t,
-		"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR="+devDir,
-		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0", "WARDEN_UPSTREAM_ADDR="+appAddr,
-		"WARDEN_POLICY_BUNDLE="+hs.URL+"/bundle.tar.gz")
-	admin := "http://" + p.listenAddr(t, "admin")
-	inbound := "https://" + p.listenAddr(t, "inbound")
+	w := startDevSidecar(t, "WARDEN_POLICY_BUNDLE="+hs.URL+"/bundle.tar.gz")
+	admin, inbound := w.admin, w.inbound
 	if code, body := get(t, admin+"/readyz"); code != 503 || !strings.Contains(body, "policy not loaded") {
 		t.Errorf("/readyz without a bundle: %d %s", code, body)
 	}
-	if s := status(t, curlLikeClient(t, clientDir), inbound+"/public/a"); s != 403 {
+	if s := status(t, w.client, inbound+"/public/a"); s != 403 {
 		t.Errorf("request without a bundle: %d, want 403", s)
 	}
 }
