@@ -254,3 +254,53 @@ func TestResumedSessionIsReverifiedAgainstCurrentBundle(t *testing.T) {
 		t.Fatalf("client of a rotated-out CA connected (resumed=%v)", resumed)
 	}
 }
+
+// An expired client SVID must fail the handshake, like one from a foreign CA.
+func TestExpiredClientSVIDIsRefused(t *testing.T) {
+	ca, err := LoadOrCreateDevCA(t.TempDir(), td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverID := spiffeid.RequireFromPath(td, "/server")
+	src, err := NewDevSource(ca, serverID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerTLSConfig(src, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if c.(*tls.Conn).Handshake() == nil {
+					_, _ = c.Write([]byte("ok"))
+				}
+			}()
+		}
+	}()
+
+	// A CA clock two hours back issues a one-hour SVID that expired an hour ago.
+	past := *ca
+	past.now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	expired, err := past.Issue(spiffeid.RequireFromPath(td, "/client"), IssueOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ClientTLSConfig(expired, ca.Bundle(), tlsconfig.AuthorizeID(serverID))
+	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+	if err == nil {
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 2))
+	}
+	if err == nil {
+		t.Fatal("a client with an expired SVID got through")
+	}
+}

@@ -663,3 +663,47 @@ func TestGuardDecidesOnTheNormalizedPath(t *testing.T) {
 		t.Errorf("guard saw %q, want %q", g.seen, want)
 	}
 }
+
+// Framing attacks beyond CL+TE: whatever warden answers, the app sees at
+// most the one outer request, and no hidden request is ever answered.
+func TestAmbiguousFramingNeverSmuggles(t *testing.T) {
+	hidden := "GET /admin HTTP/1.1\r\nHost: app\r\n\r\n"
+	tests := []struct{ name, req string }{
+		{"two different Content-Lengths", "POST /form HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\nContent-Length: 34\r\n\r\n" + hidden},
+		{"Content-Length list", "POST /form HTTP/1.1\r\nHost: app\r\nContent-Length: 0, 34\r\n\r\n" + hidden},
+		{"obfuscated Transfer-Encoding", "POST /form HTTP/1.1\r\nHost: app\r\nContent-Length: 34\r\nTransfer-Encoding: xchunked\r\n\r\n" + hidden},
+		{"chunked not last", "POST /form HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked, identity\r\nContent-Length: 0\r\n\r\n" + hidden},
+		{"space before colon", "POST /form HTTP/1.1\r\nHost: app\r\nTransfer-Encoding : chunked\r\nContent-Length: 0\r\n\r\n" + hidden},
+		// Bare LF framing, the hidden request as the body: warden re-frames
+		// with CRLF and Content-Length, so the app cannot read it as a request.
+		{"bare LF line endings", "POST /form HTTP/1.1\nHost: app\nContent-Length: 34\n\n" + hidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := startProxy(t, nil)
+			conn := h.dialRaw(t, clientID)
+			fmt.Fprint(conn, tt.req)
+			br := bufio.NewReader(conn)
+			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			answers := 0
+			for {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					break
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				answers++
+				_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			}
+			for _, r := range h.upstream.requests() {
+				if r.path == "/admin" {
+					t.Fatalf("hidden request reached the app (%d answers)", answers)
+				}
+			}
+			if n := len(h.upstream.requests()); n > 1 || answers > 1 {
+				t.Errorf("app saw %d requests, client got %d answers: want at most one each", n, answers)
+			}
+		})
+	}
+}
