@@ -52,10 +52,15 @@ type state struct {
 type span struct{ start, end int }
 
 // excluded headers never reach the policy input (nor the decision log):
-// credentials, and the request id, which is input.transaction.
+// credentials; the request id, which is input.transaction; and tracing
+// headers, which differ on every request and would make every decision a
+// cache miss while no sane policy decides on a trace id.
 func excluded(lowerName []byte) bool {
 	switch string(lowerName) {
-	case "authorization", "proxy-authorization", "cookie", "x-request-id":
+	case "authorization", "proxy-authorization", "cookie", "x-request-id",
+		"traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
+		"x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "uber-trace-id",
+		"x-amzn-trace-id", "x-cloud-trace-context", "sentry-trace":
 		return true
 	}
 	return false

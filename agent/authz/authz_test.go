@@ -32,6 +32,7 @@ allow := {"allow": true, "headers": {"X-User-Tier": "gold", "X-Forwarded-Client-
 	input.raw_path == "/accounts/%61lice"
 	input.query.expand == ["true"]
 	input.headers["x-api-version"] == "2"
+	not input.headers.traceparent
 	not input.headers.authorization
 	not input.headers.cookie
 	not input.headers["x-request-id"]
@@ -88,7 +89,8 @@ func TestPolicySeesTheInputAndItsHeadersReachTheApp(t *testing.T) {
 	a := New(newEngine(t, policy), func() string { return ownID }, zerolog.New(&log))
 	ctx := request("GET", "/accounts/%61lice?expand=true",
 		"X-Api-Version", "2", "Authorization", "Bearer secret-token", "Cookie", "session=secret-cookie",
-		"X-Request-Id", "req-1", "X-Forwarded-Client-Cert", "By=me")
+		"X-Request-Id", "req-1", "X-Forwarded-Client-Cert", "By=me",
+		"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	if v := a.Check(ctx, peerRequest("/accounts/alice")); v.Status != 0 {
 		t.Fatalf("verdict %+v, want allowed; decision log: %s", v, log.String())
 	}
