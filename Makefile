@@ -49,22 +49,25 @@ $(OPA):
 spire: $(SPIRE)
 
 $(SPIRE_BIN)/spire-%:
-	cd $(TOOLS_DIR) 2>/dev/null || mkdir -p $(TOOLS_DIR); \
-	cd $(TOOLS_DIR) && GOFLAGS=-mod=mod $(GO) mod download github.com/spiffe/spire@$(SPIRE_VERSION)
+	mkdir -p $(SPIRE_BIN)
+	cd $(TOOLS_DIR) && $(GO) mod download github.com/spiffe/spire@$(SPIRE_VERSION)
 	cd "$$($(GO) env GOMODCACHE)/github.com/spiffe/spire@$(SPIRE_VERSION)" && \
 	  GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=1 $(GO) build -o $@ ./cmd/spire-$*
 
 lint: fmt-check vet
 
-# What warden costs against a direct connection and the app doing mTLS
-# itself, on loopback (bounded: ROUNDS x DURATION per case).
+# What warden costs and how it compares (direct, in-process mTLS, warden,
+# ghostunnel, nginx, HAProxy, an OPA sidecar), on loopback, bounded (about
+# 9 min with the defaults); installs the peers it needs. Report in
+# bench/results/. Options as variables: make bench ROUNDS=5 CASES="warden ghostunnel"
+# (see bench/run.sh -h).
 bench:
-	bench/quick.sh
+	bench/run.sh
 
-# Go benchmarks of the hot path: proxy handler, PEP check, decision cache,
-# log batching.
+# Go benchmarks of the hot path (proxy handler, PEP check, decision cache,
+# log batching), COUNT times each, in benchstat's format.
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem ./agent/... ./bundle/...
+	bench/micro.sh
 
 # Each fuzz target for FUZZTIME (they run one at a time: go test -fuzz
 # takes one target per package).

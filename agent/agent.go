@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -12,41 +13,47 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/warden-sidecar/warden/agent/admin"
 	"github.com/warden-sidecar/warden/agent/authz"
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/agent/outbound"
 	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
-// identityTimeout bounds the wait for the first SVID from the Workload API.
-const identityTimeout = 30 * time.Second
+// identitySource is what the agent needs from either identity mode: the
+// SVID and bundles handshakes read, and the trust domains for /identity.
+type identitySource interface {
+	spiffe.Source
+	TrustDomains() []spiffeid.TrustDomain
+}
 
 // Agent is one running sidecar.
 type Agent struct {
 	cfg config.Config
 	log zerolog.Logger
 
-	source   spiffe.Source
+	source   identitySource
 	closeSrc func() error
+	renewed  chan struct{} // signalled at each rotation, for watchExpiry
 
 	engine        atomic.Pointer[bundle.Engine]
 	identityReady atomic.Bool
 	listening     atomic.Bool
 	draining      atomic.Bool
 
-	mu          sync.Mutex
-	inboundAddr net.Addr
-	adminAddr   net.Addr
-	lastRotated time.Time
+	mu           sync.Mutex
+	inboundAddr  net.Addr
+	adminAddr    net.Addr
+	outboundAddr net.Addr
+	lastRotated  time.Time
 }
 
 // New prepares an agent; Run starts it.
 func New(cfg config.Config, log zerolog.Logger) *Agent {
-	return &Agent{cfg: cfg, log: log}
+	return &Agent{cfg: cfg, log: log, renewed: make(chan struct{}, 1)}
 }
 
 // Run serves until ctx is cancelled, then drains: readiness turns 503, the
@@ -66,7 +73,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.setAddr(&a.adminAddr, adminLn.Addr())
 	a.log.Info().Str("event", "listening").Str("listener", "admin").Str("addr", adminLn.Addr().String()).Send()
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- adm.Serve(adminLn) }()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -75,9 +82,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 
 	if err := a.startIdentity(ctx); err != nil {
+		if ctx.Err() != nil {
+			a.log.Info().Str("event", "stopped").Msg("stopped while waiting for an identity")
+			return nil
+		}
 		return err
 	}
 	defer a.closeSrc()
+	expiryCtx, stopExpiry := context.WithCancel(ctx)
+	expiryDone := make(chan struct{})
+	go func() { defer close(expiryDone); a.watchExpiry(expiryCtx) }()
+	defer func() { stopExpiry(); <-expiryDone }()
 
 	svid, err := a.source.GetX509SVID()
 	if err != nil {
@@ -92,7 +107,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: WARDEN_ALLOWED_PEERS: %w", err)
 	}
 	a.log.Info().Str("event", "identity_ready").Str("spiffe_id", svid.ID.String()).
-		Time("svid_expiry", svid.Certificates[0].NotAfter).Strs("allowed_peers", peers.Patterns()).Send()
+		Time("svid_expiry", svid.Certificates[0].NotAfter).Strs("allowed_peers", peers.Patterns()).
+		Strs("bundle_trust_domains", tdNames(a.source.TrustDomains())).Send()
 
 	guard, stopPolicy, err := a.startPolicy(ctx)
 	if err != nil {
@@ -119,11 +135,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: inbound listener on %s: %w", a.cfg.InboundAddr, err)
 	}
+	ob, obLn, err := a.outbound()
+	if err != nil {
+		inLn.Close()
+		return err
+	}
 	a.setAddr(&a.inboundAddr, inLn.Addr())
 	go func() { errc <- px.Serve(proxy.NewListener(inLn, spiffe.ServerTLSConfig(a.source, a.source))) }()
-	a.listening.Store(true)
 	a.log.Info().Str("event", "listening").Str("listener", "inbound").Str("addr", inLn.Addr().String()).
 		Str("upstream", a.cfg.UpstreamAddr).Send()
+	if ob != nil {
+		a.setAddr(&a.outboundAddr, obLn.Addr())
+		go func() { errc <- ob.Serve(obLn) }()
+		a.log.Info().Str("event", "listening").Str("listener", "outbound").Str("addr", obLn.Addr().String()).
+			Int("routes", len(a.cfg.OutboundRoutes)).Send()
+	}
+	a.listening.Store(true)
 
 	select {
 	case <-ctx.Done():
@@ -138,6 +165,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	if err := px.Shutdown(drainCtx); err != nil {
 		return fmt.Errorf("agent: drain: in-flight requests still running after %s: %w", a.cfg.DrainTimeout, err)
+	}
+	// Outbound drains after inbound: the app may call out while it finishes
+	// the requests that came in.
+	if ob != nil {
+		if err := ob.Shutdown(drainCtx); err != nil {
+			return fmt.Errorf("agent: drain: outbound requests still running after %s: %w", a.cfg.DrainTimeout, err)
+		}
 	}
 	a.listening.Store(false)
 	a.log.Info().Str("event", "stopped").Send()
@@ -169,11 +203,27 @@ func (a *Agent) startIdentity(ctx context.Context) error {
 			Str("trust_bundle", a.cfg.DevDir+"/"+spiffe.DevCACertFile).
 			Msg("using the embedded development CA: not for production")
 	case config.IdentityWorkloadAPI:
-		wctx, cancel := context.WithTimeout(ctx, identityTimeout)
+		ilog := a.log.With().Str("component", "identity").Logger()
+		ilog.Info().Str("event", "identity_waiting").Str("socket", a.cfg.SPIFFESocket).
+			Float64("timeout_s", a.cfg.IdentityTimeout.Seconds()).Msg("waiting for the first SVID from the Workload API")
+		wctx, cancel := context.WithTimeout(ctx, a.cfg.IdentityTimeout)
 		defer cancel()
-		src, err := workloadapi.NewX509Source(wctx, workloadapi.WithClientOptions(workloadapi.WithAddr(a.cfg.SPIFFESocket)))
+		src, err := spiffe.NewWorkloadSource(wctx, a.cfg.SPIFFESocket, spiffe.WorkloadEvents{
+			Rotated: a.rotated,
+			Bundles: func(tds []spiffeid.TrustDomain) {
+				ilog.Info().Str("event", "bundles_updated").Strs("trust_domains", tdNames(tds)).Send()
+			},
+			Lost: func(err error) {
+				ilog.Warn().Str("event", "workload_api_unavailable").Str("socket", a.cfg.SPIFFESocket).Err(err).
+					Msg("Workload API stream failed; serving with the SVID and bundles already received, retrying")
+			},
+			Restored: func() {
+				ilog.Info().Str("event", "workload_api_restored").Str("socket", a.cfg.SPIFFESocket).Send()
+			},
+		})
 		if err != nil {
-			return fmt.Errorf("agent: no X.509-SVID from the Workload API at SPIFFE_ENDPOINT_SOCKET=%s within %s: %w", a.cfg.SPIFFESocket, identityTimeout, err)
+			return fmt.Errorf("agent: WARDEN_IDENTITY_TIMEOUT=%s passed without an SVID from SPIFFE_ENDPOINT_SOCKET=%s: %w",
+				a.cfg.IdentityTimeout, a.cfg.SPIFFESocket, err)
 		}
 		a.source = src
 		a.closeSrc = src.Close
@@ -259,12 +309,102 @@ func (a *Agent) policyView() any {
 	return bundle.Status{}
 }
 
+// outbound builds the outbound proxy and binds its listener, or returns nil
+// when there is nothing to route: without routes every request would be
+// refused, and an idle listener would only claim the port.
+func (a *Agent) outbound() (*outbound.Server, net.Listener, error) {
+	if a.cfg.OutboundAddr == "" {
+		return nil, nil, nil
+	}
+	if len(a.cfg.OutboundRoutes) == 0 {
+		a.log.Info().Str("event", "outbound_disabled").Msg("no WARDEN_OUTBOUND_ROUTES: no outbound listener")
+		return nil, nil, nil
+	}
+	routes := make([]outbound.Route, 0, len(a.cfg.OutboundRoutes))
+	for _, r := range a.cfg.OutboundRoutes {
+		routes = append(routes, outbound.Route{Host: r.Host, Addr: r.Addr, ID: r.ID})
+	}
+	ob := outbound.New(outbound.Options{
+		Routes:              routes,
+		SVID:                a.source,
+		Bundles:             a.source,
+		Timeout:             a.cfg.OutboundTimeout,
+		MaxConnsPerRoute:    a.cfg.UpstreamMaxConns,
+		ReadTimeout:         a.cfg.ReadTimeout,
+		WriteTimeout:        a.cfg.WriteTimeout,
+		IdleTimeout:         a.cfg.IdleTimeout,
+		MaxHeaderBytes:      a.cfg.MaxHeaderBytes,
+		MaxRequestBodyBytes: a.cfg.MaxRequestBodyBytes,
+		MaxConnections:      a.cfg.MaxConnections,
+		Log:                 a.log.With().Str("component", "outbound").Logger(),
+	})
+	ln, err := net.Listen("tcp", a.cfg.OutboundAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: outbound listener on %s: %w", a.cfg.OutboundAddr, err)
+	}
+	return ob, ln, nil
+}
+
 func (a *Agent) rotated(svid *x509svid.SVID) {
 	a.mu.Lock()
 	a.lastRotated = time.Now()
 	a.mu.Unlock()
+	select {
+	case a.renewed <- struct{}{}:
+	default:
+	}
 	a.log.Info().Str("event", "svid_rotated").Str("spiffe_id", svid.ID.String()).
+		Str("serial", svid.Certificates[0].SerialNumber.String()).
 		Time("svid_expiry", svid.Certificates[0].NotAfter).Send()
+}
+
+// watchExpiry logs, once per SVID, when the own SVID comes within its
+// renewal margin without having been renewed (readiness is 503 from then
+// on) and when it expires (handshakes fail from then on).
+func (a *Agent) watchExpiry(ctx context.Context) {
+	var warned, expired *x509.Certificate
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.renewed:
+		case <-timer.C:
+		}
+		svid, err := a.source.GetX509SVID()
+		if err != nil {
+			continue // the source is closing
+		}
+		leaf, now := svid.Certificates[0], time.Now()
+		margin := spiffe.RenewalMargin(leaf)
+		next := leaf.NotAfter.Add(-margin)
+		switch {
+		case now.After(leaf.NotAfter):
+			if expired != leaf {
+				expired = leaf
+				a.log.Error().Str("event", "svid_expired").Str("spiffe_id", svid.ID.String()).Time("svid_expiry", leaf.NotAfter).
+					Msg("own SVID expired without renewal: TLS handshakes are refused until a new one arrives")
+			}
+			continue // only a rotation can change anything now
+		case !now.Before(next):
+			if warned != leaf {
+				warned = leaf
+				a.log.Warn().Str("event", "svid_expiring").Str("spiffe_id", svid.ID.String()).Time("svid_expiry", leaf.NotAfter).
+					Float64("margin_s", margin.Seconds()).Msg("own SVID not renewed and close to expiry: readiness is 503")
+			}
+			next = leaf.NotAfter.Add(time.Millisecond)
+		}
+		timer.Reset(time.Until(next))
+	}
+}
+
+func tdNames(tds []spiffeid.TrustDomain) []string {
+	out := make([]string, 0, len(tds))
+	for _, td := range tds {
+		out = append(out, td.Name())
+	}
+	return out
 }
 
 func (a *Agent) ownID() spiffeid.ID {
@@ -281,6 +421,8 @@ func (a *Agent) readiness() (bool, string) {
 		return false, "draining"
 	case !a.identityReady.Load():
 		return false, "identity not loaded"
+	case a.svidNearExpiry():
+		return false, "SVID near expiry and not renewed"
 	case a.engine.Load() == nil || !a.engine.Load().Ready():
 		return false, "policy not loaded"
 	case !a.listening.Load():
@@ -289,16 +431,25 @@ func (a *Agent) readiness() (bool, string) {
 	return true, ""
 }
 
+// svidNearExpiry is true within spiffe.RenewalMargin of the own SVID's
+// expiry: a pod whose agent stopped renewing leaves the load balancer
+// before its handshakes start failing.
+func (a *Agent) svidNearExpiry() bool {
+	svid, err := a.source.GetX509SVID()
+	return err != nil || spiffe.NearExpiry(svid, time.Now())
+}
+
 type identityView struct {
-	SPIFFEID    string     `json:"spiffe_id"`
-	TrustDomain string     `json:"trust_domain"`
-	SVIDExpiry  *time.Time `json:"svid_expiry,omitempty"`
-	LastRotated *time.Time `json:"last_rotation,omitempty"`
-	Mode        string     `json:"mode"`
+	SPIFFEID           string     `json:"spiffe_id"`
+	TrustDomain        string     `json:"trust_domain"`
+	SVIDExpiry         *time.Time `json:"svid_expiry,omitempty"`
+	BundleTrustDomains []string   `json:"bundle_trust_domains"`
+	LastRotated        *time.Time `json:"last_rotation,omitempty"`
+	Mode               string     `json:"mode"`
 }
 
 func (a *Agent) identityView() any {
-	v := identityView{Mode: a.cfg.Identity}
+	v := identityView{Mode: a.cfg.Identity, BundleTrustDomains: []string{}}
 	if !a.identityReady.Load() {
 		return v
 	}
@@ -306,6 +457,7 @@ func (a *Agent) identityView() any {
 		exp := svid.Certificates[0].NotAfter.UTC()
 		v.SPIFFEID, v.TrustDomain, v.SVIDExpiry = svid.ID.String(), svid.ID.TrustDomain().Name(), &exp
 	}
+	v.BundleTrustDomains = tdNames(a.source.TrustDomains())
 	a.mu.Lock()
 	last := a.lastRotated.UTC()
 	a.mu.Unlock()
@@ -324,4 +476,12 @@ func (a *Agent) Addrs() (inbound, adminAddr net.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.inboundAddr, a.adminAddr
+}
+
+// OutboundAddr returns the bound outbound address (nil until bound, and
+// when there is no outbound listener).
+func (a *Agent) OutboundAddr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.outboundAddr
 }

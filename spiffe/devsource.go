@@ -84,3 +84,8 @@ func (s *DevSource) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// TrustDomains lists the one trust domain a DevSource has a bundle for.
+func (s *DevSource) TrustDomains() []spiffeid.TrustDomain {
+	return []spiffeid.TrustDomain{s.ca.td}
+}

@@ -293,7 +293,9 @@ func TestExpiredClientSVIDIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ClientTLSConfig(expired, ca.Bundle(), tlsconfig.AuthorizeID(serverID))
+	// go-spiffe's own client config, not ClientTLSConfig, which would refuse
+	// to present the expired SVID: the server must be the one to refuse it.
+	cfg := tlsconfig.MTLSClientConfig(expired, ca.Bundle(), tlsconfig.AuthorizeID(serverID))
 	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
 	if err == nil {
 		defer c.Close()

@@ -23,8 +23,11 @@ import (
 // session: VerifyConnection re-verifies the certificates a ticket carries
 // against the bundle as it is now, so a rotated-out CA or an expired client
 // SVID cannot ride an old ticket.
+//
+// An own SVID past its expiry is never presented: the handshake fails
+// instead (see Unexpired).
 func ServerTLSConfig(svid x509svid.Source, bundle x509bundle.Source) *tls.Config {
-	cfg := tlsconfig.MTLSServerConfig(svid, bundle, tlsconfig.AuthorizeAny())
+	cfg := tlsconfig.MTLSServerConfig(Unexpired(svid), bundle, tlsconfig.AuthorizeAny())
 	cfg.MinVersion = tls.VersionTLS12
 	cfg.NextProtos = []string{"http/1.1"}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -44,8 +47,9 @@ func ServerTLSConfig(svid x509svid.Source, bundle x509bundle.Source) *tls.Config
 
 // ClientTLSConfig is an mTLS client configuration presenting svid and
 // accepting servers that authorize allows. Tests and the outbound path use it.
+// Like ServerTLSConfig, it never presents an expired SVID.
 func ClientTLSConfig(svid x509svid.Source, bundle x509bundle.Source, allow tlsconfig.Authorizer) *tls.Config {
-	cfg := tlsconfig.MTLSClientConfig(svid, bundle, allow)
+	cfg := tlsconfig.MTLSClientConfig(Unexpired(svid), bundle, allow)
 	cfg.MinVersion = tls.VersionTLS12
 	return cfg
 }

@@ -38,6 +38,12 @@ type Config struct {
 	TrustDomain  spiffeid.TrustDomain // zero: the trust domain of the own SVID
 	AllowedPeers string               // raw list; see spiffe.ParsePeerMatcher
 
+	IdentityTimeout time.Duration // workloadapi mode: the wait for the first SVID
+
+	OutboundAddr    string // "" = no outbound listener
+	OutboundRoutes  []Route
+	OutboundTimeout time.Duration
+
 	UpstreamTimeout     time.Duration
 	UpstreamMaxConns    int
 	ReadTimeout         time.Duration
@@ -63,6 +69,18 @@ type Config struct {
 	LogFormat string
 }
 
+// Route is one entry of WARDEN_OUTBOUND_ROUTES: requests whose Host is Host
+// go over mTLS to Addr, which must present the SVID ID.
+type Route struct {
+	Host string // lower case; "name" matches any port, "name:port" only that one
+	Addr string // host:port of the destination's warden (inbound listener)
+	ID   spiffeid.ID
+}
+
+// OutboundOff is the WARDEN_OUTBOUND_ADDR value that turns the outbound
+// listener off (an empty value means the default, as for every variable).
+const OutboundOff = "off"
+
 // Var describes one environment variable: the README table is written from
 // the same facts, and TestVarsDocumented keeps the two in step.
 type Var struct {
@@ -82,6 +100,10 @@ var Vars = []Var{
 	{"WARDEN_SPIFFE_ID", "spiffe://warden.local/ns/default/sa/app", "dev mode: warden's own SPIFFE ID"},
 	{"WARDEN_TRUST_DOMAIN", "", "trust domain whose members are allowed when WARDEN_ALLOWED_PEERS is empty; empty: the trust domain of the own SVID"},
 	{"WARDEN_ALLOWED_PEERS", "", "comma-separated SPIFFE IDs or prefixes ending in `/*`; empty: any ID in the trust domain; others get 403"},
+	{"WARDEN_IDENTITY_TIMEOUT", "30s", "workloadapi mode: how long startup waits for the first SVID (`/readyz` answers 503 meanwhile) before warden exits with an error naming the socket"},
+	{"WARDEN_OUTBOUND_ADDR", "127.0.0.1:15001", "plaintext HTTP listener where the app sends outbound requests, loopback only; it starts when WARDEN_OUTBOUND_ROUTES is set; `off` turns it off"},
+	{"WARDEN_OUTBOUND_ROUTES", "", "comma-separated `host=addr|spiffe-id` routes: a request with that Host goes over mTLS to `addr`, which must present `spiffe-id`; any other Host gets 403 `unknown_destination`"},
+	{"WARDEN_OUTBOUND_TIMEOUT", "30s", "time for a destination to send its whole response to an outbound request; no answer by then: 504"},
 	{"WARDEN_UPSTREAM_TIMEOUT", "30s", "time for the app to send its whole response (like Envoy's route timeout); no answer by then: 504"},
 	{"WARDEN_UPSTREAM_MAX_CONNS", "1024", "maximum open connections to the app"},
 	{"WARDEN_READ_TIMEOUT", "30s", "time for a client to send a whole request (and the TLS handshake)"},
@@ -126,6 +148,10 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SPIFFESocket:          p.str("SPIFFE_ENDPOINT_SOCKET"),
 		DevDir:                p.str("WARDEN_DEV_DIR"),
 		AllowedPeers:          p.str("WARDEN_ALLOWED_PEERS"),
+		IdentityTimeout:       p.duration("WARDEN_IDENTITY_TIMEOUT"),
+		OutboundAddr:          p.outboundAddr("WARDEN_OUTBOUND_ADDR"),
+		OutboundRoutes:        p.routes("WARDEN_OUTBOUND_ROUTES"),
+		OutboundTimeout:       p.duration("WARDEN_OUTBOUND_TIMEOUT"),
 		UpstreamTimeout:       p.duration("WARDEN_UPSTREAM_TIMEOUT"),
 		UpstreamMaxConns:      p.positiveInt("WARDEN_UPSTREAM_MAX_CONNS"),
 		ReadTimeout:           p.duration("WARDEN_READ_TIMEOUT"),
@@ -232,6 +258,96 @@ func (p *parser) addr(name string) string {
 		return ""
 	}
 	return v
+}
+
+// outboundAddr accepts OutboundOff or a loopback host:port: the listener
+// relays plaintext from the app into mTLS with the pod's identity, so
+// anything that can reach it speaks as the pod.
+func (p *parser) outboundAddr(name string) string {
+	if p.raw(name) == OutboundOff {
+		return ""
+	}
+	v := p.addr(name)
+	if v == "" {
+		return ""
+	}
+	host, _, _ := net.SplitHostPort(v)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		p.fail(name, v, "a loopback address such as 127.0.0.1:15001 (anything that reaches the listener speaks with the pod's identity), or "+OutboundOff)
+		return ""
+	}
+	return v
+}
+
+// routes parses host=addr|spiffe-id,... Hosts are unique and matched case
+// insensitively; addr may name a DNS host (a Service) since it is dialled,
+// not bound.
+func (p *parser) routes(name string) []Route {
+	v := p.raw(name)
+	var out []Route
+	seen := make(map[string]bool)
+	for _, raw := range strings.Split(v, ",") {
+		entry := strings.TrimSpace(raw)
+		if entry == "" {
+			continue
+		}
+		const form = "host=addr|spiffe-id, e.g. orders=10.0.0.7:15443|spiffe://example.org/ns/shop/sa/orders"
+		host, rest, ok := strings.Cut(entry, "=")
+		addr, id, ok2 := strings.Cut(rest, "|")
+		host, addr, id = strings.ToLower(strings.TrimSpace(host)), strings.TrimSpace(addr), strings.TrimSpace(id)
+		if !ok || !ok2 || host == "" {
+			p.fail(name, v, "comma-separated "+form+" (at "+strconv.Quote(entry)+")")
+			return nil
+		}
+		if !validRouteHost(host) {
+			p.fail(name, v, "a host name, optionally with :port, before '=' (at "+strconv.Quote(entry)+")")
+			return nil
+		}
+		if seen[host] {
+			p.fail(name, v, "each host once (host "+strconv.Quote(host)+" repeats)")
+			return nil
+		}
+		seen[host] = true
+		h, port, err := net.SplitHostPort(addr)
+		if n, perr := strconv.Atoi(port); err != nil || h == "" || perr != nil || n < 1 || n > 65535 {
+			p.fail(name, v, "a destination host:port after '=' (at "+strconv.Quote(entry)+")")
+			return nil
+		}
+		sid, err := spiffeid.FromString(id)
+		if err != nil {
+			p.fail(name, v, "a SPIFFE ID after '|' (at "+strconv.Quote(entry)+": "+err.Error()+")")
+			return nil
+		}
+		out = append(out, Route{Host: host, Addr: addr, ID: sid})
+	}
+	return out
+}
+
+// validRouteHost accepts what can appear in a Host header: a DNS name or
+// IPv4 address, or a bracketed IPv6 address, with an optional port.
+func validRouteHost(h string) bool {
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 || net.ParseIP(h[1:end]) == nil {
+			return false
+		}
+		h = "x" + h[end+1:]
+	}
+	name, port, hasPort := strings.Cut(h, ":")
+	if hasPort {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if !(c == '-' || c == '.' || c == '_' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *parser) oneOf(name string, allowed ...string) string {

@@ -3,9 +3,12 @@ package config
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 func env(m map[string]string) func(string) string {
@@ -92,6 +95,17 @@ func TestInvalidValues(t *testing.T) {
 		{"poll interval without unit", map[string]string{"WARDEN_POLICY_POLL_INTERVAL": "30"}, `WARDEN_POLICY_POLL_INTERVAL="30": expected a positive duration`},
 		{"pprof switch that is no boolean", map[string]string{"WARDEN_ADMIN_PPROF": "yes"}, `WARDEN_ADMIN_PPROF="yes": expected one of true, false`},
 		{"unknown log format", map[string]string{"WARDEN_LOG_FORMAT": "xml"}, `WARDEN_LOG_FORMAT="xml": expected one of json, console`},
+		{"identity timeout without unit", map[string]string{"WARDEN_IDENTITY_TIMEOUT": "30"}, `WARDEN_IDENTITY_TIMEOUT="30": expected a positive duration`},
+		{"outbound listener on all interfaces", map[string]string{"WARDEN_OUTBOUND_ADDR": "0.0.0.0:15001"}, `WARDEN_OUTBOUND_ADDR="0.0.0.0:15001": expected a loopback address`},
+		{"outbound listener on a pod address", map[string]string{"WARDEN_OUTBOUND_ADDR": "10.0.0.7:15001"}, `WARDEN_OUTBOUND_ADDR="10.0.0.7:15001": expected a loopback address`},
+		{"outbound listener without host", map[string]string{"WARDEN_OUTBOUND_ADDR": ":15001"}, `WARDEN_OUTBOUND_ADDR=":15001": expected a loopback address`},
+		{"route without destination", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders"}, `WARDEN_OUTBOUND_ROUTES="orders": expected comma-separated host=addr|spiffe-id`},
+		{"route without SPIFFE ID", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=127.0.0.1:15443"}, `expected comma-separated host=addr|spiffe-id`},
+		{"route to an address without port", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=10.0.0.7|spiffe://warden.local/orders"}, `expected a destination host:port after '=' (at "orders=10.0.0.7|spiffe://warden.local/orders")`},
+		{"route with a malformed SPIFFE ID", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=10.0.0.7:15443|orders"}, `expected a SPIFFE ID after '|'`},
+		{"route host with a path", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders/v1=10.0.0.7:15443|spiffe://warden.local/orders"}, `expected a host name, optionally with :port, before '='`},
+		{"route host twice", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=a:1|spiffe://w/a, Orders=b:2|spiffe://w/b"}, `expected each host once (host "orders" repeats)`},
+		{"outbound timeout of zero", map[string]string{"WARDEN_OUTBOUND_TIMEOUT": "0s"}, `WARDEN_OUTBOUND_TIMEOUT="0s": expected a positive duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,6 +124,37 @@ func TestInvalidValues(t *testing.T) {
 				t.Errorf("error %q, want one line containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestOutboundSettings(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OutboundAddr != "127.0.0.1:15001" || c.OutboundRoutes != nil || c.OutboundTimeout != 30*time.Second || c.IdentityTimeout != 30*time.Second {
+		t.Errorf("defaults: addr %q routes %v timeout %s identity timeout %s", c.OutboundAddr, c.OutboundRoutes, c.OutboundTimeout, c.IdentityTimeout)
+	}
+
+	c, err = FromEnv(env(map[string]string{
+		"WARDEN_IDENTITY":        "dev",
+		"WARDEN_OUTBOUND_ADDR":   "[::1]:0",
+		"WARDEN_OUTBOUND_ROUTES": " Orders = orders.shop.svc:15443 | spiffe://warden.local/ns/shop/sa/orders ,payments:8080=127.0.0.1:25443|spiffe://partner.test/payments,",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Route{
+		{Host: "orders", Addr: "orders.shop.svc:15443", ID: spiffeid.RequireFromString("spiffe://warden.local/ns/shop/sa/orders")},
+		{Host: "payments:8080", Addr: "127.0.0.1:25443", ID: spiffeid.RequireFromString("spiffe://partner.test/payments")},
+	}
+	if c.OutboundAddr != "[::1]:0" || !slices.Equal(c.OutboundRoutes, want) {
+		t.Errorf("addr %q routes %+v, want %+v", c.OutboundAddr, c.OutboundRoutes, want)
+	}
+
+	c, err = FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_OUTBOUND_ADDR": "off"}))
+	if err != nil || c.OutboundAddr != "" {
+		t.Errorf("off: addr %q, err %v; want no listener", c.OutboundAddr, err)
 	}
 }
 

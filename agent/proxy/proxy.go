@@ -65,16 +65,17 @@ type Server struct {
 	opts   Options
 	srv    *fasthttp.Server
 	client *fasthttp.HostClient
-	ids    *requestIDs
+	ids    *RequestIDs
 	log    zerolog.Logger
 }
 
 // Headers warden owns on the way to the app.
 const (
-	headerXFCC       = "X-Forwarded-Client-Cert"
-	headerXFF        = "X-Forwarded-For"
-	headerXFProto    = "X-Forwarded-Proto"
-	headerRequestID  = "X-Request-Id"
+	headerXFCC    = "X-Forwarded-Client-Cert"
+	headerXFF     = "X-Forwarded-For"
+	headerXFProto = "X-Forwarded-Proto"
+	// HeaderRequestID carries the request id to the app and back.
+	HeaderRequestID  = "X-Request-Id"
 	headerConnection = "Connection"
 )
 
@@ -89,7 +90,7 @@ var hopByHop = []string{
 
 // New builds the proxy; Serve starts it.
 func New(opts Options) *Server {
-	s := &Server{opts: opts, ids: newRequestIDs(), log: opts.Log}
+	s := &Server{opts: opts, ids: NewRequestIDs(), log: opts.Log}
 	s.client = &fasthttp.HostClient{
 		Addr:                     opts.UpstreamAddr,
 		MaxConns:                 opts.UpstreamMaxConns,
@@ -151,10 +152,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	c.path = c.path[:0]
 	c.requestID = c.requestID[:0]
-	if id := ctx.Request.Header.Peek(headerRequestID); validRequestID(id) {
+	if id := ctx.Request.Header.Peek(HeaderRequestID); ValidRequestID(id) {
 		c.requestID = append(c.requestID, id...)
 	} else {
-		c.requestID = s.ids.append(c.requestID)
+		c.requestID = s.ids.Append(c.requestID)
 	}
 
 	if !c.allowed {
@@ -207,8 +208,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.refuse(ctx, c, status, code)
 		return
 	}
-	removeHopByHop(&ctx.Response.Header)
-	ctx.Response.Header.SetBytesV(headerRequestID, c.requestID)
+	RemoveHopByHopResponse(&ctx.Response.Header)
+	ctx.Response.Header.SetBytesV(HeaderRequestID, c.requestID)
 	if closeAfter {
 		ctx.Response.SetConnectionClose()
 	}
@@ -217,7 +218,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 // prepareRequest turns the client's request into the one the app receives.
 func (s *Server) prepareRequest(h *fasthttp.RequestHeader, c *conn) {
-	removeHopByHopRequest(h)
+	RemoveHopByHopRequest(h)
 	h.ResetConnectionClose()
 
 	// X-Forwarded-For: append this hop's client.
@@ -229,14 +230,16 @@ func (s *Server) prepareRequest(h *fasthttp.RequestHeader, c *conn) {
 	h.SetBytesV(headerXFF, c.scratch)
 
 	h.Set(headerXFProto, "https")
-	h.SetBytesV(headerRequestID, c.requestID)
+	h.SetBytesV(HeaderRequestID, c.requestID)
 	// Whatever identity header the client sent is a forgery: only warden
 	// may state who the peer is.
 	h.Del(headerXFCC)
 	h.SetBytesV(headerXFCC, c.xfcc)
 }
 
-func removeHopByHopRequest(h *fasthttp.RequestHeader) {
+// RemoveHopByHopRequest deletes the headers that describe the client's
+// connection, including those its Connection header names.
+func RemoveHopByHopRequest(h *fasthttp.RequestHeader) {
 	if v := h.Peek(headerConnection); len(v) > 0 {
 		forEachToken(v, func(name []byte) { h.DelBytes(name) })
 		h.Del(headerConnection)
@@ -246,7 +249,8 @@ func removeHopByHopRequest(h *fasthttp.RequestHeader) {
 	}
 }
 
-func removeHopByHop(h *fasthttp.ResponseHeader) {
+// RemoveHopByHopResponse does the same for a response on its way back.
+func RemoveHopByHopResponse(h *fasthttp.ResponseHeader) {
 	if v := h.Peek(headerConnection); len(v) > 0 {
 		forEachToken(v, func(name []byte) { h.DelBytes(name) })
 	}
@@ -327,7 +331,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	if !c.resolved {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
 	}
-	c.requestID = s.ids.append(c.requestID[:0])
+	c.requestID = s.ids.Append(c.requestID[:0])
 	s.log.Warn().Str("event", "bad_request").Err(err).Int("status", status).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
 	s.refuse(ctx, c, status, code)
@@ -346,11 +350,11 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, c *conn, status int, code stri
 	if c != nil {
 		id = c.requestID
 	} else {
-		id = s.ids.append(nil)
+		id = s.ids.Append(nil)
 	}
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("application/json")
-	ctx.Response.Header.SetBytesV(headerRequestID, id)
+	ctx.Response.Header.SetBytesV(HeaderRequestID, id)
 	ctx.Response.ResetBody()
 	ctx.Response.AppendBodyString(`{"error":"`)
 	ctx.Response.AppendBodyString(code)

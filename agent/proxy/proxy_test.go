@@ -240,7 +240,7 @@ func TestAllowedPeerReachesAppWithWardenHeaders(t *testing.T) {
 		}
 	}
 	id := got.Get("X-Request-Id")
-	if !validRequestID([]byte(id)) || resp.Header.Get("X-Request-Id") != id {
+	if !ValidRequestID([]byte(id)) || resp.Header.Get("X-Request-Id") != id {
 		t.Errorf("generated request id %q (response %q): want a valid id echoed to the client", id, resp.Header.Get("X-Request-Id"))
 	}
 	if !strings.Contains(h.logs.String(), `"event":"access"`) || !strings.Contains(h.logs.String(), `"peer_id":"`+clientID.String()+`"`) {
@@ -286,7 +286,7 @@ func TestSpoofedIdentityHeadersAreReplaced(t *testing.T) {
 
 func TestInvalidRequestIDIsReplaced(t *testing.T) {
 	h := startProxy(t, nil)
-	for _, bad := range []string{`x"}{"admin":true`, strings.Repeat("a", maxRequestIDLen+1), "id with spaces"} {
+	for _, bad := range []string{`x"}{"admin":true`, strings.Repeat("a", MaxRequestIDLen+1), "id with spaces"} {
 		req, _ := http.NewRequest(http.MethodGet, h.url("/"), nil)
 		req.Header.Set("X-Request-Id", bad)
 		resp, err := h.client(t, clientID).Do(req)
@@ -294,7 +294,7 @@ func TestInvalidRequestIDIsReplaced(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if got := resp.Header.Get("X-Request-Id"); got == bad || !validRequestID([]byte(got)) {
+		if got := resp.Header.Get("X-Request-Id"); got == bad || !ValidRequestID([]byte(got)) {
 			t.Errorf("request id %q came back as %q, want a fresh valid one", bad, got)
 		}
 	}

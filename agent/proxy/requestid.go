@@ -7,37 +7,38 @@ import (
 	"sync/atomic"
 )
 
-// maxRequestIDLen bounds a client-supplied X-Request-Id. Longer ones, or ones
+// MaxRequestIDLen bounds a client-supplied X-Request-Id. Longer ones, or ones
 // with characters outside [A-Za-z0-9._:-], are replaced, so the header can
 // be logged and put in a JSON body without escaping.
-const maxRequestIDLen = 128
+const MaxRequestIDLen = 128
 
-// requestIDs generates ids as a random per-process prefix and a counter:
+// RequestIDs generates ids as a random per-process prefix and a counter:
 // unique without a syscall or an allocation per request.
-type requestIDs struct {
+type RequestIDs struct {
 	prefix []byte
 	next   atomic.Uint64
 }
 
-func newRequestIDs() *requestIDs {
+func NewRequestIDs() *RequestIDs {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	r := &requestIDs{prefix: make([]byte, 0, 17)}
+	r := &RequestIDs{prefix: make([]byte, 0, 17)}
 	r.prefix = hex.AppendEncode(r.prefix, b[:])
 	r.prefix = append(r.prefix, '-')
 	return r
 }
 
-// append appends a fresh id to dst.
-func (r *requestIDs) append(dst []byte) []byte {
+// Append appends a fresh id to dst.
+func (r *RequestIDs) Append(dst []byte) []byte {
 	dst = append(dst, r.prefix...)
 	return strconv.AppendUint(dst, r.next.Add(1), 16)
 }
 
-func validRequestID(id []byte) bool {
-	if len(id) == 0 || len(id) > maxRequestIDLen {
+// ValidRequestID reports whether a client-supplied id may be kept.
+func ValidRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxRequestIDLen {
 		return false
 	}
 	for _, b := range id {

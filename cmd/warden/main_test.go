@@ -56,7 +56,14 @@ type process struct {
 
 func startWarden(t *testing.T, env ...string) *process {
 	t.Helper()
-	cmd := exec.Command(wardenBin)
+	return startWardenBin(t, wardenBin, env...)
+}
+
+// startWardenBin is startWarden for a warden binary at another path (a
+// second workload identity for SPIRE's path selector).
+func startWardenBin(t *testing.T, bin string, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -70,6 +77,7 @@ func startWarden(t *testing.T, env ...string) *process {
 	go func() {
 		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var line map[string]any
 			p.mu.Lock()
@@ -84,8 +92,16 @@ func startWarden(t *testing.T, env ...string) *process {
 	go func() { <-scanned; p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second): // the test consumed it
+		}
 		if t.Failed() {
-			t.Logf("warden log:\n%s", p.rawLog())
+			log := p.rawLog()
+			if len(log) > 200<<10 {
+				log = "...\n" + log[len(log)-200<<10:]
+			}
+			t.Logf("%s log:\n%s", filepath.Base(bin), log)
 		}
 	})
 	return p

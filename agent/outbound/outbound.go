@@ -1,0 +1,325 @@
+package outbound
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/valyala/fasthttp"
+
+	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/spiffe"
+)
+
+// Route sends requests whose Host is Host to Addr, which must present ID.
+type Route struct {
+	Host string // lower case; "name" matches any port, "name:port" only that port
+	Addr string // host:port of the destination's warden
+	ID   spiffeid.ID
+}
+
+// Options configure the outbound proxy. Durations and sizes must be
+// positive; agent/config validates them.
+type Options struct {
+	Routes []Route
+	// SVID is presented to destinations; Bundles verifies them (own and
+	// federated trust domains). Both are read at each new handshake.
+	SVID    x509svid.Source
+	Bundles x509bundle.Source
+
+	Timeout             time.Duration // whole exchange with the destination
+	MaxConnsPerRoute    int
+	ReadTimeout         time.Duration // the app sending a request
+	WriteTimeout        time.Duration
+	IdleTimeout         time.Duration
+	MaxHeaderBytes      int
+	MaxRequestBodyBytes int
+	MaxConnections      int
+
+	Log zerolog.Logger
+}
+
+// Server is the outbound proxy.
+type Server struct {
+	opts   Options
+	srv    *fasthttp.Server
+	routes map[string]*route
+	ids    *proxy.RequestIDs
+	log    zerolog.Logger
+}
+
+type route struct {
+	Route
+	id     string
+	client *fasthttp.HostClient
+}
+
+// Status codes and error codes the app gets instead of a destination's answer.
+const (
+	codeUnknownDestination = "unknown_destination"     // 403: Host has no route
+	codeConnect            = "connect_not_supported"   // 405: CONNECT tunnels are not relayed
+	codeIdentityMismatch   = "destination_unverified"  // 502: the server is not the route's SPIFFE ID
+	codeUnavailable        = "destination_unavailable" // 502: connect, TLS or protocol failure
+	codeOverloaded         = "destination_overloaded"  // 503: MaxConnsPerRoute busy
+	codeTimeout            = "destination_timeout"     // 504: no whole answer within Timeout
+)
+
+var schemeHTTPS = []byte("https")
+
+// errUnexpectedPeer marks a destination that proved an identity other than
+// its route's; the TLS handshake fails with it.
+var errUnexpectedPeer = errors.New("outbound: destination presented an unexpected SPIFFE ID")
+
+// New builds the proxy; Serve starts it.
+func New(opts Options) *Server {
+	s := &Server{opts: opts, routes: make(map[string]*route, len(opts.Routes)), ids: proxy.NewRequestIDs(), log: opts.Log}
+	for _, r := range opts.Routes {
+		rt := &route{Route: r, id: r.ID.String()}
+		rt.client = &fasthttp.HostClient{
+			Addr:                     r.Addr,
+			IsTLS:                    true,
+			TLSConfig:                spiffe.ClientTLSConfig(opts.SVID, opts.Bundles, authorizeExactly(r.ID)),
+			MaxConns:                 opts.MaxConnsPerRoute,
+			MaxConnWaitTimeout:       opts.Timeout,
+			MaxIdleConnDuration:      opts.IdleTimeout,
+			ReadBufferSize:           opts.MaxHeaderBytes,
+			WriteTimeout:             opts.Timeout, // bounds the TLS handshake too
+			NoDefaultUserAgentHeader: true,
+			// The destination's warden normalizes and decides on the path
+			// the app sent, not on one rewritten here.
+			DisablePathNormalizing: true,
+			StreamResponseBody:     true,
+			// A request that may have reached the destination is never sent twice.
+			RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		}
+		s.routes[r.Host] = rt
+	}
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.handleParseError,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.WriteTimeout,
+		IdleTimeout:           opts.IdleTimeout,
+		ReadBufferSize:        opts.MaxHeaderBytes,
+		MaxRequestBodySize:    opts.MaxRequestBodyBytes,
+		Concurrency:           opts.MaxConnections,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{opts.Log},
+	}
+	return s
+}
+
+// authorizeExactly is tlsconfig.AuthorizeID with an error callers can
+// recognise through fasthttp's error chain.
+func authorizeExactly(want spiffeid.ID) func(spiffeid.ID, [][]*x509.Certificate) error {
+	return func(got spiffeid.ID, _ [][]*x509.Certificate) error {
+		if got != want {
+			return fmt.Errorf("%w: got %q, want %q", errUnexpectedPeer, got, want)
+		}
+		return nil
+	}
+}
+
+// Serve accepts the app's plaintext connections from ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(listener{ln})
+}
+
+// Shutdown stops accepting, lets in-flight requests finish and closes idle
+// connections, or gives up when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	for _, r := range s.routes {
+		r.client.CloseIdleConnections()
+	}
+	return err
+}
+
+// conn carries per-connection scratch space, so that a request costs no
+// allocation for its id or host; fasthttp serves one request at a time per
+// connection.
+type conn struct {
+	net.Conn
+	requestID []byte
+	host      []byte
+}
+
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: c}, nil
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	c, ok := ctx.Conn().(*conn)
+	if !ok {
+		c = &conn{} // not from Serve (fasthttp test helpers): no reuse
+	}
+	c.requestID, c.host = c.requestID[:0], c.host[:0]
+	if id := ctx.Request.Header.Peek(proxy.HeaderRequestID); proxy.ValidRequestID(id) {
+		c.requestID = append(c.requestID, id...)
+	} else {
+		c.requestID = s.ids.Append(c.requestID)
+	}
+	if ctx.IsConnect() {
+		s.refuse(ctx, c, nil, fasthttp.StatusMethodNotAllowed, codeConnect)
+		return
+	}
+	r := s.route(c, ctx.Host())
+	if r == nil {
+		s.log.Warn().Str("event", "outbound_refused").Bytes("host", ctx.Host()).
+			Bytes("request_id", c.requestID).Msg("no route for this host")
+		s.refuse(ctx, c, nil, fasthttp.StatusForbidden, codeUnknownDestination)
+		return
+	}
+
+	closeAfter := ctx.Request.Header.ConnectionClose()
+	h := &ctx.Request.Header
+	proxy.RemoveHopByHopRequest(h)
+	h.ResetConnectionClose()
+	h.SetBytesV(proxy.HeaderRequestID, c.requestID)
+	// The app spoke http to warden (origin-form or, as to an HTTP proxy,
+	// absolute-form); the destination gets https and the app's Host.
+	ctx.Request.URI().SetSchemeBytes(schemeHTTPS)
+
+	if err := r.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.Timeout); err != nil {
+		status, code := destinationError(err)
+		e := s.log.Error()
+		if code == codeIdentityMismatch {
+			e = s.log.Warn() // a security event, not a fault of warden's
+		}
+		e.Str("event", "outbound_error").Err(err).Str("destination", r.Addr).Str("destination_id", r.id).
+			Str("error_code", code).Bytes("request_id", c.requestID).Msg("outbound request failed")
+		ctx.Response.Reset()
+		s.refuse(ctx, c, r, status, code)
+		return
+	}
+	proxy.RemoveHopByHopResponse(&ctx.Response.Header)
+	ctx.Response.Header.SetBytesV(proxy.HeaderRequestID, c.requestID)
+	if closeAfter {
+		ctx.Response.SetConnectionClose()
+	}
+	s.access(ctx, c, r)
+}
+
+// route finds the route of host: first as sent ("name:port" or "name"),
+// then without its port. Hosts compare case-insensitively.
+func (s *Server) route(c *conn, host []byte) *route {
+	c.host = append(c.host[:0], host...)
+	for i, b := range c.host {
+		if 'A' <= b && b <= 'Z' {
+			c.host[i] = b + ('a' - 'A')
+		}
+	}
+	if r := s.routes[string(c.host)]; r != nil {
+		return r
+	}
+	for i := len(c.host) - 1; i >= 0; i-- {
+		switch b := c.host[i]; {
+		case b == ':':
+			return s.routes[string(c.host[:i])]
+		case b < '0' || b > '9':
+			return nil // no port (or an IPv6 address without one)
+		}
+	}
+	return nil
+}
+
+// destinationError maps a client error to the status and code the app sees.
+func destinationError(err error) (int, string) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, errUnexpectedPeer):
+		return fasthttp.StatusBadGateway, codeIdentityMismatch
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout), errors.As(err, &netErr) && netErr.Timeout():
+		return fasthttp.StatusGatewayTimeout, codeTimeout
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return fasthttp.StatusServiceUnavailable, codeOverloaded
+	default:
+		return fasthttp.StatusBadGateway, codeUnavailable
+	}
+}
+
+// handleParseError answers requests fasthttp could not read.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	status, code := fasthttp.StatusBadRequest, "bad_request"
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, code = fasthttp.StatusRequestEntityTooLarge, "body_too_large"
+	}
+	c, ok := ctx.Conn().(*conn)
+	if !ok {
+		c = &conn{}
+	}
+	c.requestID, c.host = s.ids.Append(c.requestID[:0]), c.host[:0]
+	s.log.Warn().Str("event", "bad_request").Err(err).Int("status", status).
+		Bytes("request_id", c.requestID).Msg("outbound request refused before proxying")
+	s.refuse(ctx, c, nil, status, code)
+	ctx.SetConnectionClose()
+}
+
+// refuse answers with the small JSON error body agent/proxy also uses
+// ({"error":"...","request_id":"..."}); details stay in the log.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, c *conn, r *route, status int, code string) {
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.SetBytesV(proxy.HeaderRequestID, c.requestID)
+	ctx.Response.ResetBody()
+	ctx.Response.AppendBodyString(`{"error":"`)
+	ctx.Response.AppendBodyString(code)
+	ctx.Response.AppendBodyString(`","request_id":"`)
+	ctx.Response.AppendBody(c.requestID)
+	ctx.Response.AppendBodyString("\"}\n")
+	s.access(ctx, c, r)
+}
+
+// access writes the one access-log line per request.
+func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, r *route) {
+	e := s.log.Info()
+	if !e.Enabled() {
+		return
+	}
+	var dur float64
+	if t := ctx.Time(); !t.IsZero() {
+		dur = time.Since(t).Seconds()
+	}
+	e = e.Str("event", "access").
+		Bytes("method", ctx.Method()).
+		Bytes("host", c.host).
+		Bytes("path", ctx.Path()).
+		Int("status", ctx.Response.StatusCode())
+	if r != nil {
+		e = e.Str("destination", r.Addr).Str("destination_id", r.id)
+	}
+	e.Float64("duration_s", dur).
+		Int("bytes_in", len(ctx.Request.Body())).
+		Int("bytes_out", ctx.Response.Header.ContentLength()).
+		Bytes("request_id", c.requestID).
+		Send()
+}
+
+// fasthttpLogger sends fasthttp's own messages to the component logger at
+// debug level: the errors they describe are logged above with an event name.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug().Str("event", "fasthttp").Msgf(format, args...)
+}

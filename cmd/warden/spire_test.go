@@ -1,0 +1,527 @@
+package main
+
+// End-to-end tests against a real SPIRE: a spire-server and a spire-agent
+// (v1.13.3, built by `make spire` into WARDEN_SPIRE_BIN_DIR) run on loopback
+// in a temporary directory, and warden takes its identity from the agent's
+// Workload API exactly as in a cluster. Workloads are told apart by the
+// unix attestor's path selector: the warden binary, a copy of it for a
+// second identity, and this test binary for the client.
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/warden-sidecar/warden/spiffe"
+)
+
+const spireTD = "warden.test"
+
+var (
+	spireNodeID = spiffeid.RequireFromString("spiffe://warden.test/node")
+	ordersID    = spiffeid.RequireFromString("spiffe://warden.test/ns/shop/sa/orders")
+	frontendID  = spiffeid.RequireFromString("spiffe://warden.test/ns/shop/sa/frontend")
+	clientID    = spiffeid.RequireFromString("spiffe://warden.test/ns/test/sa/client")
+)
+
+// spireBins finds spire-server and spire-agent in WARDEN_SPIRE_BIN_DIR. Without
+// them the test skips, unless WARDEN_REQUIRE_PRIVILEGED_TESTS says it must run.
+func spireBins(t *testing.T) (server, agent string) {
+	t.Helper()
+	dir := os.Getenv("WARDEN_SPIRE_BIN_DIR")
+	server, agent = filepath.Join(dir, "spire-server"), filepath.Join(dir, "spire-agent")
+	for _, bin := range []string{server, agent} {
+		if info, err := os.Stat(bin); dir == "" || err != nil || info.Mode()&0o111 == 0 {
+			msg := fmt.Sprintf("no SPIRE binaries (WARDEN_SPIRE_BIN_DIR=%q): run `make spire` and set WARDEN_SPIRE_BIN_DIR, or use `make unit`", dir)
+			if os.Getenv("WARDEN_REQUIRE_PRIVILEGED_TESTS") != "" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	return server, agent
+}
+
+// spire is a SPIRE server and agent on loopback.
+type spire struct {
+	dir, serverBin, agentBin string
+	serverSock, agentSock    string
+	agent                    *exec.Cmd
+	agentDone                chan struct{}
+}
+
+// AgentAddr is the Workload API address, for SPIFFE_ENDPOINT_SOCKET.
+func (s *spire) AgentAddr() string { return "unix://" + s.agentSock }
+
+func startSPIRE(t *testing.T) *spire {
+	t.Helper()
+	serverBin, agentBin := spireBins(t)
+	// Short: unix socket paths must stay under about 100 bytes.
+	dir, err := os.MkdirTemp("", "spire")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := &spire{dir: dir, serverBin: serverBin, agentBin: agentBin,
+		serverSock: filepath.Join(dir, "server.sock"), agentSock: filepath.Join(dir, "agent.sock")}
+	port := freePort(t)
+
+	// Workload X.509-SVIDs live a minute, so the agent rotates them every
+	// half-minute or so; the server reloads entries and the agent syncs
+	// every second, so new entries reach workloads quickly.
+	writeFile(t, filepath.Join(dir, "server.conf"), fmt.Sprintf(`
+server {
+    bind_address = "127.0.0.1"
+    bind_port = "%d"
+    socket_path = %q
+    trust_domain = %q
+    data_dir = %q
+    log_level = "INFO"
+    default_x509_svid_ttl = "1m"
+    agent_ttl = "1h"
+    ca_ttl = "24h"
+    experimental {
+        cache_reload_interval = "1s"
+    }
+}
+plugins {
+    DataStore "sql" {
+        plugin_data {
+            database_type = "sqlite3"
+            connection_string = %q
+        }
+    }
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    KeyManager "memory" {
+        plugin_data {}
+    }
+}
+`, port, s.serverSock, spireTD, filepath.Join(dir, "server"), filepath.Join(dir, "server", "datastore.sqlite3")))
+	s.start(t, "spire-server", serverBin, "run", "-config", filepath.Join(dir, "server.conf"))
+	poll(t, "spire-server healthy", 60*time.Second, func() bool {
+		return exec.Command(serverBin, "healthcheck", "-socketPath", s.serverSock).Run() == nil
+	})
+
+	out := s.server(t, "token", "generate", "-spiffeID", spireNodeID.String(), "-ttl", "600")
+	token, ok := strings.CutPrefix(strings.TrimSpace(out), "Token: ")
+	if !ok {
+		t.Fatalf("token generate: %q", out)
+	}
+	writeFile(t, filepath.Join(dir, "bundle.pem"), s.server(t, "bundle", "show"))
+	writeFile(t, filepath.Join(dir, "agent.conf"), fmt.Sprintf(`
+agent {
+    data_dir = %q
+    log_level = "INFO"
+    server_address = "127.0.0.1"
+    server_port = "%d"
+    socket_path = %q
+    trust_bundle_path = %q
+    trust_domain = %q
+    experimental {
+        sync_interval = "1s"
+    }
+}
+plugins {
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    KeyManager "memory" {
+        plugin_data {}
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {
+            discover_workload_path = true
+            workload_size_limit = -1
+        }
+    }
+}
+`, filepath.Join(dir, "agent"), port, s.agentSock, filepath.Join(dir, "bundle.pem"), spireTD))
+	s.agent, s.agentDone = s.start(t, "spire-agent", agentBin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token)
+	poll(t, "spire-agent healthy", 60*time.Second, func() bool {
+		return exec.Command(agentBin, "healthcheck", "-socketPath", s.agentSock).Run() == nil
+	})
+	return s
+}
+
+// start runs a SPIRE binary with its output in dir/name.log, shown when
+// the test fails, and stops it when the test ends.
+func (s *spire) start(t *testing.T, name, bin string, args ...string) (*exec.Cmd, chan struct{}) {
+	t.Helper()
+	logPath := filepath.Join(s.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+	return cmd, done
+}
+
+// server runs a spire-server CLI command against the running server.
+func (s *spire) server(t *testing.T, args ...string) string {
+	t.Helper()
+	args = append(args[:len(args):len(args)], "-socketPath", s.serverSock)
+	out, err := exec.Command(s.serverBin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("spire-server %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// entry registers id for workloads whose binary is at path.
+func (s *spire) entry(t *testing.T, id spiffeid.ID, path string) {
+	t.Helper()
+	s.server(t, "entry", "create", "-parentID", spireNodeID.String(), "-spiffeID", id.String(), "-selector", "unix:path:"+path)
+}
+
+// stopAgent stops the SPIRE agent, as when its pod or node goes away.
+func (s *spire) stopAgent(t *testing.T) {
+	t.Helper()
+	_ = s.agent.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.agentDone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("spire-agent did not stop")
+	}
+}
+
+func TestSPIRE(t *testing.T) {
+	sp := startSPIRE(t)
+
+	// Three workloads, three binaries, three identities.
+	ordersBin, err := filepath.EvalSymlinks(wardenBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frontendBin := filepath.Join(sp.dir, "warden-frontend")
+	copyFile(t, ordersBin, frontendBin)
+	testBin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.entry(t, ordersID, ordersBin)
+	sp.entry(t, frontendID, frontendBin)
+	sp.entry(t, clientID, testBin)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	clientSrc, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(sp.AgentAddr())))
+	if err != nil {
+		t.Fatalf("the test's own SVID from SPIRE: %v", err)
+	}
+	defer clientSrc.Close()
+	if svid, _ := clientSrc.GetX509SVID(); svid.ID != clientID {
+		t.Fatalf("the test got %s from SPIRE, want %s", svid.ID, clientID)
+	}
+
+	appAddr, _ := slowApp(t)
+	common := []string{"WARDEN_IDENTITY=workloadapi", "SPIFFE_ENDPOINT_SOCKET=" + sp.AgentAddr(),
+		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0", "WARDEN_UPSTREAM_ADDR=" + appAddr,
+		"WARDEN_IDENTITY_TIMEOUT=60s", "WARDEN_LOG_LEVEL=info"}
+	orders := startWardenBin(t, ordersBin, append(common, "WARDEN_OUTBOUND_ADDR=off")...)
+	ordersIn := orders.listenAddr(t, "inbound")
+	ordersAdmin := "http://" + orders.listenAddr(t, "admin")
+	direct := spiffeHTTPClient(clientSrc, ordersID, false)
+
+	t.Run("warden serves with its SPIRE-issued SVID to a SPIRE-identified client", func(t *testing.T) {
+		poll(t, "orders ready", 30*time.Second, func() bool { code, _ := get(t, ordersAdmin+"/readyz"); return code == 200 })
+		var view struct {
+			SPIFFEID           string   `json:"spiffe_id"`
+			BundleTrustDomains []string `json:"bundle_trust_domains"`
+			Mode               string   `json:"mode"`
+			SVIDExpiry         string   `json:"svid_expiry"`
+			LastRotation       string   `json:"last_rotation"`
+		}
+		_, body := get(t, ordersAdmin+"/identity")
+		if err := json.Unmarshal([]byte(body), &view); err != nil {
+			t.Fatal(err)
+		}
+		if view.SPIFFEID != ordersID.String() || fmt.Sprint(view.BundleTrustDomains) != "[warden.test]" || view.Mode != "workloadapi" {
+			t.Errorf("/identity %s", body)
+		}
+		for _, ts := range []string{view.SVIDExpiry, view.LastRotation} {
+			if _, err := time.Parse(time.RFC3339, ts); err != nil {
+				t.Errorf("/identity time %q: %v", ts, err)
+			}
+		}
+		code, got, cert, err := fetch(direct, "https://"+ordersIn+"/hello", "")
+		if err != nil || code != 200 {
+			t.Fatalf("GET /hello: %d %v", code, err)
+		}
+		if want := "app saw /hello with XFCC By=" + ordersID.String() + ";URI=" + clientID.String(); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		if lifetime := cert.NotAfter.Sub(cert.NotBefore); lifetime > 2*time.Minute {
+			t.Errorf("warden presented a certificate living %s: not the SPIRE SVID (1m)", lifetime)
+		}
+	})
+
+	frontend := startWardenBin(t, frontendBin, append(common, "WARDEN_OUTBOUND_ADDR=127.0.0.1:0",
+		"WARDEN_OUTBOUND_ROUTES=orders="+ordersIn+"|"+ordersID.String())...)
+	outbound := "http://" + frontend.listenAddr(t, "outbound")
+	plain := &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(plain.CloseIdleConnections)
+
+	t.Run("outbound mTLS from one warden to another with SPIRE identities", func(t *testing.T) {
+		code, got, _, err := fetch(plain, outbound+"/from-frontend", "orders")
+		if err != nil || code != 200 {
+			t.Fatalf("outbound GET: %d %v %s", code, err, got)
+		}
+		if want := "app saw /from-frontend with XFCC By=" + ordersID.String() + ";URI=" + frontendID.String(); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		code, got, _, _ = fetch(plain, outbound+"/", "elsewhere.example")
+		if code != 403 || !strings.Contains(got, `"error":"unknown_destination"`) {
+			t.Errorf("unrouted Host: %d %s", code, got)
+		}
+	})
+
+	t.Run("rotation swaps the served certificate with no failed request under load", func(t *testing.T) {
+		// Four clients, each at most one request per 20ms: two open a new
+		// connection per request (and so see each certificate warden
+		// presents), one keeps its connection, one goes through the other
+		// warden's outbound listener (whose SVID rotates too).
+		keepAlive := spiffeHTTPClient(clientSrc, ordersID, true)
+		var (
+			mu       sync.Mutex
+			serials  = map[string]time.Time{}
+			failures []string
+			requests atomic.Int64
+		)
+		record := func(name string, code int, err error) {
+			requests.Add(1)
+			if err != nil || code != 200 {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("%s: %d %v", name, code, err))
+				mu.Unlock()
+			}
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		worker := func(name string, do func()) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						do()
+					}
+				}
+			}()
+		}
+		for i := range 2 {
+			worker(fmt.Sprint("new-connection-", i), func() {
+				code, _, cert, err := fetch(direct, "https://"+ordersIn+"/load", "")
+				record("new connection", code, err)
+				if err == nil {
+					mu.Lock()
+					s := cert.SerialNumber.String()
+					if _, ok := serials[s]; !ok {
+						serials[s] = time.Now()
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		worker("keep-alive", func() {
+			code, _, _, err := fetch(keepAlive, "https://"+ordersIn+"/load", "")
+			record("keep-alive", code, err)
+		})
+		worker("outbound", func() {
+			code, _, _, err := fetch(plain, outbound+"/load", "orders")
+			record("outbound", code, err)
+		})
+
+		// Run until warden presented a second certificate, and a little
+		// beyond, within the lifetime of the first (a minute) and some.
+		rotated := poll(t, "a rotated certificate presented", 90*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(serials) >= 2
+		})
+		poll(t, "load after the rotation", 10*time.Second, func() bool { return time.Since(rotated) > 2*time.Second })
+		close(stop)
+		wg.Wait()
+		keepAlive.CloseIdleConnections()
+
+		if len(failures) > 0 {
+			t.Errorf("%d of %d requests failed during rotation; first: %s", len(failures), requests.Load(), failures[0])
+		}
+		t.Logf("%d requests, %d certificates presented", requests.Load(), len(serials))
+		orders.find(t, func(l map[string]any) bool { return l["event"] == "svid_rotated" })
+	})
+
+	t.Run("with the SPIRE agent gone warden keeps serving, then turns unready before expiry", func(t *testing.T) {
+		sp.stopAgent(t)
+		lost := orders.find(t, func(l map[string]any) bool { return l["event"] == "workload_api_unavailable" })
+		if lost["level"] != "warn" {
+			t.Errorf("agent loss logged at %v, want warn", lost["level"])
+		}
+		code, _, cert, err := fetch(direct, "https://"+ordersIn+"/after-agent", "")
+		if err != nil || code != 200 {
+			t.Fatalf("request with the agent gone: %d %v", code, err)
+		}
+		if code, body := get(t, ordersAdmin+"/readyz"); code != 200 && time.Until(cert.NotAfter) > 7*time.Second {
+			t.Errorf("/readyz with the agent gone and the SVID valid for %s: %d %s", time.Until(cert.NotAfter), code, body)
+		}
+		// The SVID lives a minute: its margin is 6s. Readiness must turn
+		// 503 before the expiry.
+		var unready time.Time
+		poll(t, "/readyz 503 before the SVID expires", time.Until(cert.NotAfter)+5*time.Second, func() bool {
+			code, body := get(t, ordersAdmin+"/readyz")
+			if code == 503 {
+				unready = time.Now()
+				if !strings.Contains(body, "SVID near expiry") {
+					t.Errorf("/readyz reason: %s", body)
+				}
+			}
+			return code == 503
+		})
+		if !unready.Before(cert.NotAfter) {
+			t.Errorf("readiness turned 503 at %v, after the SVID expired at %v", unready, cert.NotAfter)
+		}
+	})
+}
+
+// spiffeHTTPClient presents src's SVID and accepts only server.
+func spiffeHTTPClient(src *workloadapi.X509Source, server spiffeid.ID, keepAlive bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   spiffe.ClientTLSConfig(src, src, tlsconfig.AuthorizeID(server)),
+		DisableKeepAlives: !keepAlive,
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// fetch GETs url (with Host set when host is not empty) and returns the
+// status, body and the server certificate when TLS was used.
+func fetch(c *http.Client, url, host string) (int, string, *x509.Certificate, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	var cert *x509.Certificate
+	if resp.TLS != nil {
+		cert = resp.TLS.PeerCertificates[0]
+	}
+	return resp.StatusCode, string(b), cert, err
+}
+
+// poll calls cond until it is true or timeout passes, and returns when it
+// became true.
+func poll(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Startup in workloadapi mode waits for the first SVID with the admin
+// server up and /readyz at 503, then exits with one line naming the socket.
+// No SPIRE needed: nothing answers on the socket.
+func TestWorkloadAPIStartupTimeoutNamesTheSocket(t *testing.T) {
+	socket := "unix://" + t.TempDir() + "/no-agent.sock"
+	p := startWarden(t, "WARDEN_IDENTITY=workloadapi", "SPIFFE_ENDPOINT_SOCKET="+socket,
+		"WARDEN_ADMIN_ADDR=127.0.0.1:0", "WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_IDENTITY_TIMEOUT=2s")
+	admin := "http://" + p.listenAddr(t, "admin")
+	if code, body := get(t, admin+"/readyz"); code != 503 || !strings.Contains(body, "identity not loaded") {
+		t.Errorf("/readyz while waiting for the SVID: %d %s", code, body)
+	}
+	var err error
+	select {
+	case err = <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("warden did not give up waiting")
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want status 1", err)
+	}
+	var last string
+	for _, line := range strings.Split(strings.TrimSpace(p.rawLog()), "\n") {
+		last = line
+	}
+	want := "warden: agent: WARDEN_IDENTITY_TIMEOUT=2s passed without an SVID from SPIFFE_ENDPOINT_SOCKET=" + socket
+	if !strings.HasPrefix(last, want) || !strings.Contains(last, "no such file or directory") {
+		t.Errorf("last line %q\nwant it to start with %q and give the cause", last, want)
+	}
+}
