@@ -19,6 +19,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/config"
 	"github.com/warden-sidecar/warden/agent/outbound"
 	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/spiffe"
 )
@@ -40,6 +41,7 @@ type Agent struct {
 	renewed  chan struct{} // signalled at each rotation, for watchExpiry
 
 	engine        atomic.Pointer[bundle.Engine]
+	tokenKeys     atomic.Bool // token verification keys loaded (or none needed)
 	identityReady atomic.Bool
 	listening     atomic.Bool
 	draining      atomic.Bool
@@ -267,6 +269,12 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 	if err != nil {
 		return nil, nil, err
 	}
+	opts, stopTokens, err := a.startTokens(ctx)
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()))
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -278,10 +286,81 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 	stop := func() {
 		cancel()
 		<-done
+		stopTokens()
 		closeLog()
 	}
 	ownID := func() string { return a.ownID().String() }
-	return authz.New(engine, ownID, dlog), stop, nil
+	return authz.New(engine, ownID, dlog, opts...), stop, nil
+}
+
+// startTokens builds the token verifier WARDEN_JWT_JWKS asks for, with its
+// keys: a JWKS file or URL loaded in the background (readiness waits for
+// the first keys; until then tokens are refused), or the Workload API's JWT
+// bundles, which startup waits for as it waits for the SVID.
+func (a *Agent) startTokens(ctx context.Context) ([]authz.Option, func(), error) {
+	if a.cfg.JWTJWKS == "" {
+		a.tokenKeys.Store(true)
+		return nil, func() {}, nil
+	}
+	tlog := a.log.With().Str("component", "token").Logger()
+	var keys token.Keys
+	var stop func()
+	if a.cfg.JWTJWKS == config.JWKSSPIFFE {
+		ws, ok := a.source.(*spiffe.WorkloadSource)
+		if !ok {
+			return nil, nil, fmt.Errorf("agent: WARDEN_JWT_JWKS=%s needs the Workload API identity", config.JWKSSPIFFE)
+		}
+		wctx, cancel := context.WithTimeout(ctx, a.cfg.IdentityTimeout)
+		defer cancel()
+		b, err := ws.JWTBundles(wctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: WARDEN_JWT_JWKS=%s: %w", config.JWKSSPIFFE, err)
+		}
+		tlog.Info().Str("event", "jwt_bundles_loaded").Str("socket", a.cfg.SPIFFESocket).Send()
+		keys, stop = token.SPIFFEKeys(b), func() { _ = b.Close() }
+	} else {
+		jwks, err := token.NewJWKS(token.JWKSOptions{
+			Source:  a.cfg.JWTJWKS,
+			Refresh: a.cfg.JWTJWKSRefresh,
+			OnUpdate: func(u token.JWKSUpdate) {
+				a.tokenKeys.Store(true)
+				e := tlog.Info().Str("event", "jwks_loaded").Str("source", u.Source).Strs("kids", u.KIDs)
+				if len(u.Skipped) > 0 {
+					e = e.Strs("skipped", u.Skipped)
+				}
+				e.Send()
+			},
+			OnError: func(err error) {
+				if !a.tokenKeys.Load() {
+					tlog.Error().Str("event", "jwks_error").Err(err).Msg("no token keys yet: tokens are refused and /readyz is 503; retrying")
+					return
+				}
+				tlog.Warn().Str("event", "jwks_error").Err(err).Msg("JWKS refresh failed; the keys loaded before stay")
+			},
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: WARDEN_JWT_JWKS: %w", err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = jwks.Run(runCtx) }()
+		keys, stop = jwks, func() { cancel(); <-done }
+	}
+	v, err := token.New(token.Options{
+		Keys:       keys,
+		Issuers:    a.cfg.JWTIssuers,
+		Audiences:  a.cfg.JWTAudiences,
+		Algorithms: a.cfg.JWTAlgorithms,
+		ClockSkew:  a.cfg.JWTClockSkew,
+	})
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("agent: tokens: %w", err)
+	}
+	if a.cfg.JWTJWKS == config.JWKSSPIFFE {
+		a.tokenKeys.Store(true)
+	}
+	return []authz.Option{authz.WithTokens(v, a.cfg.JWTHeader, a.cfg.JWTRequired)}, stop, nil
 }
 
 // decisionLogger is the audit log: JSON lines with event "decision", always
@@ -425,6 +504,8 @@ func (a *Agent) readiness() (bool, string) {
 		return false, "SVID near expiry and not renewed"
 	case a.engine.Load() == nil || !a.engine.Load().Ready():
 		return false, "policy not loaded"
+	case !a.tokenKeys.Load():
+		return false, "jwks not loaded"
 	case !a.listening.Load():
 		return false, "inbound listener not up"
 	}

@@ -1,6 +1,7 @@
 // Package spiffe owns warden's workload identity: where X.509-SVIDs and trust
 // bundles come from (the SPIFFE Workload API through go-spiffe's
-// X509Source, or the embedded development CA), when an SVID counts as near
+// X509Source, or the embedded development CA), the Workload API's JWT
+// bundles that JWT-SVIDs are verified with, when an SVID counts as near
 // expiry, the TLS configurations built on them (which never present an
 // expired SVID), and the peer authorizer that WARDEN_ALLOWED_PEERS describes.
 //

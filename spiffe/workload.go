@@ -58,6 +58,9 @@ type WorkloadSource struct {
 	lastErr    atomic.Pointer[error]
 	closeOnce  sync.Once
 	closeError error
+
+	mu  sync.Mutex
+	jwt []*JWTBundles // closed before the client
 }
 
 // NewWorkloadSource connects to the Workload API at addr (unix:///path or
@@ -127,6 +130,11 @@ func (s *WorkloadSource) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		var errs []error
+		s.mu.Lock()
+		for _, b := range s.jwt {
+			errs = append(errs, b.Close())
+		}
+		s.mu.Unlock()
 		if s.x509 != nil {
 			errs = append(errs, s.x509.Close())
 		}

@@ -1,12 +1,16 @@
 // Package authz is the Policy Enforcement Point: for each request that passed
-// the peer check it builds the policy input, asks the decision engine
-// (bundle.Engine), writes the decision log line and turns the decision into a
-// proxy.Verdict. It fails closed: an engine error or an undefined decision
-// denies. It holds no policy of its own.
+// the peer check it verifies the request's token when tokens are configured
+// (agent/token; a missing or invalid one is refused with 401 before policy
+// runs), builds the policy input, asks the decision engine (bundle.Engine),
+// writes the decision log line and turns the decision into a proxy.Verdict.
+// It fails closed: an engine error or an undefined decision denies. It holds
+// no policy of its own, and never puts a credential in the input or a log.
 package authz
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 )
 
@@ -24,18 +29,55 @@ type Engine interface {
 	Decide(ctx context.Context, in *bundle.Input) (bundle.Decision, error)
 }
 
+// Verifier checks a request's token; *token.Verifier implements it.
+type Verifier interface {
+	Verify(raw []byte) (*token.Verified, error)
+}
+
 // Authorizer implements proxy.Guard.
 type Authorizer struct {
 	engine Engine
 	ownID  func() string
 	log    zerolog.Logger // the decision log
+	events zerolog.Logger // security events (token_refused)
 	states sync.Pool
+
+	tokens        Verifier // nil: tokens are not read
+	tokenHeader   []byte   // lower case
+	bearerPrefix  bool     // the header is Authorization: only "Bearer <token>" counts
+	tokenRequired bool
+}
+
+// Option configures an Authorizer.
+type Option func(*Authorizer)
+
+// WithTokens makes Check verify the token in header before the policy
+// runs. In Authorization the value must be "Bearer <token>" (another scheme
+// counts as no token); in another header the "Bearer " prefix is optional.
+// A token that fails verification is refused with 401; so is a request
+// without one when required. The header never reaches the policy input.
+func WithTokens(v Verifier, header string, required bool) Option {
+	return func(a *Authorizer) {
+		a.tokens = v
+		a.tokenHeader = []byte(strings.ToLower(header))
+		a.bearerPrefix = strings.EqualFold(header, "authorization")
+		a.tokenRequired = required
+	}
+}
+
+// WithEventLog sets where security events (token_refused) are logged;
+// without it they are not.
+func WithEventLog(l zerolog.Logger) Option {
+	return func(a *Authorizer) { a.events = l }
 }
 
 // New builds the PEP. ownID returns warden's SPIFFE ID (input.destination);
 // decisions are logged to log, one line each, with event "decision".
-func New(engine Engine, ownID func() string, log zerolog.Logger) *Authorizer {
-	a := &Authorizer{engine: engine, ownID: ownID, log: log}
+func New(engine Engine, ownID func() string, log zerolog.Logger, opts ...Option) *Authorizer {
+	a := &Authorizer{engine: engine, ownID: ownID, log: log, events: zerolog.Nop()}
+	for _, o := range opts {
+		o(a)
+	}
 	a.states.New = func() any { return &state{} }
 	return a
 }
@@ -47,6 +89,10 @@ type state struct {
 	headers []bundle.Header
 	names   []byte // lower-cased header names, which in.Headers alias
 	spans   []span // where each name sits in names
+
+	tokenValue []byte // the token header's value, aliasing the request
+	tokenCount int    // how many token headers the request has
+	token      *token.Verified
 }
 
 type span struct{ start, end int }
@@ -97,13 +143,18 @@ func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.V
 	in.PeerTrustDomain = req.PeerTrustDomain
 	in.DestinationID = a.ownID()
 	a.collectHeaders(st, &ctx.Request.Header)
+	if a.tokens != nil {
+		if v, ok := a.checkToken(ctx, st, req); !ok {
+			return v
+		}
+	}
 
 	start := time.Now()
 	// Not ctx: a fasthttp.RequestCtx is a context only while its server
 	// runs, and a context with a Done channel costs OPA a goroutine per
 	// evaluation. Evaluation is bounded CPU work.
 	d, err := a.engine.Decide(context.Background(), in)
-	a.logDecision(in, &d, err, time.Since(start))
+	a.logDecision(in, st.token, &d, err, time.Since(start))
 
 	switch {
 	case err != nil:
@@ -123,10 +174,81 @@ func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.V
 	return proxy.Verdict{}
 }
 
+// checkToken verifies the request's token and puts its claims into the
+// input; ok is false when the request is refused with v.
+func (a *Authorizer) checkToken(ctx *fasthttp.RequestCtx, st *state, req *proxy.Request) (v proxy.Verdict, ok bool) {
+	raw, present := a.tokenFrom(st)
+	switch {
+	case st.tokenCount > 1:
+		// Which one would the app read? Refuse rather than guess.
+		return a.refuseToken(ctx, req, token.ReasonMalformed, "several token headers"), false
+	case !present && a.tokenRequired:
+		return a.refuseToken(ctx, req, token.ReasonMissing, "no bearer token"), false
+	case !present:
+		return proxy.Verdict{}, true
+	}
+	vt, err := a.tokens.Verify(raw)
+	if err != nil {
+		detail := err.Error()
+		var te *token.Error
+		if errors.As(err, &te) {
+			detail = te.Detail
+		}
+		return a.refuseToken(ctx, req, token.ReasonOf(err), detail), false
+	}
+	st.token = vt
+	st.in.Token = vt.Claims
+	st.in.TokenKey = vt.Key
+	return proxy.Verdict{}, true
+}
+
+var bearer = []byte("bearer")
+
+// tokenFrom reads the token out of the token header's value. In
+// Authorization, a scheme other than Bearer means no token (Basic
+// credentials are the app's business).
+func (a *Authorizer) tokenFrom(st *state) ([]byte, bool) {
+	if st.tokenCount == 0 {
+		return nil, false
+	}
+	v := bytes.TrimSpace(st.tokenValue)
+	n := len(bearer)
+	if len(v) >= n && asciiEqualFold(v[:n], bearer) && (len(v) == n || v[n] == ' ') {
+		return bytes.TrimLeft(v[n:], " "), true // "Bearer" alone: an empty, malformed token
+	}
+	if a.bearerPrefix {
+		return nil, false
+	}
+	return v, true
+}
+
+func asciiEqualFold(b, lower []byte) bool {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// refuseToken answers 401 with the Bearer challenge (RFC 6750) and logs
+// why; the reason and detail never reach the client, the token never the log.
+func (a *Authorizer) refuseToken(ctx *fasthttp.RequestCtx, req *proxy.Request, reason token.Reason, detail string) proxy.Verdict {
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	a.events.Warn().Str("event", "token_refused").Str("reason", string(reason)).Str("detail", detail).
+		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", req.Path).
+		Msg("request token refused")
+	return proxy.Verdict{Status: fasthttp.StatusUnauthorized, Code: "unauthorized"}
+}
+
 func (a *Authorizer) collectHeaders(st *state, h *fasthttp.RequestHeader) {
 	st.names = st.names[:0]
 	st.headers = st.headers[:0]
 	st.spans = st.spans[:0]
+	st.tokenValue, st.tokenCount = nil, 0
 	// Names are appended first and turned into strings after, because the
 	// names buffer may move while it grows.
 	for k, v := range h.All() {
@@ -136,6 +258,12 @@ func (a *Authorizer) collectHeaders(st *state, h *fasthttp.RequestHeader) {
 				c += 'a' - 'A'
 			}
 			st.names = append(st.names, c)
+		}
+		if a.tokenHeader != nil && string(st.names[start:]) == string(a.tokenHeader) {
+			st.tokenValue = v
+			st.tokenCount++
+			st.names = st.names[:start]
+			continue
 		}
 		if excluded(st.names[start:]) {
 			st.names = st.names[:start]
@@ -152,11 +280,12 @@ func (a *Authorizer) collectHeaders(st *state, h *fasthttp.RequestHeader) {
 
 func (a *Authorizer) release(st *state) {
 	st.in = bundle.Input{}
+	st.token, st.tokenValue = nil, nil
 	clear(st.headers)
 	a.states.Put(st)
 }
 
-func (a *Authorizer) logDecision(in *bundle.Input, d *bundle.Decision, err error, took time.Duration) {
+func (a *Authorizer) logDecision(in *bundle.Input, tok *token.Verified, d *bundle.Decision, err error, took time.Duration) {
 	e := a.log.Info()
 	if !e.Enabled() {
 		return
@@ -169,14 +298,15 @@ func (a *Authorizer) logDecision(in *bundle.Input, d *bundle.Decision, err error
 		Str("method", in.Method).
 		Str("path", in.Path).
 		Str("raw_path", in.RawPath).
-		Str("query", in.RawQuery).
+		Str("query", redactQuery(in.RawQuery)).
 		Dict("headers", hdrs).
 		Str("transaction", in.Transaction).
 		Str("sender", in.Sender).
 		Dict("peer", zerolog.Dict().Str("spiffe_id", in.PeerID).Str("trust_domain", in.PeerTrustDomain)).
 		Dict("destination", zerolog.Dict().Str("spiffe_id", in.DestinationID))
-	if in.Token != nil {
-		input.Interface("token", in.Token)
+	if tok != nil {
+		// Serialized once per verified token, not per line.
+		input.RawJSON("token", tok.JSON)
 	}
 	e.Str("event", "decision").
 		Str("request_id", in.Transaction).
@@ -220,4 +350,52 @@ func b2s(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
+}
+
+// secretParams are query parameters whose values never reach a log line:
+// a client that put its token in the URL (which warden never reads as a
+// credential) must not have it written to the audit log either.
+var secretParams = []string{
+	"access_token", "id_token", "refresh_token", "token", "jwt",
+	"api_key", "apikey", "password", "client_secret",
+}
+
+// redactQuery returns q with the values of secretParams replaced. The common
+// query without them is returned as it is, without allocating.
+func redactQuery(q string) string {
+	if q == "" || !hasSecretParam(q) {
+		return q
+	}
+	var b strings.Builder
+	for i, pair := range strings.Split(q, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		name, _, hasValue := strings.Cut(pair, "=")
+		if hasValue && isSecretParam(name) {
+			b.WriteString(name)
+			b.WriteString("=REDACTED")
+			continue
+		}
+		b.WriteString(pair)
+	}
+	return b.String()
+}
+
+func hasSecretParam(q string) bool {
+	for pair := range strings.SplitSeq(q, "&") {
+		if name, _, ok := strings.Cut(pair, "="); ok && isSecretParam(name) {
+			return true
+		}
+	}
+	return false
+}
+
+func isSecretParam(name string) bool {
+	for _, s := range secretParams {
+		if strings.EqualFold(name, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -180,3 +180,19 @@ func BenchmarkCheckCached(b *testing.B) {
 		}
 	}
 }
+
+func TestDecisionLogRedactsSecretsInTheQuery(t *testing.T) {
+	var log bytes.Buffer
+	a := New(newEngine(t, policy), func() string { return ownID }, zerolog.New(&log))
+	a.Check(request("GET", "/hidden?a=1&access_token=eyJsecret&API_KEY=k3y&b=2"), peerRequest("/hidden"))
+	s := log.String()
+	if strings.Contains(s, "eyJsecret") || strings.Contains(s, "k3y") {
+		t.Fatalf("a secret from the query reached the decision log: %s", s)
+	}
+	if !strings.Contains(s, `"query":"a=1&access_token=REDACTED&API_KEY=REDACTED&b=2"`) {
+		t.Errorf("query not logged with redactions: %s", s)
+	}
+	if got := redactQuery("id=42&page=3"); got != "id=42&page=3" {
+		t.Errorf("harmless query changed: %q", got)
+	}
+}

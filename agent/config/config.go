@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -63,6 +65,16 @@ type Config struct {
 	PolicyCacheTTL        time.Duration
 	DecisionLog           string // "stderr", "stdout" or a file path
 
+	// JWT verification; off when JWTJWKS is "".
+	JWTJWKS        string // "", JWKSSPIFFE, an http(s) URL or a file path
+	JWTJWKSRefresh time.Duration
+	JWTIssuers     []string // empty only with JWKSSPIFFE: iss is not checked
+	JWTAudiences   []string
+	JWTAlgorithms  []string
+	JWTClockSkew   time.Duration
+	JWTRequired    bool
+	JWTHeader      string // canonical form, e.g. Authorization
+
 	AdminPprof bool
 
 	LogLevel  string
@@ -76,6 +88,10 @@ type Route struct {
 	Addr string // host:port of the destination's warden (inbound listener)
 	ID   spiffeid.ID
 }
+
+// JWKSSPIFFE is the WARDEN_JWT_JWKS value that verifies JWT-SVIDs with the
+// Workload API's JWT bundles.
+const JWKSSPIFFE = "spiffe"
 
 // OutboundOff is the WARDEN_OUTBOUND_ADDR value that turns the outbound
 // listener off (an empty value means the default, as for every variable).
@@ -121,6 +137,14 @@ var Vars = []Var{
 	{"WARDEN_POLICY_CACHE_SIZE", "10000", "decisions cached per bundle revision; 0 turns the cache off"},
 	{"WARDEN_POLICY_CACHE_TTL", "60s", "how long a decision without its own `cache_ttl_seconds` stays cached"},
 	{"WARDEN_DECISION_LOG", "stderr", "where decision log lines go: `stderr`, `stdout` or a file path (appended)"},
+	{"WARDEN_JWT_JWKS", "", "keys to verify request tokens (JWTs) with: a JWKS file, an `http(s)://` JWKS URL, or `spiffe` for the Workload API's JWT bundles (JWT-SVIDs; workloadapi mode only); empty: tokens are not verified"},
+	{"WARDEN_JWT_JWKS_REFRESH", "5m", "how often a JWKS file or URL is loaded again; a token naming an unknown `kid` also triggers a load, at most once per 30s"},
+	{"WARDEN_JWT_ISSUERS", "", "comma-separated accepted `iss` values; required with a JWKS file or URL; with `spiffe`, optional (empty: `iss` is not checked)"},
+	{"WARDEN_JWT_AUDIENCES", "", "comma-separated accepted `aud` values, of which a token must name one; required when WARDEN_JWT_JWKS is set"},
+	{"WARDEN_JWT_ALGORITHMS", "RS256,ES256,EdDSA,PS256", "accepted signature algorithms (RS*, PS*, ES*, EdDSA); `none` and HMAC (`HS*`) are refused"},
+	{"WARDEN_JWT_CLOCK_SKEW", "30s", "tolerance on a token's `exp`, `nbf` and `iat`"},
+	{"WARDEN_JWT_REQUIRED", "true", "`true`: a request without a token gets 401; `false`: it reaches the policy without `input.token` (an invalid token still gets 401)"},
+	{"WARDEN_JWT_HEADER", "Authorization", "the request header carrying the token (`Bearer ` prefix; optional in another header); never the query string"},
 	{"WARDEN_ADMIN_PPROF", "false", "`true` serves Go's profiler under `/debug/pprof/` on the admin address"},
 	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
 	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`"},
@@ -169,6 +193,14 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		PolicyCacheSize:       p.nonNegativeInt("WARDEN_POLICY_CACHE_SIZE"),
 		PolicyCacheTTL:        p.duration("WARDEN_POLICY_CACHE_TTL"),
 		DecisionLog:           p.str("WARDEN_DECISION_LOG"),
+		JWTJWKS:               p.jwks("WARDEN_JWT_JWKS"),
+		JWTJWKSRefresh:        p.duration("WARDEN_JWT_JWKS_REFRESH"),
+		JWTIssuers:            p.list("WARDEN_JWT_ISSUERS"),
+		JWTAudiences:          p.list("WARDEN_JWT_AUDIENCES"),
+		JWTAlgorithms:         p.algorithms("WARDEN_JWT_ALGORITHMS"),
+		JWTClockSkew:          p.nonNegativeDuration("WARDEN_JWT_CLOCK_SKEW"),
+		JWTRequired:           p.oneOf("WARDEN_JWT_REQUIRED", "true", "false") == "true",
+		JWTHeader:             p.tokenHeader("WARDEN_JWT_HEADER"),
 		AdminPprof:            p.oneOf("WARDEN_ADMIN_PPROF", "true", "false") == "true",
 		LogLevel:              p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
 		LogFormat:             p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
@@ -193,6 +225,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if c.Identity == IdentityDev && c.DevDir == "" {
 		return Config{}, errors.New("config: WARDEN_DEV_DIR is empty: expected a directory for the development CA")
 	}
+	if err := checkJWT(c, getenv); err != nil {
+		return Config{}, err
+	}
 	// The allow-list is checked now, against the trust domain known so far,
 	// so that a typo stops startup; the agent builds the matcher again once
 	// the own SVID (and so the default trust domain) is known.
@@ -204,6 +239,28 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("config: WARDEN_ALLOWED_PEERS=%q: expected comma-separated SPIFFE IDs or prefixes ending in /*: %w", c.AllowedPeers, err)
 	}
 	return c, nil
+}
+
+// checkJWT validates the WARDEN_JWT_* variables together.
+func checkJWT(c Config, getenv func(string) string) error {
+	if c.JWTJWKS == "" {
+		for _, v := range Vars {
+			if strings.HasPrefix(v.Name, "WARDEN_JWT_") && strings.TrimSpace(getenv(v.Name)) != "" {
+				return fmt.Errorf("config: %s is set but WARDEN_JWT_JWKS is empty: expected WARDEN_JWT_JWKS (a JWKS file, an http(s):// JWKS URL or %s) to verify tokens with", v.Name, JWKSSPIFFE)
+			}
+		}
+		return nil
+	}
+	if c.JWTJWKS == JWKSSPIFFE && c.Identity != IdentityWorkloadAPI {
+		return fmt.Errorf("config: WARDEN_JWT_JWKS=%s needs WARDEN_IDENTITY=workloadapi (JWT bundles come from the Workload API), not WARDEN_IDENTITY=%s; in dev mode use a JWKS file or URL", JWKSSPIFFE, c.Identity)
+	}
+	if c.JWTJWKS != JWKSSPIFFE && len(c.JWTIssuers) == 0 {
+		return fmt.Errorf("config: WARDEN_JWT_ISSUERS is empty: expected the comma-separated iss values tokens verified with WARDEN_JWT_JWKS=%s may carry", c.JWTJWKS)
+	}
+	if len(c.JWTAudiences) == 0 {
+		return errors.New("config: WARDEN_JWT_AUDIENCES is empty: expected the comma-separated aud values that name this service (a token meant for another service must not be accepted here)")
+	}
+	return nil
 }
 
 // Overrides lists the variables set to something other than their default,
@@ -369,6 +426,82 @@ func (p *parser) duration(name string) time.Duration {
 		return 0
 	}
 	return d
+}
+
+func (p *parser) nonNegativeDuration(name string) time.Duration {
+	v := p.raw(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		p.fail(name, v, "a duration such as 30s, or 0s")
+		return 0
+	}
+	return d
+}
+
+// list splits a comma-separated value, dropping empty items.
+func (p *parser) list(name string) []string {
+	var out []string
+	for _, item := range strings.Split(p.raw(name), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// jwks accepts "", spiffe, an http(s) URL, or a readable regular file.
+func (p *parser) jwks(name string) string {
+	v := p.raw(name)
+	switch {
+	case v == "" || v == JWKSSPIFFE:
+		return v
+	case strings.Contains(v, "://"):
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail(name, v, "a readable JWKS file, an http:// or https:// JWKS URL, or "+JWKSSPIFFE)
+			return ""
+		}
+		return v
+	}
+	if info, err := os.Stat(v); err != nil || !info.Mode().IsRegular() {
+		p.fail(name, v, "a readable JWKS file, an http:// or https:// JWKS URL, or "+JWKSSPIFFE)
+	}
+	return v
+}
+
+// algorithms accepts a comma-separated list of asymmetric JWS algorithms.
+func (p *parser) algorithms(name string) []string {
+	algs := p.list(name)
+	if err := token.CheckAlgorithms(algs); err != nil {
+		p.fail(name, p.raw(name), "comma-separated asymmetric JWS algorithms ("+strings.Join(token.SupportedAlgorithms, ", ")+"); "+
+			strings.TrimPrefix(err.Error(), "token: "))
+		return nil
+	}
+	return algs
+}
+
+// tokenHeader accepts an HTTP header name that reaches warden's check
+// unchanged: not a hop-by-hop header (removed before) nor one warden sets.
+func (p *parser) tokenHeader(name string) string {
+	v := p.raw(name)
+	if v == "" {
+		p.fail(name, v, "a header name such as Authorization")
+		return ""
+	}
+	for _, c := range v {
+		if !(c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.ContainsRune("!#$%&'*+.^_`|~", c)) {
+			p.fail(name, v, "a header name such as Authorization")
+			return ""
+		}
+	}
+	switch strings.ToLower(v) {
+	case "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+		"transfer-encoding", "upgrade", "host", "content-length", "cookie",
+		"x-forwarded-client-cert", "x-forwarded-for", "x-forwarded-proto", "x-request-id":
+		p.fail(name, v, "a header that reaches warden's check as the client sent it (not hop-by-hop, Host, Cookie or one warden sets)")
+		return ""
+	}
+	return http.CanonicalHeaderKey(v)
 }
 
 func (p *parser) positiveInt(name string) int {

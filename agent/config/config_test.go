@@ -1,7 +1,9 @@
 package config
 
 import (
+	"maps"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -191,5 +193,89 @@ func TestVarsDocumented(t *testing.T) {
 		if v.Default != "" && !strings.Contains(string(m[1]), v.Default) {
 			t.Errorf("README gives %s the default %q, code has %q", v.Name, strings.TrimSpace(string(m[1])), v.Default)
 		}
+	}
+}
+
+func TestJWTSettings(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JWTJWKS != "" || c.JWTJWKSRefresh != 5*time.Minute || c.JWTClockSkew != 30*time.Second || !c.JWTRequired ||
+		c.JWTHeader != "Authorization" || !slices.Equal(c.JWTAlgorithms, []string{"RS256", "ES256", "EdDSA", "PS256"}) {
+		t.Errorf("defaults %+v", c)
+	}
+
+	c, err = FromEnv(env(map[string]string{
+		"WARDEN_IDENTITY":       "dev",
+		"WARDEN_JWT_JWKS":       "https://sts.example.test/jwks.json",
+		"WARDEN_JWT_ISSUERS":    "https://sts.example.test, https://sts2.example.test,",
+		"WARDEN_JWT_AUDIENCES":  "orders",
+		"WARDEN_JWT_ALGORITHMS": "ES384, EdDSA",
+		"WARDEN_JWT_CLOCK_SKEW": "0s",
+		"WARDEN_JWT_REQUIRED":   "false",
+		"WARDEN_JWT_HEADER":     "x-auth-token",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.JWTIssuers, []string{"https://sts.example.test", "https://sts2.example.test"}) ||
+		!slices.Equal(c.JWTAudiences, []string{"orders"}) || !slices.Equal(c.JWTAlgorithms, []string{"ES384", "EdDSA"}) ||
+		c.JWTClockSkew != 0 || c.JWTRequired || c.JWTHeader != "X-Auth-Token" {
+		t.Errorf("parsed %+v", c)
+	}
+
+	// JWT-SVIDs have no issuer to check: the trust domain of their subject is.
+	c, err = FromEnv(env(map[string]string{
+		"SPIFFE_ENDPOINT_SOCKET": "unix:///run/spire/agent.sock",
+		"WARDEN_JWT_JWKS":        "spiffe",
+		"WARDEN_JWT_AUDIENCES":   "spiffe://example.org/ns/shop/sa/orders",
+	}))
+	if err != nil || c.JWTJWKS != JWKSSPIFFE || c.JWTIssuers != nil {
+		t.Errorf("spiffe: %+v %v", c, err)
+	}
+
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(file, []byte(`{"keys":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwt := map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_JWT_JWKS": file, "WARDEN_JWT_ISSUERS": "iss", "WARDEN_JWT_AUDIENCES": "aud"}
+	if _, err := FromEnv(env(jwt)); err != nil {
+		t.Errorf("JWKS file: %v", err)
+	}
+	tests := []struct {
+		name string
+		set  map[string]string
+		want string
+	}{
+		{"spiffe keys in dev mode", map[string]string{"WARDEN_JWT_JWKS": "spiffe", "WARDEN_JWT_ISSUERS": ""},
+			`config: WARDEN_JWT_JWKS=spiffe needs WARDEN_IDENTITY=workloadapi (JWT bundles come from the Workload API), not WARDEN_IDENTITY=dev`},
+		{"JWKS URL of another scheme", map[string]string{"WARDEN_JWT_JWKS": "ftp://sts/jwks"}, `WARDEN_JWT_JWKS="ftp://sts/jwks": expected a readable JWKS file, an http:// or https:// JWKS URL`},
+		{"missing JWKS file", map[string]string{"WARDEN_JWT_JWKS": "/nonexistent/jwks.json"}, `WARDEN_JWT_JWKS="/nonexistent/jwks.json": expected a readable JWKS file`},
+		{"JWKS without issuers", map[string]string{"WARDEN_JWT_ISSUERS": ""}, "config: WARDEN_JWT_ISSUERS is empty: expected the comma-separated iss values"},
+		{"JWKS without audiences", map[string]string{"WARDEN_JWT_AUDIENCES": " , "}, "config: WARDEN_JWT_AUDIENCES is empty"},
+		{"alg none", map[string]string{"WARDEN_JWT_ALGORITHMS": "RS256,none"}, `WARDEN_JWT_ALGORITHMS="RS256,none": expected comma-separated asymmetric JWS algorithms`},
+		{"HMAC", map[string]string{"WARDEN_JWT_ALGORITHMS": "HS256"}, `algorithm "HS256" is refused: an HMAC key would be the public key`},
+		{"unknown algorithm", map[string]string{"WARDEN_JWT_ALGORITHMS": "RSA-OAEP"}, `algorithm "RSA-OAEP" is not supported`},
+		{"negative clock skew", map[string]string{"WARDEN_JWT_CLOCK_SKEW": "-1s"}, `WARDEN_JWT_CLOCK_SKEW="-1s": expected a duration such as 30s, or 0s`},
+		{"refresh of zero", map[string]string{"WARDEN_JWT_JWKS_REFRESH": "0s"}, `WARDEN_JWT_JWKS_REFRESH="0s": expected a positive duration`},
+		{"required that is no boolean", map[string]string{"WARDEN_JWT_REQUIRED": "yes"}, `WARDEN_JWT_REQUIRED="yes": expected one of true, false`},
+		{"hop-by-hop token header", map[string]string{"WARDEN_JWT_HEADER": "Proxy-Authorization"}, `WARDEN_JWT_HEADER="Proxy-Authorization": expected a header that reaches warden's check`},
+		{"token header warden sets", map[string]string{"WARDEN_JWT_HEADER": "X-Forwarded-For"}, `WARDEN_JWT_HEADER="X-Forwarded-For": expected a header that reaches`},
+		{"token header that is no header name", map[string]string{"WARDEN_JWT_HEADER": "x token"}, `WARDEN_JWT_HEADER="x token": expected a header name`},
+		{"issuers without JWKS", map[string]string{"WARDEN_JWT_JWKS": "", "WARDEN_JWT_ISSUERS": "iss", "WARDEN_JWT_AUDIENCES": ""},
+			"config: WARDEN_JWT_ISSUERS is set but WARDEN_JWT_JWKS is empty"},
+		{"required without JWKS", map[string]string{"WARDEN_JWT_JWKS": "", "WARDEN_JWT_ISSUERS": "", "WARDEN_JWT_AUDIENCES": "", "WARDEN_JWT_REQUIRED": "true"},
+			"config: WARDEN_JWT_REQUIRED is set but WARDEN_JWT_JWKS is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := maps.Clone(jwt)
+			maps.Copy(m, tt.set)
+			_, err := FromEnv(env(m))
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %v, want one line containing %q", err, tt.want)
+			}
+		})
 	}
 }

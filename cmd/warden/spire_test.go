@@ -27,6 +27,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/warden-sidecar/warden/spiffe"
@@ -305,6 +306,45 @@ func TestSPIRE(t *testing.T) {
 		code, got, _, _ = fetch(plain, outbound+"/", "elsewhere.example")
 		if code != 403 || !strings.Contains(got, `"error":"unknown_destination"`) {
 			t.Errorf("unrouted Host: %d %s", code, got)
+		}
+	})
+
+	t.Run("a JWT-SVID from SPIRE is verified with the Workload API's JWT bundles", func(t *testing.T) {
+		jw := startWardenBin(t, ordersBin, append(common, "WARDEN_OUTBOUND_ADDR=off",
+			"WARDEN_JWT_JWKS=spiffe", "WARDEN_JWT_AUDIENCES="+ordersID.String())...)
+		in, admin := "https://"+jw.listenAddr(t, "inbound"), "http://"+jw.listenAddr(t, "admin")
+		poll(t, "the JWT warden ready", 30*time.Second, func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		wl, err := workloadapi.New(ctx, workloadapi.WithAddr(sp.AgentAddr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wl.Close()
+		svid, err := wl.FetchJWTSVID(ctx, jwtsvid.Params{Audience: ordersID.String()})
+		if err != nil || svid.ID != clientID {
+			t.Fatalf("JWT-SVID from SPIRE: %v %v", svid, err)
+		}
+		if code, _, body := call(t, direct, "GET", in+"/jwt", svid.Marshal()); code != 200 {
+			t.Errorf("JWT-SVID for warden's audience: %d %s", code, body)
+		}
+		jw.find(t, func(l map[string]any) bool {
+			in, _ := l["input"].(map[string]any)
+			tok, _ := in["token"].(map[string]any)
+			return l["event"] == "decision" && tok["sub"] == clientID.String() && tok["user"] == clientID.String()
+		})
+
+		elsewhere, err := wl.FetchJWTSVID(ctx, jwtsvid.Params{Audience: frontendID.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, challenge, _ := call(t, direct, "GET", in+"/jwt", elsewhere.Marshal()); code != 401 || challenge == "" {
+			t.Errorf("JWT-SVID for another audience: %d %q, want 401", code, challenge)
+		}
+		jw.find(t, func(l map[string]any) bool { return l["event"] == "token_refused" && l["reason"] == "wrong_audience" })
+		if code, _, _ := call(t, direct, "GET", in+"/jwt", ""); code != 401 {
+			t.Errorf("no token: %d, want 401", code)
 		}
 	})
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -19,8 +20,8 @@ import (
 
 // WorkloadAPI is an in-process SPIFFE Workload API server on a unix socket
 // in a temporary directory. It serves the X.509 streams (FetchX509SVID and
-// FetchX509Bundles) the way a SPIRE agent does: the current state at once,
-// then every change; PermissionDenied "no identity issued" until the test
+// FetchX509Bundles) and the JWT bundle stream (FetchJWTBundles) the way a
+// SPIRE agent does: the current state at once, then every change; PermissionDenied "no identity issued" until the test
 // sets an SVID; InvalidArgument without the security header. Stop and Start
 // take the agent away and bring it back on the same socket.
 type WorkloadAPI struct {
@@ -32,7 +33,8 @@ type WorkloadAPI struct {
 	served  chan struct{} // closed when srv.Serve returns
 	resp    *workload.X509SVIDResponse
 	bundles *workload.X509BundlesResponse
-	changed chan struct{} // closed and replaced by every Set
+	jwt     *workload.JWTBundlesResponse
+	changed chan struct{} // closed and replaced by every Set and SetJWTBundles
 }
 
 // NewWorkloadAPI starts the server; it stops when the test ends.
@@ -86,6 +88,26 @@ func (w *WorkloadAPI) Set(svid *x509svid.SVID, bundles ...*x509bundle.Bundle) {
 	}
 	w.mu.Lock()
 	w.resp, w.bundles = resp, all
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// SetJWTBundles makes bundles the JWT bundles the workload receives (the
+// stream answers PermissionDenied until the first call, like an agent that
+// issued no identity). Open streams receive the update at once.
+func (w *WorkloadAPI) SetJWTBundles(bundles ...*jwtbundle.Bundle) {
+	w.tb.Helper()
+	resp := &workload.JWTBundlesResponse{Bundles: map[string][]byte{}}
+	for _, b := range bundles {
+		doc, err := b.Marshal()
+		if err != nil {
+			w.tb.Fatal(err)
+		}
+		resp.Bundles[b.TrustDomain().IDString()] = doc
+	}
+	w.mu.Lock()
+	w.jwt = resp
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.mu.Unlock()
@@ -161,6 +183,29 @@ func (h handler) FetchX509Bundles(_ *workload.X509BundlesRequest, stream grpc.Se
 	return serve(stream.Context(), h.w, func(_ *workload.X509SVIDResponse, b *workload.X509BundlesResponse) error {
 		return stream.Send(b)
 	})
+}
+
+func (h handler) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.ServerStreamingServer[workload.JWTBundlesResponse]) error {
+	ctx, w := stream.Context(), h.w
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("workload.spiffe.io")) != 1 || md.Get("workload.spiffe.io")[0] != "true" {
+		return status.Error(codes.InvalidArgument, "security header missing from request")
+	}
+	for {
+		w.mu.Lock()
+		resp, changed := w.jwt, w.changed
+		w.mu.Unlock()
+		if resp == nil {
+			return errNoIdentity
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // serve sends the current state, then each change, until the stream ends.

@@ -1,0 +1,407 @@
+package token
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+const (
+	// DefaultRefresh is how often a JWKS is loaded again.
+	DefaultRefresh = 5 * time.Minute
+	// DefaultMinRefresh is the shortest interval between two loads that
+	// unknown kids trigger: a client sending made-up kids costs at most one
+	// fetch per interval.
+	DefaultMinRefresh = 30 * time.Second
+	// DefaultKIDWait is how long a request naming an unknown kid waits for
+	// the load it triggered.
+	DefaultKIDWait = 2 * time.Second
+
+	maxJWKSBytes = 256 << 10
+	maxJWKSKeys  = 100
+	fetchTimeout = 10 * time.Second
+	minBackoff   = 200 * time.Millisecond
+	maxBackoff   = 30 * time.Second
+)
+
+// JWKSOptions configure a JWKS.
+type JWKSOptions struct {
+	// Source is a file path or an http(s):// URL.
+	Source string
+	// Refresh is how often the source is loaded again; 0: DefaultRefresh.
+	Refresh time.Duration
+	// MinRefresh and KIDWait: see DefaultMinRefresh and DefaultKIDWait.
+	MinRefresh time.Duration
+	KIDWait    time.Duration
+	// HTTPClient fetches URL sources; nil: a client with timeouts that
+	// refuses redirects from https to http.
+	HTTPClient *http.Client
+	// OnUpdate is called when a load brought a different key set (the
+	// first one included), OnError when a load failed (the keys loaded
+	// before stay). They run on Run's goroutine.
+	OnUpdate func(JWKSUpdate)
+	OnError  func(error)
+
+	now func() time.Time // tests
+}
+
+// JWKSUpdate describes a newly loaded key set.
+type JWKSUpdate struct {
+	Source  string
+	KIDs    []string // sorted
+	Skipped []string // keys left out, and why (encryption keys, symmetric keys, weak keys, ...)
+}
+
+// JWKS is a key set from a JSON Web Key Set document (RFC 7517) in a file
+// or at a URL, loaded by Run and swapped atomically; Lookup reads it
+// without locking.
+type JWKS struct {
+	opts   JWKSOptions
+	url    *url.URL // nil for a file
+	client *http.Client
+
+	set atomic.Pointer[map[string]Key]
+	gen generation
+
+	kick     chan struct{}
+	mu       sync.Mutex
+	lastKick time.Time
+	inflight chan struct{} // closed when the load an unknown kid asked for has finished
+
+	// Run's goroutine only.
+	etag       string
+	lastDigest [sha256.Size]byte
+}
+
+// NewJWKS checks the options; Run loads the keys.
+func NewJWKS(opts JWKSOptions) (*JWKS, error) {
+	if opts.Refresh <= 0 {
+		opts.Refresh = DefaultRefresh
+	}
+	if opts.MinRefresh <= 0 {
+		opts.MinRefresh = DefaultMinRefresh
+	}
+	if opts.KIDWait <= 0 {
+		opts.KIDWait = DefaultKIDWait
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	j := &JWKS{opts: opts, client: opts.HTTPClient, kick: make(chan struct{}, 1)}
+	switch {
+	case opts.Source == "":
+		return nil, errors.New("token: JWKS: no source")
+	case strings.Contains(opts.Source, "://"):
+		u, err := url.Parse(opts.Source)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("token: JWKS %s: want an http:// or https:// URL or a file", opts.Source)
+		}
+		j.url = u
+		if j.client == nil {
+			j.client = defaultHTTPClient()
+		}
+	}
+	return j, nil
+}
+
+// Ready reports whether keys have been loaded.
+func (j *JWKS) Ready() bool { return j.set.Load() != nil }
+
+// Generation implements Keys.
+func (j *JWKS) Generation() uint64 { return j.gen.Generation() }
+
+// Lookup implements Keys. An unknown kid makes it ask Run for a load (at
+// most once per MinRefresh) and wait up to KIDWait for it: a key the issuer
+// just rotated in is picked up by the first token that names it.
+func (j *JWKS) Lookup(kid, _ string) (Key, error) {
+	set := j.set.Load()
+	if set == nil {
+		return Key{}, refuse(ReasonKeysUnavailable, "JWKS "+j.opts.Source+" not loaded yet")
+	}
+	if k, ok := (*set)[kid]; ok {
+		return k, nil
+	}
+	// Looked up again even when no load was allowed: one may have finished
+	// since the first lookup.
+	j.awaitRefresh()
+	if k, ok := (*j.set.Load())[kid]; ok {
+		return k, nil
+	}
+	return Key{}, refuse(ReasonUnknownKID, "kid "+quote(kid)+" not in the JWKS")
+}
+
+// awaitRefresh asks Run for a load, or joins the one asked for already,
+// and waits for it, at most KIDWait. It returns at once when no load may
+// start yet (MinRefresh).
+func (j *JWKS) awaitRefresh() {
+	j.mu.Lock()
+	ch := j.inflight
+	if ch == nil {
+		now := j.opts.now()
+		if !j.lastKick.IsZero() && now.Sub(j.lastKick) < j.opts.MinRefresh {
+			j.mu.Unlock()
+			return
+		}
+		j.lastKick = now
+		ch = make(chan struct{})
+		j.inflight = ch
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
+	j.mu.Unlock()
+	t := time.NewTimer(j.opts.KIDWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
+// Run loads the keys now, again every Refresh and when an unknown kid asks
+// for it, until ctx ends. Until the first load succeeds it retries from
+// 200ms, doubling up to 30s; after a failed refresh the keys loaded before
+// stay, and it retries the same way (at most every Refresh).
+func (j *JWKS) Run(ctx context.Context) error {
+	backoff := minBackoff
+	for {
+		err := j.loadOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := j.opts.Refresh
+		if err != nil {
+			if j.opts.OnError != nil {
+				j.opts.OnError(err)
+			}
+			wait = min(backoff, j.opts.Refresh)
+			backoff = min(2*backoff, maxBackoff)
+		} else {
+			backoff = minBackoff
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-j.kick:
+			t.Stop()
+		}
+	}
+}
+
+// loadOnce is one load. The waiters registered before it started are
+// released when it ends: it may have brought their kid.
+func (j *JWKS) loadOnce(ctx context.Context) error {
+	j.mu.Lock()
+	waiters := j.inflight
+	select {
+	case <-j.kick: // this load answers it
+	default:
+	}
+	j.mu.Unlock()
+	defer func() {
+		if waiters == nil {
+			return
+		}
+		j.mu.Lock()
+		if j.inflight == waiters {
+			j.inflight = nil
+		}
+		j.mu.Unlock()
+		close(waiters)
+	}()
+	return j.Load(ctx)
+}
+
+// Load reads the source once and swaps the key set in if it changed. It
+// must not run concurrently with itself (Run calls it; tests may, without Run).
+func (j *JWKS) Load(ctx context.Context) error {
+	body, err := j.read(ctx)
+	if err != nil || body == nil { // nil: not modified
+		return err
+	}
+	digest := sha256.Sum256(body)
+	if j.set.Load() != nil && digest == j.lastDigest {
+		return nil
+	}
+	keys, skipped, err := ParseJWKS(body)
+	if err != nil {
+		return fmt.Errorf("token: JWKS %s: %w", j.opts.Source, err)
+	}
+	j.set.Store(&keys)
+	j.lastDigest = digest
+	j.gen.bump()
+	if j.opts.OnUpdate != nil {
+		kids := make([]string, 0, len(keys))
+		for kid := range keys {
+			kids = append(kids, kid)
+		}
+		slices.Sort(kids)
+		j.opts.OnUpdate(JWKSUpdate{Source: j.opts.Source, KIDs: kids, Skipped: skipped})
+	}
+	return nil
+}
+
+// read returns the document, or nil when the server says it has not changed.
+func (j *JWKS) read(ctx context.Context) ([]byte, error) {
+	if j.url == nil {
+		f, err := os.Open(j.opts.Source)
+		if err != nil {
+			return nil, fmt.Errorf("token: JWKS: %w", err)
+		}
+		defer f.Close()
+		return readLimited(f, j.opts.Source)
+	}
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("token: JWKS %s: %w", j.opts.Source, err)
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	if j.etag != "" && j.set.Load() != nil {
+		req.Header.Set("If-None-Match", j.etag)
+	}
+	resp, err := j.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("token: JWKS: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		if j.etag != "" {
+			return nil, nil
+		}
+		fallthrough
+	default:
+		return nil, fmt.Errorf("token: JWKS %s: status %d", j.opts.Source, resp.StatusCode)
+	}
+	body, err := readLimited(resp.Body, j.opts.Source)
+	if err != nil {
+		return nil, err
+	}
+	j.etag = resp.Header.Get("ETag")
+	return body, nil
+}
+
+func readLimited(r io.Reader, src string) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r, maxJWKSBytes+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("token: JWKS %s: read: %w", src, err)
+	case len(body) > maxJWKSBytes:
+		return nil, fmt.Errorf("token: JWKS %s: larger than %d bytes", src, maxJWKSBytes)
+	}
+	return body, nil
+}
+
+// ParseJWKS reads a JSON Web Key Set and returns its signature keys by kid.
+// Keys that cannot verify tokens here are left out and listed in skipped:
+// encryption keys, symmetric keys, keys without kid, unsupported types or
+// algorithms, RSA keys under 2048 bits, and second keys with a kid already
+// seen. Private keys are used by their public half. A set with no usable
+// key is an error.
+func ParseJWKS(doc []byte) (keys map[string]Key, skipped []string, err error) {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	if err := dec.Decode(&set); err != nil {
+		return nil, nil, fmt.Errorf("not a JWKS: %w", err)
+	}
+	if set.Keys == nil {
+		return nil, nil, errors.New("not a JWKS: no \"keys\" list")
+	}
+	if len(set.Keys) > maxJWKSKeys {
+		return nil, nil, fmt.Errorf("%d keys, at most %d", len(set.Keys), maxJWKSKeys)
+	}
+	keys = make(map[string]Key, len(set.Keys))
+	for i, raw := range set.Keys {
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON(raw); err != nil {
+			skipped = append(skipped, fmt.Sprintf("key %d: %v", i, err))
+			continue
+		}
+		name := fmt.Sprintf("key %d (kid %s)", i, quote(jwk.KeyID))
+		if !jwk.IsPublic() {
+			jwk = jwk.Public() // a zero key for symmetric ones
+			jwk.KeyID = keyIDOf(raw)
+		}
+		switch {
+		case jwk.KeyID == "":
+			skipped = append(skipped, name+": no kid")
+		case jwk.Use != "" && jwk.Use != "sig":
+			skipped = append(skipped, name+": use "+quote(jwk.Use))
+		case jwk.Key == nil:
+			skipped = append(skipped, name+": symmetric or unknown key type")
+		case jwk.Algorithm != "" && CheckAlgorithms([]string{jwk.Algorithm}) != nil:
+			skipped = append(skipped, name+": alg "+quote(jwk.Algorithm))
+		case keys[jwk.KeyID].Public != nil:
+			skipped = append(skipped, name+": kid seen before")
+		default:
+			if err := usablePublicKey(jwk.Key); err != nil {
+				skipped = append(skipped, name+": "+err.Error())
+				continue
+			}
+			keys[jwk.KeyID] = Key{Public: jwk.Key, Alg: jwk.Algorithm}
+		}
+	}
+	if len(keys) == 0 {
+		return nil, skipped, fmt.Errorf("no usable signature key (skipped: %s)", strings.Join(skipped, "; "))
+	}
+	return keys, skipped, nil
+}
+
+// keyIDOf reads a JWK's kid when go-jose's Public dropped it.
+func keyIDOf(raw json.RawMessage) string {
+	var k struct {
+		KID string `json:"kid"`
+	}
+	_ = json.Unmarshal(raw, &k)
+	return k.KID
+}
+
+func defaultHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: fetchTimeout,
+		Transport: &http.Transport{
+			// No Proxy: only agent/config reads the environment.
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: fetchTimeout,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConns:          2,
+			ForceAttemptHTTP2:     true,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("stopped after 5 redirects")
+			}
+			for _, prev := range via {
+				if prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
+					return errors.New("refusing a redirect from https to http")
+				}
+			}
+			return nil
+		},
+	}
+}

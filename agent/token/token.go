@@ -1,0 +1,251 @@
+package token
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// MaxTokenBytes bounds a token: a longer one is refused before any parsing.
+const MaxTokenBytes = 8 << 10
+
+// DefaultCacheSize is how many verified tokens are kept when Options.CacheSize is 0.
+const DefaultCacheSize = 10000
+
+// Reason is why a token was refused: a stable name for the log, never sent
+// to the client.
+type Reason string
+
+// The reasons a token is refused.
+const (
+	ReasonMissing         Reason = "missing"               // none sent while one is required
+	ReasonOversized       Reason = "oversized"             // over MaxTokenBytes
+	ReasonMalformed       Reason = "malformed"             // not a compact JWS with JSON claims, no kid, a claim of the wrong type, no exp
+	ReasonAlgorithm       Reason = "algorithm_not_allowed" // alg not allowed, or not one the key may verify
+	ReasonUnknownKID      Reason = "unknown_kid"           // no key by that kid, even after a refresh
+	ReasonKeysUnavailable Reason = "keys_unavailable"      // no keys loaded yet
+	ReasonBadSignature    Reason = "bad_signature"
+	ReasonExpired         Reason = "expired"
+	ReasonNotYetValid     Reason = "not_yet_valid" // nbf or iat in the future (beyond the clock skew)
+	ReasonIssuer          Reason = "wrong_issuer"
+	ReasonAudience        Reason = "wrong_audience"
+)
+
+// Error is a refused token. Detail is for the operator's log; it never holds
+// the token, and the values it quotes from it are bounded.
+type Error struct {
+	Reason Reason
+	Detail string
+}
+
+func (e *Error) Error() string { return "token: " + string(e.Reason) + ": " + e.Detail }
+
+func refuse(r Reason, detail string) *Error { return &Error{Reason: r, Detail: detail} }
+
+// ReasonOf returns the reason of a refusal error, or malformed for any other.
+func ReasonOf(err error) Reason {
+	var te *Error
+	if errors.As(err, &te) {
+		return te.Reason
+	}
+	return ReasonMalformed
+}
+
+// Options configure a Verifier.
+type Options struct {
+	Keys Keys
+	// Issuers lists the accepted "iss" values; empty: iss is not checked
+	// (JWT-SVIDs, whose issuer is the trust domain of their subject).
+	Issuers []string
+	// Audiences lists the accepted "aud" values; a token must name one.
+	Audiences []string
+	// Algorithms are the accepted JWS algorithms; empty: DefaultAlgorithms.
+	Algorithms []string
+	// ClockSkew is the tolerance on exp, nbf and iat.
+	ClockSkew time.Duration
+	// CacheSize bounds the verified tokens kept; 0 means DefaultCacheSize,
+	// a negative value keeps none. Their total size is bounded too: 16 MiB
+	// by default, else 2 KiB per entry (at least 1 MiB).
+	CacheSize int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verified is a verified token's meaning for the policy. It is shared by
+// every request that carries the same token: read-only.
+type Verified struct {
+	// Claims are all the token's claims with the normalized ones: iss,
+	// sub, aud (list), exp, iat, nbf (integers), user, name, roles and
+	// scope (lists). This is input.token.
+	Claims map[string]any
+	// JSON is Claims as JSON (keys sorted), for the decision log.
+	JSON []byte
+	// Key is a digest of JSON: the decision cache key for Claims.
+	Key string
+	// Expiry is exp.
+	Expiry time.Time
+}
+
+// Verifier checks tokens. It is safe for concurrent use.
+type Verifier struct {
+	keys      Keys
+	issuers   []string
+	audiences []string
+	algs      []jose.SignatureAlgorithm
+	skew      time.Duration
+	now       func() time.Time
+	cache     *cache // nil: no cache
+}
+
+// New builds a Verifier.
+func New(opts Options) (*Verifier, error) {
+	if opts.Keys == nil {
+		return nil, errors.New("token: no keys")
+	}
+	if len(opts.Audiences) == 0 {
+		return nil, errors.New("token: no audiences: a token meant for any service would be accepted")
+	}
+	algs := opts.Algorithms
+	if len(algs) == 0 {
+		algs = DefaultAlgorithms
+	}
+	if err := CheckAlgorithms(algs); err != nil {
+		return nil, err
+	}
+	if opts.ClockSkew < 0 {
+		return nil, errors.New("token: negative clock skew")
+	}
+	v := &Verifier{
+		keys:      opts.Keys,
+		issuers:   slices.Clone(opts.Issuers),
+		audiences: slices.Clone(opts.Audiences),
+		skew:      opts.ClockSkew,
+		now:       opts.Now,
+	}
+	for _, a := range algs {
+		v.algs = append(v.algs, jose.SignatureAlgorithm(a))
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	switch size := opts.CacheSize; {
+	case size == 0:
+		v.cache = newCache(DefaultCacheSize, 16<<20)
+	case size > 0:
+		v.cache = newCache(size, max(size*2<<10, 1<<20))
+	}
+	return v, nil
+}
+
+// Verify checks raw (the token without any "Bearer " prefix) and returns
+// its claims, or an *Error. A token verified before and not yet expired
+// costs a hash and a map lookup, and allocates nothing.
+func (v *Verifier) Verify(raw []byte) (*Verified, error) {
+	if len(raw) > MaxTokenBytes {
+		return nil, refuse(ReasonOversized, fmt.Sprintf("%d bytes, limit %d", len(raw), MaxTokenBytes))
+	}
+	if len(raw) == 0 {
+		return nil, refuse(ReasonMalformed, "empty token")
+	}
+	now := v.now()
+	gen := v.keys.Generation()
+	var h uint64
+	if v.cache != nil {
+		h = v.cache.hash(raw)
+		if vt := v.cache.get(h, raw, gen, now); vt != nil {
+			return vt, nil
+		}
+	}
+	vt, err := v.verify(raw, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(h, raw, vt, gen, vt.Expiry.Add(v.skew), now)
+	}
+	return vt, nil
+}
+
+// verify is the full check of a token not in the cache.
+func (v *Verifier) verify(raw []byte, now time.Time) (*Verified, error) {
+	// Compact serialization only: ParseSigned would also take the JSON
+	// serialization and strip whitespace, and a token is one header value.
+	if bytes.Count(raw, []byte{'.'}) != 2 {
+		return nil, refuse(ReasonMalformed, "not a compact JWS (three dot-separated parts)")
+	}
+	jws, err := jose.ParseSignedCompact(string(raw), v.algs)
+	if err != nil {
+		var unexpected *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &unexpected) {
+			return nil, refuse(ReasonAlgorithm, fmt.Sprintf("alg %s", quote(string(unexpected.Got))))
+		}
+		return nil, refuse(ReasonMalformed, "JWS: "+err.Error())
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, refuse(ReasonMalformed, "not exactly one signature")
+	}
+	hdr := jws.Signatures[0].Header
+	if hdr.KeyID == "" {
+		return nil, refuse(ReasonMalformed, "no kid in the header")
+	}
+	// The claims are read before the signature is checked only to find the
+	// key (SPIFFE picks the bundle by subject); nothing else trusts them
+	// until Verify succeeded on these same bytes.
+	claims, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
+	if err != nil {
+		return nil, err
+	}
+	sub, _ := claims["sub"].(string)
+	key, err := v.keys.Lookup(hdr.KeyID, sub)
+	if err != nil {
+		return nil, err
+	}
+	if !key.fits(hdr.Algorithm) {
+		return nil, refuse(ReasonAlgorithm, fmt.Sprintf("alg %s does not fit key %s", quote(hdr.Algorithm), quote(hdr.KeyID)))
+	}
+	if _, err := jws.Verify(key.Public); err != nil {
+		return nil, refuse(ReasonBadSignature, "signature does not verify with key "+quote(hdr.KeyID))
+	}
+	n, err := normalize(claims)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.validate(n, now); err != nil {
+		return nil, err
+	}
+	js, err := json.Marshal(n.claims)
+	if err != nil {
+		return nil, refuse(ReasonMalformed, "claims: "+err.Error())
+	}
+	sum := sha256.Sum256(js)
+	return &Verified{Claims: n.claims, JSON: js, Key: string(sum[:]), Expiry: time.Unix(n.exp, 0)}, nil
+}
+
+// validate checks the time window, the issuer and the audience.
+func (v *Verifier) validate(n normalized, now time.Time) error {
+	if !now.Before(time.Unix(n.exp, 0).Add(v.skew)) {
+		return refuse(ReasonExpired, fmt.Sprintf("expired at %s", time.Unix(n.exp, 0).UTC().Format(time.RFC3339)))
+	}
+	late := now.Add(v.skew)
+	if n.hasNBF && late.Before(time.Unix(n.nbf, 0)) {
+		return refuse(ReasonNotYetValid, fmt.Sprintf("not before %s", time.Unix(n.nbf, 0).UTC().Format(time.RFC3339)))
+	}
+	if n.hasIAT && late.Before(time.Unix(n.iat, 0)) {
+		return refuse(ReasonNotYetValid, fmt.Sprintf("issued in the future, at %s", time.Unix(n.iat, 0).UTC().Format(time.RFC3339)))
+	}
+	if len(v.issuers) > 0 && !slices.Contains(v.issuers, n.iss) {
+		return refuse(ReasonIssuer, "iss "+quote(n.iss)+" not accepted")
+	}
+	for _, a := range n.aud {
+		if slices.Contains(v.audiences, a) {
+			return nil
+		}
+	}
+	return refuse(ReasonAudience, fmt.Sprintf("aud names none of the %d accepted audiences", len(v.audiences)))
+}
