@@ -322,10 +322,14 @@ func (w *worker) closedLoop() {
 
 // openLoop takes the next slot of the shared schedule, waits for its
 // intended time if it is early, and measures latency from that intended
-// time: when the workers fall behind, the queueing shows as latency instead
-// of silently stretching the schedule (coordinated omission). A slot whose
-// worker only gets to it after the end of the run is not sent, and is
-// counted as dropped by Run.
+// time when it is late: when the workers fall behind, the queueing shows as
+// latency instead of silently stretching the schedule (coordinated
+// omission). A worker that had to wait measures from the moment its timer
+// woke it instead: Go timers in a mostly idle process fire 0.2-1ms late
+// (the runtime's poller sleeps in whole milliseconds), and counting that
+// lateness would add the generator's own delay to every request at a
+// moderate rate. A slot whose worker only gets to it after the end of the
+// run is not sent, and is counted as dropped by Run.
 func (w *worker) openLoop() {
 	g := w.g
 	timer := time.NewTimer(time.Hour)
@@ -339,6 +343,7 @@ func (w *worker) openLoop() {
 		if intended >= g.end {
 			return
 		}
+		from := intended
 		if now := time.Since(g.base); now < intended {
 			// Early: wait for the intended time. Once waited for, the slot
 			// is sent even if the timer fires a little after the end.
@@ -349,13 +354,14 @@ func (w *worker) openLoop() {
 				timer.Stop()
 				return
 			}
+			from = max(intended, time.Since(g.base))
 		} else if now >= g.end || g.stopped() {
 			// Late, and the run is over.
 			return
 		}
 		err := g.hc.DoTimeout(&w.req, &w.resp, g.timeout)
 		if intended >= g.warmup {
-			w.record(err, time.Since(g.base)-intended)
+			w.record(err, time.Since(g.base)-from)
 		}
 	}
 }

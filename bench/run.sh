@@ -1,0 +1,514 @@
+#!/usr/bin/env bash
+# bench/run.sh: what warden costs and how it compares, measured in one run on
+# one machine, all on loopback, with one load generator (bench/loadgen) and
+# the same settings for every case. Writes OUT/<date>-<host>.md (tables),
+# .json (one object per case) and .png (latency percentiles at a fixed rate,
+# and maximum throughput). `make bench` runs it with the defaults.
+#
+# Cases (DESC below says how each is configured; the app behind every proxy
+# is bench/upstream, fasthttp with a fixed 5-byte body): direct, inproc-mtls,
+# warden-mtls, warden (the full path), warden-nocache, and the peers
+# ghostunnel, nginx, haproxy and opa-sidecar.
+#
+# Modes, each case in each mode, interleaved in rounds (round 1: every mode
+# and case, round 2: ...) so drift hits all cases alike:
+#   closed   -c connections, keep-alive, as fast as they go: max throughput
+#   open     -rate requests/s over -c keep-alive connections: latency
+#            percentiles measured from the intended send times
+#   newconn  closed loop, a new TCP connection and full TLS handshake per
+#            request (no session resumption in the load generator)
+#
+# Pinning (PIN=1, with 2+ CPUs): the server under test (the proxy, OPA with
+# the opa-sidecar, or the app itself in the direct and inproc-mtls cases) on
+# CPU 0; the load generator and the app behind the proxies on CPU 1. CPU and
+# peak RSS (VmHWM) are read from /proc for the processes under test.
+#
+# Shared machines: a run during which other activity kept more than 0.1 CPUs
+# busy (other processes, the hypervisor's steal; see measure_once) is
+# measured again, twice at most, each time after waiting up to 120 s for the
+# machine to be quiet, QUIET_WAIT seconds of waiting at most in all.
+#
+# Every run is bounded: each load generator call is wrapped in `timeout`; the
+# total is about ROUNDS x modes x cases x (WARMUP + DURATION), at most three
+# times that plus QUIET_WAIT when other activity disturbs the runs.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+ALL_CASES="direct inproc-mtls warden-mtls warden warden-nocache ghostunnel nginx haproxy opa-sidecar"
+ALL_MODES="closed open newconn"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-4}
+WARMUP=${WARMUP:-1}
+CONNS=${CONNS:-32}
+RATE=${RATE:-5000}
+CASES=${CASES:-$ALL_CASES}
+MODES=${MODES:-$ALL_MODES}
+OUT=${OUT:-bench/results}
+NAME=${NAME:-$(date +%F)-$(hostname -s)}
+PIN=${PIN:-1}
+BASE_PORT=${BASE_PORT:-25400}
+KEEP_WORK=${KEEP_WORK:-0}
+QUIET_WAIT=${QUIET_WAIT:-900}
+TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/warden/tools}
+
+usage() {
+	cat <<EOF
+usage: bench/run.sh [options]    (each option also reads the environment variable in brackets)
+  -r, --rounds N       rounds, every case and mode once per round [ROUNDS=$ROUNDS]
+  -d, --duration S     measured seconds per run [DURATION=$DURATION]
+  -w, --warmup S       warmup seconds before each run, not recorded [WARMUP=$WARMUP]
+  -c, --conns N        load generator connections [CONNS=$CONNS]
+  -R, --rate N         open-loop rate, requests/s [RATE=$RATE]
+      --cases LIST     space- or comma-separated subset of: $ALL_CASES [CASES]
+      --modes LIST     subset of: $ALL_MODES [MODES]
+  -o, --out DIR        where the report goes [OUT=$OUT]
+      --name NAME      report file name without extension [NAME=$NAME]
+      --no-pin         do not pin processes to CPUs [PIN=0]
+      --port N         first of the loopback ports used (N..N+79) [BASE_PORT=$BASE_PORT]
+      --keep-work      keep the work directory (logs, certificates) [KEEP_WORK=1]
+      --quiet-wait S   at most this many seconds in all spent waiting for other activity on
+                       the machine to stop before measuring a disturbed run again [QUIET_WAIT=$QUIET_WAIT]
+EOF
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	-r | --rounds) ROUNDS=$2; shift ;;
+	-d | --duration) DURATION=$2; shift ;;
+	-w | --warmup) WARMUP=$2; shift ;;
+	-c | --conns) CONNS=$2; shift ;;
+	-R | --rate) RATE=$2; shift ;;
+	--cases) CASES=$2; shift ;;
+	--modes) MODES=$2; shift ;;
+	-o | --out) OUT=$2; shift ;;
+	--name) NAME=$2; shift ;;
+	--no-pin) PIN=0 ;;
+	--port) BASE_PORT=$2; shift ;;
+	--keep-work) KEEP_WORK=1 ;;
+	--quiet-wait) QUIET_WAIT=$2; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "bench/run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+	shift
+done
+
+die() { echo "bench/run.sh: $*" >&2; exit 1; }
+DURATION=${DURATION%s}
+WARMUP=${WARMUP%s}
+CASES=${CASES//,/ }
+MODES=${MODES//,/ }
+for v in ROUNDS DURATION CONNS RATE BASE_PORT; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v}: want a positive integer"
+done
+[[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP=$WARMUP: want whole seconds"
+[[ $QUIET_WAIT =~ ^[0-9]+$ ]] || die "QUIET_WAIT=$QUIET_WAIT: want whole seconds"
+[ "$DURATION" -le 60 ] || die "DURATION=$DURATION: at most 60 seconds per run"
+for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case $c (want: $ALL_CASES)"; done
+for m in $MODES; do [[ " $ALL_MODES " == *" $m "* ]] || die "unknown mode $m (want: $ALL_MODES)"; done
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+
+# How each case is configured: printed in the report, keep in step with the
+# code that starts it below.
+declare -A DESC=(
+	[direct]="loadgen → app, plaintext, no proxy: the floor. Every case gets the same request, GET / with an \`Authorization: Bearer\` JWT (ES256, about 400 bytes); the app answers 5 bytes."
+	[inproc-mtls]="the app terminates mTLS itself (bench/upstream -mtls: warden's TLS configuration, a dev-CA SVID): no hop. Like warden and opa-sidecar, it negotiates Go's default TLS 1.3 key exchange, X25519MLKEM768 (warden sets no curve preferences)."
+	[warden-mtls]="warden as near \"mTLS only\" as it gets: no JWT verification (\`WARDEN_JWT_JWKS\` unset, the token is forwarded unread); it has no switch to turn the policy off, so a minimal allow-all bundle directory (\`package warden.authz\` / \`allow := true\`, still evaluated through the decision cache) and \`WARDEN_DECISION_LOG=/dev/null\`; access log to a file as always."
+	[warden]="warden's full path: mTLS, JWT verification (\`WARDEN_JWT_JWKS\` a JWKS file, issuer and audience checked; the same token on every request, so a verified-token cache hit), embedded OPA on the default bundle (decision cache hit), decision log and access log to files."
+	[warden-nocache]="the full path with \`WARDEN_POLICY_CACHE_SIZE=0\`: OPA evaluates every request (the verified-token cache stays on)."
+	[ghostunnel]="ghostunnel v1.8.4 (Go, L4 TLS proxy): \`server --allow-uri <client SPIFFE ID> --quiet=all\`, a new app connection per client connection; it prefers X25519 (no ML-KEM), like nginx and HAProxy with OpenSSL 3.0."
+	[nginx]="nginx from Debian, L7 mTLS: one process (\`master_process off\`, 1 worker), \`ssl_verify_client on\` against the dev CA bundle, keep-alive pool to the app, no access log."
+	[haproxy]="HAProxy from Debian, L7 mTLS: \`nbthread 1\`, \`verify required\` against the dev CA bundle, \`http-reuse always\`, no log."
+	[opa-sidecar]="the \"OPA sidecar\" pattern: bench/opasidecar (fasthttp mTLS proxy with warden's TLS configuration) POSTs the policy input to \`opa run --server\` (default bundle) at \`/v1/data/warden/authz/allow\` over loopback HTTP for every request, then forwards; no JWT verification; CPU and RSS are the two processes together."
+)
+
+# --- tools -----------------------------------------------------------------
+# Debian packages for the peers and the plot, installed only when missing.
+export PATH=$PATH:/usr/sbin
+need_pkgs=()
+has_case nginx && ! command -v nginx >/dev/null && need_pkgs+=(nginx-light)
+has_case haproxy && ! command -v haproxy >/dev/null && need_pkgs+=(haproxy)
+command -v gnuplot >/dev/null || need_pkgs+=(gnuplot-nox)
+command -v taskset >/dev/null || need_pkgs+=(util-linux)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+	sudo=
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	echo "# installing ${need_pkgs[*]} (apt-get)"
+	$sudo apt-get update -qq
+	# Debian 13 has no nginx-light: fall back to nginx.
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" ||
+		$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]/nginx-light/nginx}"
+fi
+GHOSTUNNEL=$TOOLS_DIR/bin/ghostunnel
+OPA=$TOOLS_DIR/bin/opa
+has_case ghostunnel && TOOLS_DIR=$TOOLS_DIR bench/ghostunnel.sh
+has_case opa-sidecar && make -s TOOLS_DIR="$TOOLS_DIR" tools
+
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null; then
+	# Command prefixes, not functions: a backgrounded function would run in
+	# a subshell whose PID is not the server's, and kill would miss it.
+	ON_SERVER_CPU=(taskset -c 0) ON_CLIENT_CPU=(taskset -c 1)
+	pinning="server under test on CPU 0; load generator and the app behind proxies on CPU 1 (taskset)"
+else
+	ON_SERVER_CPU=() ON_CLIENT_CPU=()
+	pinning="none"
+fi
+
+# --- processes ---------------------------------------------------------------
+WORK=$(mktemp -d /tmp/warden-bench.XXXXXX)
+PIDS=() LOADGEN_PID=
+cleanup() {
+	local rc=$?
+	for p in $LOADGEN_PID "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ "$KEEP_WORK" = 1 ] || [ $rc -ne 0 ]; then
+		echo "# work directory kept: $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "# building into $WORK"
+go build -o "$WORK/warden" ./cmd/warden
+go build -o "$WORK/upstream" ./bench/upstream
+go build -o "$WORK/loadgen" ./bench/loadgen
+go build -o "$WORK/opasidecar" ./bench/opasidecar
+go build -o "$WORK/report" ./bench/report
+go build -o "$WORK/tokengen" ./bench/tokengen
+
+# Only the settings below reach the warden instances, whatever the caller's
+# environment holds.
+for v in $(compgen -e | grep '^WARDEN_' || true); do unset "$v"; done
+export WARDEN_DEV_DIR=$WORK/dev
+"$WORK/warden" dev issue --id spiffe://warden.local/ns/default/sa/client --out "$WORK/client" >/dev/null
+"$WORK/warden" dev issue --id spiffe://warden.local/ns/default/sa/peer --ip 127.0.0.1 --out "$WORK/peer" >/dev/null
+TLS=(-cert "$WORK/client/svid.pem" -key "$WORK/client/svid_key.pem" -cacert "$WORK/client/bundle.pem" -server-name 127.0.0.1)
+# Every case gets the same request: GET / with the end-to-end JWT a gateway
+# would have issued (ES256, about 400 bytes); the full-path wardens verify it.
+JWT_ISS=https://issuer.bench.warden.local JWT_AUD=app
+"$WORK/tokengen" -out "$WORK/jwt" -iss "$JWT_ISS" -aud "$JWT_AUD" -ttl 24h
+REQUEST=(-H "Authorization: Bearer $(<"$WORK/jwt/token")")
+JWT_ENV=(WARDEN_JWT_JWKS="$WORK/jwt/jwks.json" WARDEN_JWT_ISSUERS="$JWT_ISS" WARDEN_JWT_AUDIENCES="$JWT_AUD")
+
+port() { echo $((BASE_PORT + $1)); }
+APP=127.0.0.1:$(port 0)
+
+# The ports must be free: a stale server would be measured instead.
+for off in 0 1 2 10 11 20 21 30 31 40 50 60 70 71; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$(port $off)") 2>/dev/null; then
+		die "port $(port $off) is in use; pick other ports with --port"
+	fi
+done
+
+# wait_for DESCRIPTION CHECK...: polls CHECK for up to 10 s.
+wait_for() {
+	local what=$1; shift
+	for _ in $(seq 200); do "$@" >/dev/null 2>&1 && return; sleep 0.05; done
+	echo "bench/run.sh: $what did not come up; its log:" >&2
+	tail -20 "$WORK/$what.log" >&2 || true
+	exit 1
+}
+tcp_up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+http_ok() { curl -sf -o /dev/null "$1"; }
+
+# start NAME server|client CMD...: starts a server in the background, pinned
+# to the server or client CPU, output to NAME.log. LAST_PID is its PID
+# (taskset and env exec the command).
+start() {
+	local name=$1 side=$2; shift 2
+	if [ "$side" = server ]; then
+		"${ON_SERVER_CPU[@]}" "$@" >>"$WORK/$name.log" 2>&1 &
+	else
+		"${ON_CLIENT_CPU[@]}" "$@" >>"$WORK/$name.log" 2>&1 &
+	fi
+	PIDS+=($!)
+	LAST_PID=$!
+}
+
+declare -A URL UNDER
+start app client "$WORK/upstream" -addr "$APP"
+APP_PID=$LAST_PID
+wait_for app tcp_up "$(port 0)"
+
+if has_case direct; then
+	start direct server "$WORK/upstream" -addr "127.0.0.1:$(port 1)"
+	URL[direct]=http://127.0.0.1:$(port 1)/ UNDER[direct]=$LAST_PID
+	wait_for direct tcp_up "$(port 1)"
+fi
+if has_case inproc-mtls; then
+	start inproc-mtls server "$WORK/upstream" -addr "127.0.0.1:$(port 2)" -mtls -dev-dir "$WARDEN_DEV_DIR"
+	URL[inproc-mtls]=https://127.0.0.1:$(port 2)/ UNDER[inproc-mtls]=$LAST_PID
+	wait_for inproc-mtls tcp_up "$(port 2)"
+fi
+
+# warden_case NAME PORT [ENV...]: a sidecar in front of the app.
+warden_case() {
+	local name=$1 p=$2; shift 2
+	has_case "$name" || return 0
+	start "$name" server env WARDEN_IDENTITY=dev WARDEN_INBOUND_ADDR="127.0.0.1:$p" \
+		WARDEN_ADMIN_ADDR="127.0.0.1:$((p + 1))" WARDEN_UPSTREAM_ADDR="$APP" "$@" "$WORK/warden"
+	URL[$name]=https://127.0.0.1:$p/ UNDER[$name]=$LAST_PID
+	wait_for "$name" http_ok "http://127.0.0.1:$((p + 1))/readyz"
+}
+mkdir -p "$WORK/allow-all"
+printf 'package warden.authz\n\nallow := true\n' >"$WORK/allow-all/policy.rego"
+warden_case warden-mtls "$(port 10)" WARDEN_POLICY_BUNDLE="$WORK/allow-all" WARDEN_DECISION_LOG=/dev/null
+warden_case warden "$(port 20)" "${JWT_ENV[@]}" WARDEN_DECISION_LOG="$WORK/warden.decisions"
+warden_case warden-nocache "$(port 30)" "${JWT_ENV[@]}" WARDEN_DECISION_LOG="$WORK/warden-nocache.decisions" \
+	WARDEN_POLICY_CACHE_SIZE=0
+
+if has_case ghostunnel; then
+	start ghostunnel server "$GHOSTUNNEL" server --listen "127.0.0.1:$(port 40)" --target "$APP" \
+		--cert "$WORK/peer/svid.pem" --key "$WORK/peer/svid_key.pem" --cacert "$WORK/peer/bundle.pem" \
+		--allow-uri spiffe://warden.local/ns/default/sa/client --quiet=all
+	URL[ghostunnel]=https://127.0.0.1:$(port 40)/ UNDER[ghostunnel]=$LAST_PID
+	wait_for ghostunnel tcp_up "$(port 40)"
+fi
+
+if has_case nginx; then
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<EOF
+# One process (no master), like one Go sidecar; no access log.
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $WORK/nginx/body;
+	proxy_temp_path $WORK/nginx/proxy;
+	fastcgi_temp_path $WORK/nginx/fastcgi;
+	uwsgi_temp_path $WORK/nginx/uwsgi;
+	scgi_temp_path $WORK/nginx/scgi;
+	keepalive_requests 1000000;
+	upstream app {
+		server $APP;
+		keepalive 64;
+		keepalive_requests 1000000;
+	}
+	server {
+		listen 127.0.0.1:$(port 50) ssl;
+		ssl_certificate $WORK/peer/svid.pem;
+		ssl_certificate_key $WORK/peer/svid_key.pem;
+		ssl_client_certificate $WORK/peer/bundle.pem;
+		ssl_verify_client on;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		location / {
+			proxy_pass http://app;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+EOF
+	start nginx server nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx.log"
+	URL[nginx]=https://127.0.0.1:$(port 50)/ UNDER[nginx]=$LAST_PID
+	wait_for nginx tcp_up "$(port 50)"
+fi
+
+if has_case haproxy; then
+	cat "$WORK/peer/svid.pem" "$WORK/peer/svid_key.pem" >"$WORK/peer/haproxy.pem"
+	cat >"$WORK/haproxy.cfg" <<EOF
+# One process, one thread, like one Go sidecar pinned to one CPU; no log.
+global
+	nbthread 1
+	maxconn 4096
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 30s
+	timeout server 30s
+	http-reuse always
+frontend mtls
+	bind 127.0.0.1:$(port 60) ssl crt $WORK/peer/haproxy.pem ca-file $WORK/peer/bundle.pem verify required
+	default_backend app
+backend app
+	server app $APP
+EOF
+	start haproxy server haproxy -db -f "$WORK/haproxy.cfg"
+	URL[haproxy]=https://127.0.0.1:$(port 60)/ UNDER[haproxy]=$LAST_PID
+	wait_for haproxy tcp_up "$(port 60)"
+fi
+
+if has_case opa-sidecar; then
+	start opa server "$OPA" run --server --addr "127.0.0.1:$(port 71)" --skip-version-check \
+		--log-level error --bundle bundle/default
+	opa_pid=$LAST_PID
+	wait_for opa http_ok "http://127.0.0.1:$(port 71)/health?bundles"
+	start opa-sidecar server "$WORK/opasidecar" -addr "127.0.0.1:$(port 70)" -upstream "$APP" \
+		-opa "http://127.0.0.1:$(port 71)/v1/data/warden/authz/allow" -dev-dir "$WARDEN_DEV_DIR"
+	URL[opa-sidecar]=https://127.0.0.1:$(port 70)/ UNDER[opa-sidecar]="$LAST_PID $opa_pid"
+	wait_for opa-sidecar tcp_up "$(port 70)"
+fi
+
+# Every case must answer 200 to the load generator before anything is measured.
+for c in $CASES; do
+	args=("${REQUEST[@]}")
+	[[ ${URL[$c]} == https* ]] && args+=("${TLS[@]}")
+	"$WORK/loadgen" -url "${URL[$c]}" "${args[@]}" -c 1 -n 20 -warmup 0 -d 5s -json >"$WORK/check.json" ||
+		die "case $c: the load generator failed"
+	grep -q '"errors":0,' "$WORK/check.json" || die "case $c does not answer 200: $(cat "$WORK/check.json")"
+done
+# ... and the full-path wardens verify the token: without it, 401.
+for c in warden warden-nocache; do
+	has_case $c || continue
+	"$WORK/loadgen" -url "${URL[$c]}" "${TLS[@]}" -c 1 -n 5 -warmup 0 -d 5s -expect-status 401 -json >"$WORK/check.json" ||
+		die "case $c: the load generator failed"
+	grep -q '"errors":0,' "$WORK/check.json" || die "case $c does not refuse a request without a token: $(cat "$WORK/check.json")"
+done
+
+# --- measurement -------------------------------------------------------------
+# cpu_ticks PID...: user+system clock ticks of the processes (fields 14 and
+# 15 of /proc/PID/stat, counted after the ")" that ends the command name).
+cpu_ticks() {
+	local t=0 p f
+	for p in "$@"; do
+		f=$(<"/proc/$p/stat")
+		read -ra f <<<"${f##*) }"
+		t=$((t + f[11] + f[12]))
+	done
+	echo "$t"
+}
+# busy_ticks: ticks all CPUs spent neither idle nor waiting for I/O, steal
+# included (/proc/stat: user nice system idle iowait irq softirq steal).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# hwm_kib PID...: the sum of the processes' peak resident set (VmHWM).
+hwm_kib() {
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '/^VmHWM/ {print $2}' "/proc/$p/status"))); done
+	echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+now_ns() { date +%s%N; }
+truncate_logs() { for f in "$WORK"/*.decisions "$WORK"/warden*.log; do [ -f "$f" ] && : >"$f"; done; return 0; }
+WINDOW=$(awk -v d="$DURATION" 'BEGIN {print d - 0.25}')
+
+RAW=$WORK/raw.jsonl
+: >"$RAW"
+# measure_once CASE MODE ROUND: one load generator run; its raw JSON line
+# goes to $WORK/record. CPU is read over a window inside the measured part
+# (from the end of the warmup to a quarter second before the end), while
+# the load is steady: for the processes under test, for the load generator
+# and the app, and for the whole machine, so that the rest of the machine's
+# activity (other builds, steal) shows as "foreign" CPU.
+measure_once() {
+	local c=$1 mode=$2 round=$3 args=("${REQUEST[@]}") json t0 t1 c0 c1 o0 o1 b0 b1 lg under others
+	[[ ${URL[$c]} == https* ]] && args+=("${TLS[@]}")
+	case $mode in
+	open) args+=(-rate "$RATE") ;;
+	newconn) args+=(-newconn) ;;
+	esac
+	read -ra under <<<"${UNDER[$c]}"
+	"${ON_CLIENT_CPU[@]}" timeout -k 5 $((WARMUP + DURATION + 30)) "$WORK/loadgen" -url "${URL[$c]}" "${args[@]}" \
+		-c "$CONNS" -d "${DURATION}s" -warmup "${WARMUP}s" -json >"$WORK/run.json" &
+	LOADGEN_PID=$!
+	sleep "$WARMUP"
+	lg=$(<"/proc/$LOADGEN_PID/task/$LOADGEN_PID/children") # timeout's child: the load generator
+	others=("${lg%% *}" "$APP_PID")
+	t0=$(now_ns) c0=$(cpu_ticks "${under[@]}") o0=$(cpu_ticks "${others[@]}") b0=$(busy_ticks)
+	sleep "$WINDOW"
+	t1=$(now_ns) c1=$(cpu_ticks "${under[@]}") o1=$(cpu_ticks "${others[@]}") b1=$(busy_ticks)
+	wait "$LOADGEN_PID" || die "case $c, mode $mode: the load generator failed"
+	LOADGEN_PID=
+	for p in "${under[@]}"; do kill -0 "$p" 2>/dev/null || die "case $c: process $p exited (logs in $WORK)"; done
+	json=$(<"$WORK/run.json")
+	printf '{"case":"%s","mode":"%s","round":%d,"rate":%d,"conns":%d,"hz":%d,"window_s":%s,"cpu_ticks":%d,"other_ticks":%d,"busy_ticks":%d,"hwm_kib":%d,"result":%s}\n' \
+		"$c" "$mode" "$round" "$([ "$mode" = open ] && echo "$RATE" || echo 0)" "$CONNS" "$HZ" \
+		"$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')" \
+		$((c1 - c0)) $((o1 - o0)) $((b1 - b0)) "$(hwm_kib "${under[@]}")" "$json" >"$WORK/record"
+	truncate_logs
+}
+
+# wait_quiet: waits until the machine has been quiet (under 0.1 CPUs busy:
+# nothing of ours runs meanwhile) for 3 s in a row, for at most 120 s and
+# never beyond what is left of QUIET_WAIT seconds over the whole run.
+wait_quiet() {
+	local quiet=0 waited=0 b0 b1
+	while [ $quiet -lt 3 ] && [ $waited -lt 120 ] && [ "$QUIET_WAIT" -gt 0 ]; do
+		b0=$(busy_ticks)
+		sleep 1
+		b1=$(busy_ticks)
+		waited=$((waited + 1)) QUIET_WAIT=$((QUIET_WAIT - 1))
+		if [ $((b1 - b0)) -le $((HZ / 10)) ]; then quiet=$((quiet + 1)); else quiet=0; fi
+	done
+	WAITED=$((WAITED + waited))
+}
+
+# measure CASE MODE ROUND: measure_once, measured again (twice at most, each
+# time after waiting for the machine to be quiet) when other activity on the
+# machine kept more than 0.1 CPUs busy during the run.
+REPEATED=() WAITED=0
+measure() {
+	local attempt line
+	for attempt in 1 2 3; do
+		measure_once "$@"
+		line=$("$WORK/report" -line <"$WORK/record")
+		if [ $attempt -lt 3 ] && "$WORK/report" -disturbed <"$WORK/record"; then
+			echo "$line  (disturbed: measured again)"
+			REPEATED+=("round $3 $2 $1")
+			wait_quiet
+			continue
+		fi
+		echo "$line"
+		cat "$WORK/record" >>"$RAW"
+		return
+	done
+}
+
+n_cases=$(wc -w <<<"$CASES") n_modes=$(wc -w <<<"$MODES")
+echo "# $ROUNDS rounds x $n_modes modes x $n_cases cases x ${WARMUP}+${DURATION}s: about $((ROUNDS * n_modes * n_cases * (WARMUP + DURATION + 1) / 60 + 1)) min"
+echo "# pinning: $pinning"
+wait_quiet
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+started=$(date -u +%FT%TZ)
+for round in $(seq "$ROUNDS"); do
+	echo "# round $round/$ROUNDS"
+	for mode in $MODES; do
+		for c in $CASES; do measure "$c" "$mode" "$round"; done
+	done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- report ------------------------------------------------------------------
+peer_versions() {
+	local v=()
+	has_case ghostunnel && v+=("ghostunnel v1.8.4 (bench/ghostunnel.sh)")
+	has_case nginx && v+=("$(nginx -v 2>&1 | sed 's/.*: //')")
+	has_case haproxy && v+=("$(haproxy -v | awk 'NR == 1 {print $1, $3}')")
+	has_case opa-sidecar && v+=("OPA $("$OPA" version | awk '/^Version/ {print $2}')")
+	local out
+	printf -v out '%s, ' "${v[@]}"
+	echo "${out%, }"
+}
+# repeated: " (round 1 closed warden x2; ...)", or nothing.
+repeated() {
+	[ ${#REPEATED[@]} -eq 0 ] && return
+	printf ' (%s)' "$(printf '%s\n' "${REPEATED[@]}" | uniq -c | awk '{n = $1; $1 = ""; printf "%s%s%s", sep, substr($0, 2), (n > 1 ? " x" n : ""); sep = "; "}')"
+}
+mkdir -p "$OUT"
+cases_file=$WORK/cases.tsv
+for c in $CASES; do printf '%s\t%s\n' "$c" "${DESC[$c]}"; done >"$cases_file"
+"$WORK/report" -in "$RAW" -cases "$cases_file" -md "$OUT/$NAME.md" -json "$OUT/$NAME.json" \
+	-plot-dir "$WORK" -png "$NAME.png" \
+	-meta "Date: $started" \
+	-meta "Host: $(hostname -s), $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -sr)" \
+	-meta "Load average (1/5/15 min): $load_before before, $load_after after" \
+	-meta "Runs measured again because other activity on the machine kept more than 0.1 CPUs busy: ${#REPEATED[@]}$(repeated); ${WAITED}s spent waiting for it to stop" \
+	-meta "warden: $(git describe --always --dirty 2>/dev/null || echo unknown), $(go version | cut -d' ' -f3)" \
+	-meta "Peers: $(peer_versions)" \
+	-meta "Settings: $ROUNDS rounds of modes ($MODES), ${DURATION}s measured after ${WARMUP}s warmup per run, $CONNS connections, open loop at $RATE req/s" \
+	-meta "Pinning: $pinning"
+if [[ " $MODES " == *" open "* ]]; then
+	ltitle="Latency percentiles at $RATE req/s (open loop, keep-alive, $CONNS connections)"
+else
+	ltitle="Latency percentiles at maximum throughput (closed loop, keep-alive, $CONNS connections)"
+fi
+newconn=0
+[[ " $MODES " == *" newconn "* ]] && newconn=1
+gnuplot -e "dir='$WORK'; out='$OUT/$NAME.png'; ltitle='$ltitle'; newconn=$newconn" bench/plot.gp
+echo "# wrote $OUT/$NAME.md, $OUT/$NAME.json and $OUT/$NAME.png"
