@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
+
+// neverCancel is shared by all evaluations; it is never cancelled.
+var neverCancel = topdown.NewCancel()
 
 // maxCacheTTL caps a policy's cache_ttl_seconds.
 const maxCacheTTL = 24 * time.Hour
@@ -77,7 +81,10 @@ func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration
 		deny.Reason = "input error"
 		return deny, 0, fmt.Errorf("bundle: revision %s: input: token: %w", c.revision, err)
 	}
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input))
+	// An external Cancel that is never cancelled: without one, OPA starts a
+	// goroutine per evaluation to watch ctx, and warden's evaluations are
+	// bounded CPU work that nobody cancels.
+	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(neverCancel))
 	if err != nil {
 		deny.Reason = "evaluation error"
 		return deny, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)
