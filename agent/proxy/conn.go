@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -30,6 +32,37 @@ type conn struct {
 	path      []byte // the normalized, decoded path of the current request
 	target    []byte // the request target forwarded to the app
 	req       Request
+
+	// lingerOnClose is set when warden answers before reading the whole
+	// request (a body over the limit): see Close.
+	lingerOnClose bool
+}
+
+// Lingering close bounds: how long and how much of the rest of a refused
+// request warden reads and discards before closing.
+const (
+	lingerTimeout  = time.Second
+	lingerMaxBytes = 1 << 20
+)
+
+// Close closes the connection. When warden answered before the client
+// finished sending (413 for a body over the limit), closing at once would
+// leave the unread body in the kernel's buffer, and the kernel would answer
+// with a reset that can reach the client before it reads the 413. So the
+// write side is shut first, and what the client still sends is read and
+// discarded for a bounded time: the lingering close HTTP servers do.
+func (c *conn) Close() error {
+	if c.lingerOnClose {
+		c.lingerOnClose = false
+		_ = c.Conn.CloseWrite()
+		raw := c.Conn.NetConn()
+		if tcp, ok := raw.(*net.TCPConn); ok {
+			_ = tcp.CloseWrite()
+		}
+		_ = raw.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.CopyN(io.Discard, raw, lingerMaxBytes)
+	}
+	return c.Conn.Close()
 }
 
 // listener wraps accepted connections in TLS and in conn.

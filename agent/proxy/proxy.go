@@ -314,6 +314,9 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, code = fasthttp.StatusRequestEntityTooLarge, "body_too_large"
+		if c, ok := ctx.Conn().(*conn); ok {
+			c.lingerOnClose = true
+		}
 	}
 	c, _ := ctx.Conn().(*conn)
 	if c == nil {
