@@ -3,6 +3,7 @@ package spiffe
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -199,24 +200,7 @@ func TestResumedSessionIsReverifiedAgainstCurrentBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	bundle := &swappableBundle{b: ca.Bundle()}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerTLSConfig(src, bundle))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.(*tls.Conn).Handshake()
-				_, _ = c.Write([]byte("ok"))
-			}()
-		}
-	}()
+	addr, _ := echoServer(t, src, bundle)
 
 	clientSVID, err := ca.Issue(spiffeid.RequireFromPath(td, "/client"), IssueOptions{TTL: time.Hour})
 	if err != nil {
@@ -225,14 +209,17 @@ func TestResumedSessionIsReverifiedAgainstCurrentBundle(t *testing.T) {
 	cfg := ClientTLSConfig(clientSVID, ca.Bundle(), tlsconfig.AuthorizeID(serverID))
 	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	dial := func() (bool, error) {
-		c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		c, err := tls.Dial("tcp", addr, cfg)
 		if err != nil {
 			return false, err
 		}
 		defer c.Close()
-		buf := make([]byte, 2)
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Read(buf); err != nil { // the server's verdict arrives with the first read in TLS 1.3
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		// The server's verdict arrives with the first read in TLS 1.3.
+		if _, err := c.Write([]byte("ok")); err != nil {
+			return false, err
+		}
+		if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
 			return false, err
 		}
 		return c.ConnectionState().DidResume, nil
@@ -266,25 +253,7 @@ func TestExpiredClientSVIDIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerTLSConfig(src, src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if c.(*tls.Conn).Handshake() == nil {
-					_, _ = c.Write([]byte("ok"))
-				}
-			}()
-		}
-	}()
+	addr, _ := echoServer(t, src, src)
 
 	// A CA clock two hours back issues a one-hour SVID that expired an hour ago.
 	past := *ca
@@ -296,11 +265,13 @@ func TestExpiredClientSVIDIsRefused(t *testing.T) {
 	// go-spiffe's own client config, not ClientTLSConfig, which would refuse
 	// to present the expired SVID: the server must be the one to refuse it.
 	cfg := tlsconfig.MTLSClientConfig(expired, ca.Bundle(), tlsconfig.AuthorizeID(serverID))
-	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+	c, err := tls.Dial("tcp", addr, cfg)
 	if err == nil {
 		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, err = c.Read(make([]byte, 2))
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err = c.Write([]byte("ok")); err == nil {
+			_, err = io.ReadFull(c, make([]byte, 2))
+		}
 	}
 	if err == nil {
 		t.Fatal("a client with an expired SVID got through")
