@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,30 +36,6 @@ allow if {
 	input.path == "/public"
 }
 `
-
-// jwksHandler serves the JWKS the test sets (or a failure), counting fetches.
-type jwksHandler struct {
-	mu      sync.Mutex
-	status  int
-	doc     []byte
-	fetches atomic.Int64
-}
-
-func (h *jwksHandler) set(status int, doc []byte) {
-	h.mu.Lock()
-	h.status, h.doc = status, doc
-	h.mu.Unlock()
-}
-
-func (h *jwksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.fetches.Add(1)
-	h.mu.Lock()
-	status, doc := h.status, h.doc
-	h.mu.Unlock()
-	w.Header().Set("ETag", fmt.Sprintf(`"%x"`, sha256.Sum256(doc)))
-	w.WriteHeader(status)
-	w.Write(doc)
-}
 
 // policyDir is a bundle directory holding rego.
 func policyDir(t *testing.T, rego string) string {
@@ -103,7 +75,7 @@ func userClaims(user string) map[string]any {
 // claims decide, per user, and each user's decision is cached apart.
 func TestJWTEndToEnd(t *testing.T) {
 	k1 := tokentest.NewKey(t, "RS256", "sts-2026-01")
-	jwks := &jwksHandler{}
+	jwks := &docServer{}
 	jwks.set(503, nil) // down at start
 	hs := httptest.NewServer(jwks)
 	defer hs.Close()

@@ -13,26 +13,30 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/compile"
 )
 
-// bundleServer serves whatever bundle (or failure) the test sets, with an ETag.
-type bundleServer struct {
-	mu     sync.Mutex
-	body   []byte
-	status int
+// docServer serves whatever document (a bundle, a JWKS) or failure the test
+// sets, with an ETag, and counts the requests it gets.
+type docServer struct {
+	mu      sync.Mutex
+	body    []byte
+	status  int
+	fetches atomic.Int64
 }
 
-func (s *bundleServer) set(status int, body []byte) {
+func (s *docServer) set(status int, body []byte) {
 	s.mu.Lock()
 	s.status, s.body = status, body
 	s.mu.Unlock()
 }
 
-func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *docServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.fetches.Add(1)
 	s.mu.Lock()
 	status, body := s.status, s.body
 	s.mu.Unlock()
@@ -115,7 +119,7 @@ func status(t *testing.T, c *http.Client, url string) int {
 // A bundle served over HTTP decides; a new revision takes effect without a
 // restart; a broken one is refused and the good one keeps deciding.
 func TestPolicyBundleFromServerHotReloads(t *testing.T) {
-	srv := &bundleServer{}
+	srv := &docServer{}
 	srv.set(200, opaBundle(t, "r1", publicOnly))
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
@@ -164,7 +168,7 @@ func TestPolicyBundleFromServerHotReloads(t *testing.T) {
 
 // Until a first bundle is active, warden is not ready and denies everything.
 func TestNoBundleMeansNotReadyAndClosed(t *testing.T) {
-	srv := &bundleServer{}
+	srv := &docServer{}
 	srv.set(500, nil)
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
