@@ -75,6 +75,17 @@ type Config struct {
 	JWTRequired    bool
 	JWTHeader      string // canonical form, e.g. Authorization
 
+	// Rate limiting and blocking (kernel fast path or userspace).
+	RateLimitMode   string // RateLimitAuto, RateLimitEBPF, RateLimitUserspace or RateLimitOff
+	BPFInterface    string // "" = the interface that carries the route to the inbound address
+	BPFAttach       string // "xdp" or "tc"
+	ConnRateLimit   int    // new connections per second per source IP; 0 = unlimited
+	ConnBurst       int    // 0 = the rate
+	PacketRateLimit int    // packets (userspace: requests) per second per connection; 0 = unlimited
+	PacketBurst     int    // 0 = the rate
+	BPFMaxSources   int
+	BPFMaxConns     int
+
 	AdminPprof bool
 
 	LogLevel  string
@@ -96,6 +107,14 @@ const JWKSSPIFFE = "spiffe"
 // OutboundOff is the WARDEN_OUTBOUND_ADDR value that turns the outbound
 // listener off (an empty value means the default, as for every variable).
 const OutboundOff = "off"
+
+// Rate limit modes for WARDEN_RATE_LIMIT_MODE.
+const (
+	RateLimitAuto      = "auto"
+	RateLimitEBPF      = "ebpf"
+	RateLimitUserspace = "userspace"
+	RateLimitOff       = "off"
+)
 
 // Var describes one environment variable: the README table is written from
 // the same facts, and TestVarsDocumented keeps the two in step.
@@ -145,6 +164,15 @@ var Vars = []Var{
 	{"WARDEN_JWT_CLOCK_SKEW", "30s", "tolerance on a token's `exp`, `nbf` and `iat`"},
 	{"WARDEN_JWT_REQUIRED", "true", "`true`: a request without a token gets 401; `false`: it reaches the policy without `input.token` (an invalid token still gets 401)"},
 	{"WARDEN_JWT_HEADER", "Authorization", "the request header carrying the token (`Bearer ` prefix; optional in another header); never the query string"},
+	{"WARDEN_RATE_LIMIT_MODE", "auto", "`auto` (eBPF if it loads, else the userspace limiter, with a warning), `ebpf` (startup fails with the kernel's error if it can't load), `userspace` or `off`"},
+	{"WARDEN_BPF_INTERFACE", "", "interface the eBPF program attaches to; empty: the one that carries the route to the inbound address (`eth0` in a pod)"},
+	{"WARDEN_BPF_ATTACH", "xdp", "`xdp` (native where the driver supports it, else generic) or `tc` (TCX ingress)"},
+	{"WARDEN_CONN_RATE_LIMIT", "0", "new connections (SYNs) per second per source IP to the inbound port; 0: unlimited"},
+	{"WARDEN_CONN_BURST", "0", "token bucket size for WARDEN_CONN_RATE_LIMIT; 0: equal to the rate"},
+	{"WARDEN_PACKET_RATE_LIMIT", "0", "packets per second per connection (5-tuple) to the inbound port; the userspace limiter counts HTTP requests instead and answers 429; 0: unlimited"},
+	{"WARDEN_PACKET_BURST", "0", "token bucket size for WARDEN_PACKET_RATE_LIMIT; 0: equal to the rate"},
+	{"WARDEN_BPF_MAX_SOURCES", "65536", "entries in the per-source LRU map (least recently seen sources are forgotten first)"},
+	{"WARDEN_BPF_MAX_CONNS", "262144", "entries in the per-connection LRU map"},
 	{"WARDEN_ADMIN_PPROF", "false", "`true` serves Go's profiler under `/debug/pprof/` on the admin address"},
 	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
 	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`"},
@@ -201,6 +229,15 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		JWTClockSkew:          p.nonNegativeDuration("WARDEN_JWT_CLOCK_SKEW"),
 		JWTRequired:           p.oneOf("WARDEN_JWT_REQUIRED", "true", "false") == "true",
 		JWTHeader:             p.tokenHeader("WARDEN_JWT_HEADER"),
+		RateLimitMode:         p.oneOf("WARDEN_RATE_LIMIT_MODE", RateLimitAuto, RateLimitEBPF, RateLimitUserspace, RateLimitOff),
+		BPFInterface:          p.iface("WARDEN_BPF_INTERFACE"),
+		BPFAttach:             p.oneOf("WARDEN_BPF_ATTACH", "xdp", "tc"),
+		ConnRateLimit:         p.rate("WARDEN_CONN_RATE_LIMIT"),
+		ConnBurst:             p.rate("WARDEN_CONN_BURST"),
+		PacketRateLimit:       p.rate("WARDEN_PACKET_RATE_LIMIT"),
+		PacketBurst:           p.rate("WARDEN_PACKET_BURST"),
+		BPFMaxSources:         p.positiveInt("WARDEN_BPF_MAX_SOURCES"),
+		BPFMaxConns:           p.positiveInt("WARDEN_BPF_MAX_CONNS"),
 		AdminPprof:            p.oneOf("WARDEN_ADMIN_PPROF", "true", "false") == "true",
 		LogLevel:              p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
 		LogFormat:             p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
@@ -512,6 +549,30 @@ func (p *parser) positiveInt(name string) int {
 		return 0
 	}
 	return n
+}
+
+// maxRate bounds rates and bursts: the kernel keeps them as 32-bit counts.
+const maxRate = 1_000_000_000
+
+func (p *parser) rate(name string) int {
+	v := p.raw(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxRate {
+		p.fail(name, v, "a whole number from 0 (unlimited) to 1000000000")
+		return 0
+	}
+	return n
+}
+
+// iface accepts a Linux interface name (at most 15 bytes, no '/' or space);
+// whether it exists is checked when the program attaches.
+func (p *parser) iface(name string) string {
+	v := p.raw(name)
+	if len(v) > 15 || strings.ContainsAny(v, "/ \t:") {
+		p.fail(name, v, "an interface name such as eth0 (at most 15 characters)")
+		return ""
+	}
+	return v
 }
 
 func (p *parser) nonNegativeInt(name string) int {

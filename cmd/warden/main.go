@@ -33,6 +33,8 @@ Usage:
                                             issue an SVID from the development CA in WARDEN_DEV_DIR
   warden demo-app [--addr 127.0.0.1:8080]   a small upstream app that echoes what it received
   warden quickstart                         demo app + dev identity + sidecar, with curl commands (make run)
+  warden webhook                            the mutating admission webhook that injects warden into pods
+  warden init [--dry-run]                   install the rules that redirect the app's inbound traffic to warden (pod init container)
   warden version
 `
 
@@ -67,6 +69,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		return serveDemoApp(ctx, *addr, stderr)
 	case "quickstart":
 		return quickstart(ctx, getenv, stdout, stderr)
+	case "webhook":
+		return runWebhook(ctx, args, getenv, stdout, stderr)
+	case "init":
+		return runInit(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "warden", version)
 		return nil
