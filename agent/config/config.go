@@ -179,9 +179,11 @@ var Vars = []Var{
 }
 
 func defaultOf(name string) string {
-	for _, v := range Vars {
-		if v.Name == name {
-			return v.Default
+	for _, table := range [][]Var{Vars, InitVars} {
+		for _, v := range table {
+			if v.Name == name {
+				return v.Default
+			}
 		}
 	}
 	panic("config: no variable " + name)

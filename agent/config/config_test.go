@@ -183,7 +183,7 @@ func TestVarsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range Vars {
+	for _, v := range append(append([]Var{}, Vars...), InitVars...) {
 		row := regexp.MustCompile("(?m)^\\| `" + v.Name + "` \\| ([^|]*) \\|")
 		m := row.FindSubmatch(readme)
 		if m == nil {
