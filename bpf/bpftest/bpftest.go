@@ -116,8 +116,8 @@ var subnet atomic.Uint32
 
 // Veth joins a and b with a veth pair (names like "wd-xxxxa"/"wd-xxxxb"),
 // addresses both ends (10.200.N.1 and .2, fd00:200:N::1 and ::2) and brings
-// them up. IPv6 duplicate address detection is off so the addresses are
-// usable at once.
+// them up. The IPv6 addresses skip duplicate address detection (nodad), so
+// they are usable at once.
 func Veth(t testing.TB, a, b *Netns) *Link {
 	t.Helper()
 	id := randHex(4)
@@ -135,7 +135,6 @@ func Veth(t testing.TB, a, b *Netns) *Link {
 		ifname string
 		v4, v6 netip.Addr
 	}{{a, l.IfA, l.A4, l.A6}, {b, l.IfB, l.B4, l.B6}} {
-		run(t, "ip", "netns", "exec", end.ns.Name, "sysctl", "-qw", "net.ipv6.conf."+end.ifname+".accept_dad=0")
 		end.ns.IP(t, "addr", "add", end.v4.String()+"/24", "dev", end.ifname)
 		end.ns.IP(t, "addr", "add", end.v6.String()+"/64", "dev", end.ifname, "nodad")
 		end.ns.IP(t, "link", "set", end.ifname, "up")

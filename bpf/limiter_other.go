@@ -1,0 +1,26 @@
+// Everywhere the generated little-endian object is not built for.
+//go:build !((386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64 || wasm) && linux)
+
+package bpf
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Limiter is unavailable on this platform: Load returns ErrNotSupported.
+type Limiter struct{}
+
+// Load returns ErrNotSupported.
+func Load(Config) (*Limiter, error) { return nil, ErrNotSupported }
+
+func (*Limiter) Attach(string, AttachMode) error       { return ErrNotSupported }
+func (*Limiter) Attachment() (ifname, kind string)     { return "", "" }
+func (*Limiter) SetLimits(Config) error                { return ErrNotSupported }
+func (*Limiter) Block(netip.Addr, time.Duration) error { return ErrNotSupported }
+func (*Limiter) Unblock(netip.Addr) error              { return ErrNotSupported }
+func (*Limiter) Blocked() ([]BlockEntry, error)        { return nil, ErrNotSupported }
+func (*Limiter) Counters() (Counters, error)           { return Counters{}, ErrNotSupported }
+func (*Limiter) TopSources(int) ([]SourceStat, error)  { return nil, ErrNotSupported }
+func (*Limiter) Close() error                          { return nil }
+func InterfaceFor(netip.Addr) (string, error)          { return "", ErrNotSupported }
