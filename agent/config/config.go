@@ -30,7 +30,8 @@ const (
 // Config is warden's whole configuration.
 type Config struct {
 	InboundAddr  string
-	UpstreamAddr string
+	UpstreamAddr string // with WARDEN_UPSTREAM_PORT applied
+	UpstreamPort int    // WARDEN_UPSTREAM_PORT; 0 when unset
 	AdminAddr    string
 
 	Identity     string
@@ -85,6 +86,11 @@ type Config struct {
 	PacketBurst     int    // 0 = the rate
 	BPFMaxSources   int
 	BPFMaxConns     int
+	// The app ports `warden init` redirects to the inbound port
+	// (WARDEN_REDIRECT_PORTS): the kernel limiter sees packets before the
+	// redirect, so it limits these ports too (all but admin with RedirectAll).
+	RedirectPorts []int
+	RedirectAll   bool
 
 	AdminPprof bool
 
@@ -128,6 +134,7 @@ type Var struct {
 var Vars = []Var{
 	{"WARDEN_INBOUND_ADDR", "0.0.0.0:15443", "mTLS listener for inbound requests"},
 	{"WARDEN_UPSTREAM_ADDR", "127.0.0.1:8080", "the app, plaintext HTTP on loopback"},
+	{"WARDEN_UPSTREAM_PORT", "", "the app's port: when set, it replaces the port of WARDEN_UPSTREAM_ADDR (the webhook's `warden.io/upstream-port` annotation)"},
 	{"WARDEN_ADMIN_ADDR", "127.0.0.1:15000", "plaintext admin server (health, readiness, state)"},
 	{"WARDEN_IDENTITY", "workloadapi", "`workloadapi` (SVIDs from SPIFFE_ENDPOINT_SOCKET) or `dev` (embedded development CA)"},
 	{"SPIFFE_ENDPOINT_SOCKET", "", "Workload API socket, e.g. `unix:///run/spire/sockets/agent.sock`; required in workloadapi mode"},
@@ -193,7 +200,21 @@ func defaultOf(name string) string {
 // production and a map lookup in tests. The first invalid value stops it
 // with an error naming the variable, the value and what was expected.
 func FromEnv(getenv func(string) string) (Config, error) {
-	p := parser{getenv: getenv}
+	return fromEnv(&parser{getenv: getenv})
+}
+
+// Validate runs FromEnv's checks on an environment that is not this
+// process's own: the one the webhook gives a pod's sidecar. It skips what
+// only the pod can see, whether the files named by WARDEN_POLICY_BUNDLE,
+// WARDEN_POLICY_VERIFICATION_KEY and WARDEN_JWT_JWKS exist; the sidecar
+// checks those when it starts.
+func Validate(getenv func(string) string) error {
+	_, err := fromEnv(&parser{getenv: getenv, noFS: true})
+	return err
+}
+
+func fromEnv(p *parser) (Config, error) {
+	getenv := p.getenv
 	c := Config{
 		InboundAddr:           p.addr("WARDEN_INBOUND_ADDR"),
 		UpstreamAddr:          p.addr("WARDEN_UPSTREAM_ADDR"),
@@ -246,6 +267,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.MaxHeaderBytes < 1024 && p.err == nil {
 		p.fail("WARDEN_MAX_HEADER_BYTES", getenv("WARDEN_MAX_HEADER_BYTES"), "a size of at least 1024 bytes")
+	}
+	c.UpstreamAddr, c.UpstreamPort = p.upstreamPort("WARDEN_UPSTREAM_PORT", c.UpstreamAddr)
+	if p.err == nil {
+		c.RedirectPorts, c.RedirectAll = p.redirectPorts(portOf(c.InboundAddr), portOf(c.AdminAddr),
+			func(name string) int { return portOf(p.addr(name)) })
 	}
 	c.SPIFFEID = p.spiffeID("WARDEN_SPIFFE_ID")
 	c.TrustDomain = p.trustDomain("WARDEN_TRUST_DOMAIN")
@@ -318,6 +344,7 @@ func Overrides(getenv func(string) string) map[string]string {
 // list of fields rather than a ladder of checks.
 type parser struct {
 	getenv func(string) string
+	noFS   bool // Validate: files named by variables are not checked
 	err    error
 }
 
@@ -336,6 +363,25 @@ func (p *parser) fail(name, value, expected string) {
 
 func (p *parser) str(name string) string {
 	return p.raw(name)
+}
+
+// upstreamPort parses a port that replaces the one of addr (itself parsed
+// already: "" when it was invalid).
+func (p *parser) upstreamPort(name, addr string) (string, int) {
+	v := p.raw(name)
+	if v == "" {
+		return addr, 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		p.fail(name, v, "a port from 1 to 65535 (it replaces the port of WARDEN_UPSTREAM_ADDR)")
+		return addr, 0
+	}
+	if addr == "" {
+		return "", n
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	return net.JoinHostPort(host, strconv.Itoa(n)), n
 }
 
 func (p *parser) addr(name string) string {
@@ -502,6 +548,9 @@ func (p *parser) jwks(name string) string {
 		}
 		return v
 	}
+	if p.noFS {
+		return v
+	}
 	if info, err := os.Stat(v); err != nil || !info.Mode().IsRegular() {
 		p.fail(name, v, "a readable JWKS file, an http:// or https:// JWKS URL, or "+JWKSSPIFFE)
 	}
@@ -602,6 +651,9 @@ func (p *parser) bundleSource(name string) string {
 		}
 		return v
 	}
+	if p.noFS {
+		return v
+	}
 	info, err := os.Stat(v)
 	switch {
 	case err != nil:
@@ -615,8 +667,8 @@ func (p *parser) bundleSource(name string) string {
 // file accepts an empty value or a readable regular file.
 func (p *parser) file(name string) string {
 	v := p.raw(name)
-	if v == "" {
-		return ""
+	if v == "" || p.noFS {
+		return v
 	}
 	if info, err := os.Stat(v); err != nil || !info.Mode().IsRegular() {
 		p.fail(name, v, "a readable file")
