@@ -19,6 +19,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/config"
 	"github.com/warden-sidecar/warden/agent/outbound"
 	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/spiffe"
@@ -41,6 +42,7 @@ type Agent struct {
 	renewed  chan struct{} // signalled at each rotation, for watchExpiry
 
 	engine        atomic.Pointer[bundle.Engine]
+	limiter       atomic.Pointer[ratelimit.Running]
 	tokenKeys     atomic.Bool // token verification keys loaded (or none needed)
 	identityReady atomic.Bool
 	listening     atomic.Bool
@@ -69,6 +71,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	adm := admin.New(a.readiness)
 	adm.HandleJSON("/identity", a.identityView)
 	adm.HandleJSON("/policy", a.policyView)
+	adm.HandleJSON("/ratelimit", a.rateLimitView)
 	if a.cfg.AdminPprof {
 		adm.EnablePprof()
 	}
@@ -118,6 +121,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer stopPolicy()
 
+	inLn, err := net.Listen("tcp", a.cfg.InboundAddr)
+	if err != nil {
+		return fmt.Errorf("agent: inbound listener on %s: %w", a.cfg.InboundAddr, err)
+	}
+	// The limiter starts once the inbound port is bound: the kernel
+	// program needs the port (":0" picks one) and the route to the address.
+	rl, err := a.startRateLimit(inLn.Addr().(*net.TCPAddr))
+	if err != nil {
+		inLn.Close()
+		return err
+	}
+	defer func() {
+		if err := rl.Close(); err != nil {
+			a.log.Error().Str("event", "ratelimit_close_failed").Err(err).Send()
+		}
+	}()
+	var limiter proxy.Limiter
+	if rl.Userspace != nil {
+		limiter = rl.Userspace
+	}
 	px := proxy.New(proxy.Options{
 		UpstreamAddr:        a.cfg.UpstreamAddr,
 		UpstreamTimeout:     a.cfg.UpstreamTimeout,
@@ -131,19 +154,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		OwnID:               a.ownID,
 		AllowPeer:           peers.Allowed,
 		Guard:               guard,
+		Limiter:             limiter,
 		Log:                 a.log.With().Str("component", "proxy").Logger(),
 	})
-	inLn, err := net.Listen("tcp", a.cfg.InboundAddr)
-	if err != nil {
-		return fmt.Errorf("agent: inbound listener on %s: %w", a.cfg.InboundAddr, err)
-	}
 	ob, obLn, err := a.outbound()
 	if err != nil {
 		inLn.Close()
 		return err
 	}
 	a.setAddr(&a.inboundAddr, inLn.Addr())
-	go func() { errc <- px.Serve(proxy.NewListener(inLn, spiffe.ServerTLSConfig(a.source, a.source))) }()
+	go func() { errc <- px.Serve(proxy.NewListener(inLn, spiffe.ServerTLSConfig(a.source, a.source), limiter)) }()
 	a.log.Info().Str("event", "listening").Str("listener", "inbound").Str("addr", inLn.Addr().String()).
 		Str("upstream", a.cfg.UpstreamAddr).Send()
 	if ob != nil {

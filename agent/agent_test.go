@@ -52,6 +52,8 @@ func startAgent(t *testing.T, app string, env map[string]string) *running {
 		"WARDEN_OUTBOUND_ADDR": "127.0.0.1:0",
 		"WARDEN_UPSTREAM_ADDR": app,
 		"WARDEN_DRAIN_TIMEOUT": "2s",
+		// eBPF is tested in cmd/warden's TestBPF tests, in namespaces.
+		"WARDEN_RATE_LIMIT_MODE": "userspace",
 	}
 	for k, v := range env {
 		vars[k] = v

@@ -4,10 +4,12 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -26,6 +28,9 @@ type conn struct {
 	allowed  bool
 	clientIP string
 	xfcc     []byte
+
+	addr   netip.Addr       // the client's address, from accept
+	bucket ratelimit.Bucket // the userspace limiter's request bucket
 
 	requestID []byte
 	scratch   []byte
@@ -69,20 +74,37 @@ func (c *conn) Close() error {
 type listener struct {
 	net.Listener
 	cfg *tls.Config
+	lim Limiter
 }
 
 // NewListener serves TLS with cfg on inner; the proxy Server needs its
-// connections to come from such a listener.
-func NewListener(inner net.Listener, cfg *tls.Config) net.Listener {
-	return &listener{Listener: inner, cfg: cfg}
+// connections to come from such a listener. lim, when not nil, decides each
+// connection before its handshake.
+func NewListener(inner net.Listener, cfg *tls.Config, lim Limiter) net.Listener {
+	return &listener{Listener: inner, cfg: cfg, lim: lim}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var addr netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			addr = ap.Addr().Unmap()
+		}
+		if l.lim != nil && !l.lim.AllowConn(addr) {
+			// Refused before the handshake costs anything; a reset rather
+			// than a FIN, so the socket does not linger in TIME_WAIT.
+			if tcp, ok := c.(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0)
+			}
+			_ = c.Close()
+			continue
+		}
+		return &conn{Conn: tls.Server(c, l.cfg), addr: addr}, nil
 	}
-	return &conn{Conn: tls.Server(c, l.cfg)}, nil
 }
 
 // resolve reads the verified peer identity after the handshake (which the

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/valyala/fasthttp"
+
+	"github.com/warden-sidecar/warden/agent/ratelimit"
 )
 
 // Options configure the inbound proxy. All durations and sizes must be
@@ -32,6 +36,9 @@ type Options struct {
 	AllowPeer func(spiffeid.ID) bool
 	// Guard, when set, decides each request of an allowed peer.
 	Guard Guard
+	// Limiter, when set, is the userspace rate limiter: it decides each
+	// connection at accept (in NewListener) and each request.
+	Limiter Limiter
 
 	Log zerolog.Logger
 }
@@ -43,6 +50,16 @@ type Options struct {
 // returns.
 type Guard interface {
 	Check(ctx *fasthttp.RequestCtx, req *Request) Verdict
+}
+
+// Limiter is the userspace rate limiter's hook (agent/ratelimit.Userspace).
+type Limiter interface {
+	// AllowConn runs at accept, before the TLS handshake; false closes the
+	// connection at once.
+	AllowConn(ip netip.Addr) bool
+	// AllowRequest runs first for each request, with the connection's own
+	// bucket; false answers 429 with Retry-After.
+	AllowRequest(ip netip.Addr, b *ratelimit.Bucket) (ok bool, retryAfter time.Duration)
 }
 
 // Request is what warden established about a request; valid during Check.
@@ -79,7 +96,10 @@ const (
 	headerConnection = "Connection"
 )
 
-var schemeHTTP = []byte("http")
+var (
+	schemeHTTP       = []byte("http")
+	headerRetryAfter = []byte("Retry-After")
+)
 
 // hopByHop are the headers that describe one connection, not the message
 // (RFC 9110 section 7.6.1), plus the non-standard ones proxies also drop.
@@ -156,6 +176,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		c.requestID = append(c.requestID, id...)
 	} else {
 		c.requestID = s.ids.Append(c.requestID)
+	}
+	if s.opts.Limiter != nil {
+		if ok, wait := s.opts.Limiter.AllowRequest(c.addr, &c.bucket); !ok {
+			s.tooManyRequests(ctx, c, wait)
+			return
+		}
 	}
 
 	if !c.allowed {
@@ -339,6 +365,15 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
 	s.refuse(ctx, c, status, code)
 	ctx.SetConnectionClose()
+}
+
+// tooManyRequests answers 429 with the seconds until the connection may
+// send again (rounded up: Retry-After is whole seconds).
+func (s *Server) tooManyRequests(ctx *fasthttp.RequestCtx, c *conn, wait time.Duration) {
+	secs := int((wait + time.Second - 1) / time.Second)
+	s.reject(ctx, c, fasthttp.StatusTooManyRequests, "rate_limited")
+	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(c.scratch[:0], int64(max(secs, 1)), 10))
+	s.access(ctx, c)
 }
 
 // refuse answers with an error instead of the app, and logs the access.

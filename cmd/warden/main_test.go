@@ -63,8 +63,17 @@ func startWarden(t *testing.T, env ...string) *process {
 // second workload identity for SPIRE's path selector).
 func startWardenBin(t *testing.T, bin string, env ...string) *process {
 	t.Helper()
-	cmd := exec.Command(bin)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	return startWardenCmd(t, exec.Command(bin), env...)
+}
+
+// startWardenCmd runs warden as cmd (e.g. inside a network namespace with
+// `ip netns exec`) with env, and collects its log.
+func startWardenCmd(t testing.TB, cmd *exec.Cmd, env ...string) *process {
+	t.Helper()
+	bin := cmd.Args[len(cmd.Args)-1]
+	// The userspace limiter unless a test asks for eBPF: tests run side by
+	// side on loopback, where only one XDP program fits.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "WARDEN_RATE_LIMIT_MODE=userspace"}, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +124,7 @@ func (p *process) rawLog() string {
 
 // find returns the first log line for which match is true, polling until
 // the deadline.
-func (p *process) find(t *testing.T, match func(map[string]any) bool) map[string]any {
+func (p *process) find(t testing.TB, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -133,7 +142,7 @@ func (p *process) find(t *testing.T, match func(map[string]any) bool) map[string
 	return nil
 }
 
-func (p *process) listenAddr(t *testing.T, listener string) string {
+func (p *process) listenAddr(t testing.TB, listener string) string {
 	l := p.find(t, func(l map[string]any) bool { return l["event"] == "listening" && l["listener"] == listener })
 	return l["addr"].(string)
 }
@@ -160,7 +169,7 @@ func slowApp(t *testing.T) (addr string, slowStarted <-chan struct{}) {
 
 // curlLikeClient uses the files `warden dev issue` wrote exactly as curl's
 // --cert, --key and --cacert would, hostname verification included.
-func curlLikeClient(t *testing.T, dir string) *http.Client {
+func curlLikeClient(t testing.TB, dir string) *http.Client {
 	t.Helper()
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "svid_key.pem"))
 	if err != nil {
@@ -181,7 +190,7 @@ func curlLikeClient(t *testing.T, dir string) *http.Client {
 	return c
 }
 
-func devIssueCmd(t *testing.T, devDir, id, out string) (string, error) {
+func devIssueCmd(t testing.TB, devDir, id, out string) (string, error) {
 	cmd := exec.Command(wardenBin, "dev", "issue", "--id", id, "--out", out)
 	cmd.Env = []string{"WARDEN_DEV_DIR=" + devDir}
 	b, err := cmd.CombinedOutput()

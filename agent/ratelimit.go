@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/warden-sidecar/warden/agent/ratelimit"
+)
+
+// startRateLimit starts the enforcer WARDEN_RATE_LIMIT_MODE asks for, for
+// the bound inbound address. In auto mode an eBPF failure is a warning and
+// the userspace limiter takes over; in ebpf mode it stops startup.
+func (a *Agent) startRateLimit(in *net.TCPAddr) (*ratelimit.Running, error) {
+	ip, _ := netip.AddrFromSlice(in.IP)
+	limits := ratelimit.Limits{
+		ConnRate:    a.cfg.ConnRateLimit,
+		ConnBurst:   a.cfg.ConnBurst,
+		PacketRate:  a.cfg.PacketRateLimit,
+		PacketBurst: a.cfg.PacketBurst,
+	}
+	rl, err := ratelimit.Start(ratelimit.Settings{
+		Mode:       a.cfg.RateLimitMode,
+		Port:       in.Port,
+		ExtraPorts: a.redirectedPorts(),
+		InboundIP:  ip.Unmap(),
+		Interface:  a.cfg.BPFInterface,
+		Attach:     a.cfg.BPFAttach,
+		Limits:     limits,
+		MaxSources: a.cfg.BPFMaxSources,
+		MaxConns:   a.cfg.BPFMaxConns,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := rl.Status()
+	if rl.Fallback != nil {
+		a.log.Warn().Str("event", "ratelimit_fallback").Err(rl.Fallback).Str("mode", st.Mode).
+			Msg("eBPF rate limiting could not start; the userspace limiter enforces the same limits")
+	}
+	a.log.Info().Str("event", "ratelimit_started").Str("mode", st.Mode).Str("interface", st.Interface).
+		Str("attach", st.Attach).Int("port", st.Port).Int("conn_rate", limits.ConnRate).
+		Int("conn_burst", limits.ConnBurst).Int("packet_rate", limits.PacketRate).
+		Int("packet_burst", limits.PacketBurst).Send()
+	a.limiter.Store(rl)
+	return rl, nil
+}
+
+// redirectedPorts are the app ports `warden init` redirects to the inbound
+// port: the kernel program sees packets before netfilter rewrites their
+// port, so it must limit them as the inbound port. With `*`, every port but
+// the admin port.
+func (a *Agent) redirectedPorts() []uint16 {
+	if !a.cfg.RedirectAll {
+		ports := make([]uint16, 0, len(a.cfg.RedirectPorts))
+		for _, p := range a.cfg.RedirectPorts {
+			ports = append(ports, uint16(p))
+		}
+		return ports
+	}
+	_, adminPort, _ := net.SplitHostPort(a.cfg.AdminAddr)
+	admin, _ := strconv.Atoi(adminPort)
+	ports := make([]uint16, 0, 65535)
+	for p := 1; p <= 65535; p++ {
+		if p != admin {
+			ports = append(ports, uint16(p))
+		}
+	}
+	return ports
+}
+
+// Block drops ip's traffic to the inbound port for d, in the kernel or in
+// userspace, whichever enforces; it fails when rate limiting is off or not
+// started yet.
+func (a *Agent) Block(ip netip.Addr, d time.Duration) error {
+	rl := a.limiter.Load()
+	if rl == nil {
+		return ratelimit.ErrOff
+	}
+	if err := rl.Block(ip, d); err != nil {
+		return err
+	}
+	a.log.Warn().Str("event", "source_blocked").Str("client_ip", ip.Unmap().String()).
+		Float64("duration_s", d.Seconds()).Send()
+	return nil
+}
+
+// Unblock lifts a block early.
+func (a *Agent) Unblock(ip netip.Addr) error {
+	rl := a.limiter.Load()
+	if rl == nil {
+		return ratelimit.ErrOff
+	}
+	return rl.Unblock(ip)
+}
+
+func (a *Agent) rateLimitView() any {
+	rl := a.limiter.Load()
+	if rl == nil {
+		return map[string]string{"mode": "starting", "requested_mode": a.cfg.RateLimitMode}
+	}
+	return rl.Status()
+}

@@ -1,0 +1,10 @@
+// Package ratelimit owns warden's connection and request limits and its
+// blocklist, whichever way they are enforced: in the kernel by the eBPF
+// programs of package bpf (per packet, before warden sees a syscall), or,
+// where those can't load, by the userspace limiter here (per connection at
+// accept, per request in the proxy). Both apply the same token buckets to
+// the same keys, report the same Status, and accept the same blocks.
+//
+// Start picks the enforcer from WARDEN_RATE_LIMIT_MODE. The package does not
+// decide whom to block: callers (policy, later the honeypot) do.
+package ratelimit

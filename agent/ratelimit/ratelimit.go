@@ -1,0 +1,118 @@
+package ratelimit
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Modes as reported in Status.Mode.
+const (
+	ModeEBPF      = "ebpf"
+	ModeUserspace = "userspace"
+	ModeOff       = "off"
+)
+
+// Limits are the configured rates; 0 is unlimited, a burst of 0 is the rate.
+type Limits struct {
+	ConnRate    int `json:"conn_rate"`    // new connections per second per source IP
+	ConnBurst   int `json:"conn_burst"`   // 0: the rate
+	PacketRate  int `json:"packet_rate"`  // per connection: packets (ebpf) or requests (userspace) per second
+	PacketBurst int `json:"packet_burst"` // 0: the rate
+}
+
+// Enforcer is a running limiter: the kernel's or the userspace one.
+type Enforcer interface {
+	// Block drops the source's traffic to the inbound port for d; a later
+	// Block of the same source replaces the expiry.
+	Block(ip netip.Addr, d time.Duration) error
+	// Unblock lifts a block early.
+	Unblock(ip netip.Addr) error
+	// Status is the /ratelimit view.
+	Status() Status
+	// Close stops enforcing; for eBPF it detaches the program.
+	Close() error
+}
+
+// Status is what GET /ratelimit answers.
+type Status struct {
+	Mode           string `json:"mode"`                      // ebpf, userspace or off
+	RequestedMode  string `json:"requested_mode"`            // WARDEN_RATE_LIMIT_MODE
+	FallbackReason string `json:"fallback_reason,omitempty"` // auto mode: why eBPF is not running
+	Interface      string `json:"interface,omitempty"`       // ebpf: where the program is attached
+	Attach         string `json:"attach,omitempty"`          // ebpf: xdp-native, xdp-generic or tcx
+	Port           int    `json:"port"`                      // the inbound port the limits apply to
+	// Unit is what the counters count: "packets" in the kernel;
+	// "connections_and_requests" in userspace, where conn_rate drops are
+	// connections closed at accept and packet_rate drops are requests
+	// answered 429.
+	Unit       string        `json:"unit,omitempty"`
+	Limits     Limits        `json:"limits"`
+	Counters   Counters      `json:"counters"`
+	TopSources []SourceDrops `json:"top_sources"`
+	Blocklist  []BlockEntry  `json:"blocklist"`
+	Error      string        `json:"error,omitempty"` // reading the kernel's maps failed
+}
+
+// Counters are totals since start.
+type Counters struct {
+	Passed  uint64       `json:"passed"`
+	Dropped DropCounters `json:"dropped"`
+	// Unparsed (eBPF only) are packets passed without a look at their TCP
+	// header (non-first fragments, deep IPv6 extension headers): they
+	// bypass the limits, so a growing number deserves a look.
+	Unparsed uint64 `json:"unparsed"`
+}
+
+// DropCounters are drops by reason.
+type DropCounters struct {
+	Blocked    uint64 `json:"blocked"`
+	ConnRate   uint64 `json:"conn_rate"`
+	PacketRate uint64 `json:"packet_rate"`
+}
+
+// SourceDrops is one source's drops, for the top sources list.
+type SourceDrops struct {
+	IP      string `json:"ip"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// BlockEntry is one blocked source.
+type BlockEntry struct {
+	IP               string    `json:"ip"`
+	Expires          time.Time `json:"expires"`
+	RemainingSeconds float64   `json:"remaining_seconds"`
+}
+
+// TopSourcesLen is how many sources Status lists, most drops first.
+const TopSourcesLen = 10
+
+// ErrOff is returned by Block when rate limiting is off.
+var ErrOff = errors.New("ratelimit: rate limiting is off (WARDEN_RATE_LIMIT_MODE=off)")
+
+// MaxBlock bounds a block's duration: entries must expire by themselves.
+const MaxBlock = 24 * time.Hour
+
+func checkBlock(ip netip.Addr, d time.Duration) error {
+	if !ip.IsValid() {
+		return errors.New("ratelimit: block: invalid IP address")
+	}
+	if d <= 0 || d > MaxBlock {
+		return errors.New("ratelimit: block: duration must be more than 0 and at most 24h")
+	}
+	return nil
+}
+
+// sortBlocks orders a blocklist by expiry, soonest first.
+func sortBlocks(b []BlockEntry) {
+	slices.SortFunc(b, func(x, y BlockEntry) int { return x.Expires.Compare(y.Expires) })
+}
+
+func blockEntry(ip netip.Addr, expires, now time.Time) BlockEntry {
+	return BlockEntry{
+		IP:               ip.String(),
+		Expires:          expires.UTC().Truncate(time.Second),
+		RemainingSeconds: float64(expires.Sub(now).Round(time.Millisecond)) / float64(time.Second),
+	}
+}
