@@ -10,8 +10,9 @@ OPA       := $(TOOLS_DIR)/bin/opa
 SPIRE_VERSION := v1.13.3
 SPIRE_BIN := $(TOOLS_DIR)/bin
 SPIRE     := $(SPIRE_BIN)/spire-server $(SPIRE_BIN)/spire-agent
+KUBE      := $(TOOLS_DIR)/bin/kube-apiserver $(TOOLS_DIR)/bin/etcd $(TOOLS_DIR)/bin/kubectl
 
-.PHONY: all build run test fmt-check vet unit lint clean tools spire bench bench-micro fuzz
+.PHONY: all build run test fmt-check vet unit lint clean tools spire kube generate generate-check bench bench-micro bench-flood fuzz
 
 all: build
 
@@ -32,8 +33,9 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-unit: tools spire
-	WARDEN_OPA_BIN=$(OPA) WARDEN_SPIRE_BIN_DIR=$(SPIRE_BIN) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+unit: tools spire kube
+	WARDEN_OPA_BIN=$(OPA) WARDEN_SPIRE_BIN_DIR=$(SPIRE_BIN) WARDEN_KUBE_BIN_DIR=$(TOOLS_DIR)/bin \
+	  $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # The real OPA CLI, which bundle tests cross-check warden against (bundles
 # built and signed by `opa build`). Built once into the cache, then reused.
@@ -54,6 +56,27 @@ $(SPIRE_BIN)/spire-%:
 	cd "$$($(GO) env GOMODCACHE)/github.com/spiffe/spire@$(SPIRE_VERSION)" && \
 	  GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=1 $(GO) build -o $@ ./cmd/spire-$*
 
+# A real kube-apiserver, etcd and kubectl for the TestAPIServer tests of the
+# webhook and manifests (about 6 minutes and 3 GB cold; see the script).
+kube: $(KUBE)
+
+$(KUBE) &:
+	WARDEN_TOOLS_DIR=$(TOOLS_DIR) GO=$(GO) .ci/kube-tools.sh
+
+# The eBPF object and its Go bindings in bpf/ are generated and committed, so
+# that building warden needs no clang. This regenerates them with Debian's
+# clang-19 (installed with apt-get when missing, which needs root).
+generate:
+	@if ! command -v clang-19 >/dev/null || ! command -v llvm-strip-19 >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends clang-19 llvm-19 libbpf-dev; fi
+	$(GO) generate ./bpf/...
+
+# CI: the committed eBPF objects are what the C source compiles to.
+generate-check: generate
+	@git diff --exit-code --stat -- bpf/ || \
+	  { echo "bpf/: the committed generated files are stale: run make generate and commit them"; exit 1; }
+
 lint: fmt-check vet
 
 # What warden costs and how it compares (direct, in-process mTLS, warden,
@@ -69,6 +92,12 @@ bench:
 bench-micro:
 	bench/micro.sh
 
+# A bounded SYN flood at 10x the connection limit from a network namespace:
+# warden's CPU time with the XDP limiter against the userspace limiter
+# (root; about 20 s).
+bench-flood:
+	$(GO) test -run '^$$' -bench BPFFlood -benchtime 1x -count $(or $(COUNT),3) ./cmd/warden
+
 # Each fuzz target for FUZZTIME (they run one at a time: go test -fuzz
 # takes one target per package).
 FUZZTIME ?= 30s
@@ -77,6 +106,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZTIME) ./bundle
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./agent/token
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME) ./agent/token
+	$(GO) test -run '^$$' -fuzz '^FuzzInitFromEnv$$' -fuzztime $(FUZZTIME) ./agent/config
+	$(GO) test -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./deploy/inject
+	$(GO) test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./bpf # root: loads the program
 
 clean:
 	rm -rf bin

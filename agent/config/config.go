@@ -186,7 +186,7 @@ var Vars = []Var{
 }
 
 func defaultOf(name string) string {
-	for _, table := range [][]Var{Vars, InitVars} {
+	for _, table := range [][]Var{Vars, InitVars, WebhookVars} {
 		for _, v := range table {
 			if v.Name == name {
 				return v.Default

@@ -183,7 +183,7 @@ func TestVarsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range append(append([]Var{}, Vars...), InitVars...) {
+	for _, v := range slices.Concat(Vars, InitVars, WebhookVars) {
 		row := regexp.MustCompile("(?m)^\\| `" + v.Name + "` \\| ([^|]*) \\|")
 		m := row.FindSubmatch(readme)
 		if m == nil {

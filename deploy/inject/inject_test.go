@@ -1,0 +1,361 @@
+package inject
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from what Patch returns now")
+
+const testImage = "ghcr.io/warden-sidecar/warden:v0.1.0"
+
+func readPod(t *testing.T, path string) *corev1.Pod {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	if err := yaml.UnmarshalStrict(b, &pod); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return &pod
+}
+
+// golden is what a reviewer reads: why the pod was left alone, or the
+// patch, and the warnings kubectl would print.
+type golden struct {
+	Skipped  Reason                `json:"skipped,omitempty"`
+	Warnings []string              `json:"warnings,omitempty"`
+	Patch    []jsonpatch.Operation `json:"patch,omitempty"`
+}
+
+// Each testdata/<name>.yaml pod, patched, is testdata/<name>.golden.yaml:
+// every change to what is injected shows in a diff. Refresh with
+// go test ./deploy/inject -run Golden -update, and review it.
+func TestPatchGolden(t *testing.T) {
+	cases := []struct {
+		name  string
+		scope Scope
+	}{
+		{"plain", ScopeNamespace},
+		{"tuned", ScopeNamespace},
+		{"hostpath-socket", ScopeNamespace},
+		{"existing-init-containers", ScopeNamespace},
+		{"opted-out", ScopeNamespace},
+		{"already-injected", ScopeNamespace},
+		{"opt-in", ScopeOptIn},
+		{"not-opted-in", ScopeOptIn},
+		{"host-network", ScopeNamespace},
+		{"warnings", ScopeNamespace},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pod := readPod(t, filepath.Join("testdata", c.name+".yaml"))
+			ops, res, err := Patch(pod, c.scope, Options{Image: testImage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := yaml.Marshal(golden{Skipped: res.Skipped, Warnings: res.Warnings, Patch: ops})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append([]byte("# testdata/"+c.name+".yaml, patched: go test ./deploy/inject -run Golden -update rewrites this file.\n"), got...)
+			path := filepath.Join("testdata", c.name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("patch of %s differs from %s (run with -update and review the diff):\n%s", c.name, path, got)
+			}
+
+			// The patch, applied as the API server applies it, gives the
+			// pod Inject returns.
+			if res.Pod == nil {
+				return
+			}
+			before, _ := json.Marshal(pod)
+			after, _ := json.Marshal(res.Pod)
+			patched := applyPatch(t, before, ops)
+			var want2, got2 any
+			_ = json.Unmarshal(after, &want2)
+			_ = json.Unmarshal(patched, &got2)
+			if !reflect.DeepEqual(want2, got2) {
+				t.Errorf("patch applied:\n%s\nwant:\n%s", patched, after)
+			}
+		})
+	}
+}
+
+func TestPatchIsStable(t *testing.T) {
+	pod := readPod(t, "testdata/existing-init-containers.yaml")
+	first, _, err := Patch(pod, ScopeNamespace, Options{Image: testImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		again, _, _ := Patch(pod, ScopeNamespace, Options{Image: testImage})
+		if !reflect.DeepEqual(first, again) {
+			t.Fatalf("two patches of one pod differ:\n%v\n%v", first, again)
+		}
+	}
+}
+
+func TestInjectLeavesTheInputAlone(t *testing.T) {
+	pod := readPod(t, "testdata/tuned.yaml")
+	before := pod.DeepCopy()
+	if _, err := Inject(pod, ScopeNamespace, Options{Image: testImage}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(pod, before) {
+		t.Error("Inject changed its input")
+	}
+}
+
+func TestInjectedContainers(t *testing.T) {
+	pod := readPod(t, "testdata/plain.yaml")
+	res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
+	if err != nil || res.Pod == nil {
+		t.Fatalf("%v %+v", err, res)
+	}
+	ic := res.Pod.Spec.InitContainers
+	if len(ic) != 2 || ic[0].Name != InitContainerName || ic[1].Name != ContainerName {
+		t.Fatalf("init containers %v", ic)
+	}
+	w := ic[1]
+	if w.RestartPolicy == nil || *w.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Error("warden is not a native sidecar (restartPolicy: Always)")
+	}
+	sc := w.SecurityContext
+	if *sc.RunAsUser != 1337 || !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation ||
+		!reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+		!reflect.DeepEqual(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "BPF"}) {
+		t.Errorf("warden's security context %+v", sc)
+	}
+	env := envMap(w.Env)
+	if env["WARDEN_IDENTITY"] != "workloadapi" || env["SPIFFE_ENDPOINT_SOCKET"] != "unix:///spiffe-workload-api/spire-agent.sock" ||
+		env["WARDEN_ADMIN_ADDR"] != "0.0.0.0:15000" {
+		t.Errorf("warden's env %v", env)
+	}
+	if w.LivenessProbe.HTTPGet.Path != "/healthz" || w.ReadinessProbe.HTTPGet.Path != "/readyz" || w.LivenessProbe.HTTPGet.Port.StrVal != "warden-admin" {
+		t.Errorf("probes %+v %+v", w.LivenessProbe, w.ReadinessProbe)
+	}
+	if v := res.Pod.Spec.Volumes; len(v) != 1 || v[0].CSI == nil || v[0].CSI.Driver != "csi.spiffe.io" {
+		t.Errorf("volumes %+v", v)
+	}
+	if !reflect.DeepEqual(res.Pod.Spec.Containers, pod.Spec.Containers) || !reflect.DeepEqual(res.Pod.ObjectMeta, pod.ObjectMeta) {
+		t.Error("the app's containers or the pod's metadata changed")
+	}
+	if env := envMap(ic[0].Env); env["WARDEN_ADMIN_ADDR"] != "0.0.0.0:15000" || env["WARDEN_PROXY_UID"] != "1337" || len(env) != 2 {
+		t.Errorf("warden-init's env %v", env)
+	}
+
+	for mode, caps := range map[string][]corev1.Capability{
+		"auto": {"NET_ADMIN", "BPF"}, "ebpf": {"NET_ADMIN", "BPF"}, "userspace": nil, "off": nil,
+	} {
+		pod.Annotations = map[string]string{"warden.io/rate-limit-mode": mode}
+		res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Pod.Spec.InitContainers[1].SecurityContext.Capabilities; !reflect.DeepEqual(got.Add, caps) || len(got.Drop) != 1 {
+			t.Errorf("rate limit mode %s: capabilities %+v", mode, got)
+		}
+	}
+}
+
+func TestUpstreamPortReachesBothContainers(t *testing.T) {
+	pod := readPod(t, "testdata/plain.yaml")
+	pod.Annotations = map[string]string{"warden.io/upstream-port": "9000", "warden.io/upstream-addr": "127.0.0.2:8080", "warden.io/log-level": "warn"}
+	res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	side, init := envMap(res.Pod.Spec.InitContainers[1].Env), envMap(res.Pod.Spec.InitContainers[0].Env)
+	for _, env := range []map[string]string{side, init} {
+		if env["WARDEN_UPSTREAM_PORT"] != "9000" || env["WARDEN_UPSTREAM_ADDR"] != "127.0.0.2:8080" {
+			t.Errorf("sidecar %v, init %v", side, init)
+		}
+	}
+	if _, ok := init["WARDEN_LOG_LEVEL"]; ok {
+		t.Error("warden init got a variable only the sidecar reads")
+	}
+}
+
+func TestBadAnnotationsAreRefusedByName(t *testing.T) {
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		hostNetwork bool
+		want        string
+	}{
+		{"typo in a variable", map[string]string{"warden.io/upstream-prt": "8080"},
+			false, "inject: unknown annotation warden.io/upstream-prt (did you mean warden.io/upstream-port?): warden.io/<name> must be warden.io/inject, warden.io/spiffe-socket-source or name a variable WARDEN_<NAME> of warden or warden init (see the README's configuration table)"},
+		{"typo in the opt-in", map[string]string{"warden.io/injct": "true"},
+			false, "inject: unknown annotation warden.io/injct (did you mean warden.io/inject?)"},
+		{"several unknown", map[string]string{"warden.io/zzz": "1", "warden.io/Upstream_Port": "1"},
+			false, "inject: unknown annotations warden.io/Upstream_Port (did you mean warden.io/upstream-port?), warden.io/zzz: "},
+		{"invalid number", map[string]string{"warden.io/conn-rate-limit": "fast"},
+			false, `inject: annotation warden.io/conn-rate-limit: config: WARDEN_CONN_RATE_LIMIT="fast": expected a whole number from 0 (unlimited) to 1000000000`},
+		{"invalid upstream port", map[string]string{"warden.io/upstream-port": "http"},
+			false, `inject: annotation warden.io/upstream-port: config: WARDEN_UPSTREAM_PORT="http": expected a port from 1 to 65535 (it replaces the port of WARDEN_UPSTREAM_ADDR)`},
+		{"invalid peers", map[string]string{"warden.io/allowed-peers": "frontend"},
+			false, `inject: annotation warden.io/allowed-peers: config: WARDEN_ALLOWED_PEERS="frontend": expected comma-separated SPIFFE IDs or prefixes ending in /*`},
+		{"invalid rate limit mode", map[string]string{"warden.io/rate-limit-mode": "fast"},
+			false, `inject: annotation warden.io/rate-limit-mode: config: WARDEN_RATE_LIMIT_MODE="fast": expected one of auto, ebpf, userspace, off`},
+		{"a JWT setting without keys", map[string]string{"warden.io/jwt-audiences": "orders"},
+			false, `inject: annotation warden.io/jwt-audiences: config: WARDEN_JWT_AUDIENCES is set but WARDEN_JWT_JWKS is empty`},
+		{"keys without audiences", map[string]string{"warden.io/jwt-jwks": "https://sts.example/jwks", "warden.io/jwt-issuers": "https://sts.example"},
+			false, `inject: annotation warden.io/jwt-audiences is missing: config: WARDEN_JWT_AUDIENCES is empty`},
+		{"keys without issuers", map[string]string{"warden.io/jwt-jwks": "https://sts.example/jwks", "warden.io/jwt-audiences": "orders"},
+			false, `inject: annotation warden.io/jwt-jwks: config: WARDEN_JWT_ISSUERS is empty`},
+		{"invalid redirect ports", map[string]string{"warden.io/redirect-ports": "80,http"},
+			false, `inject: annotation warden.io/redirect-ports: config: WARDEN_REDIRECT_PORTS="80,http": expected comma-separated ports from 1 to 65535, or *`},
+		{"upstream on the admin port", map[string]string{"warden.io/upstream-port": "15000"},
+			false, `inject: annotation warden.io/upstream-port: config: WARDEN_UPSTREAM_PORT="15000": expected ports other than warden's admin port 15000`},
+		{"root proxy uid", map[string]string{"warden.io/proxy-uid": "0"},
+			false, `inject: annotation warden.io/proxy-uid: config: WARDEN_PROXY_UID="0": expected warden's own user ID`},
+		{"admin on loopback", map[string]string{"warden.io/admin-addr": "127.0.0.1:15000"},
+			false, `inject: annotation warden.io/admin-addr="127.0.0.1:15000": expected an address the kubelet can reach`},
+		{"inbound on one address", map[string]string{"warden.io/inbound-addr": "127.0.0.1:15443"},
+			false, `inject: annotation warden.io/inbound-addr="127.0.0.1:15443": expected a wildcard address such as 0.0.0.0:15443 or [::]:15443`},
+		{"identity is the webhook's", map[string]string{"warden.io/identity": "dev"},
+			false, "inject: annotation warden.io/identity: WARDEN_IDENTITY cannot be set by annotation: the webhook sets it to workloadapi"},
+		{"inject is a boolean", map[string]string{"warden.io/inject": "yes"},
+			false, `inject: annotation warden.io/inject="yes": expected "true" or "false"`},
+		{"socket source", map[string]string{"warden.io/spiffe-socket-source": "host"},
+			false, `inject: annotation warden.io/spiffe-socket-source="host": expected csi (the SPIFFE CSI driver) or hostpath`},
+		{"explicit opt-in on the host network", map[string]string{"warden.io/inject": "true"},
+			true, `inject: annotation warden.io/inject: "true" on a hostNetwork pod`},
+		{"checked even when opted out", map[string]string{"warden.io/inject": "false", "warden.io/conn-rate-limit": "-1"},
+			false, `inject: annotation warden.io/conn-rate-limit: config: WARDEN_CONN_RATE_LIMIT="-1"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, scope := range []Scope{ScopeNamespace, ScopeOptIn} {
+				pod := readPod(t, "testdata/plain.yaml")
+				pod.Annotations = tt.annotations
+				pod.Spec.HostNetwork = tt.hostNetwork
+				ops, res, err := Patch(pod, scope, Options{Image: testImage})
+				if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+					t.Fatalf("scope %d: got %v (%+v, %d ops), want an error starting %q", scope, err, res, len(ops), tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestNameConflictsAreRefused(t *testing.T) {
+	pod := readPod(t, "testdata/plain.yaml")
+	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: InitContainerName, Image: "x"})
+	if _, err := Inject(pod, ScopeNamespace, Options{Image: testImage}); err == nil || !strings.Contains(err.Error(), "has a container named warden-init but none named warden") {
+		t.Errorf("container: %v", err)
+	}
+	pod = readPod(t, "testdata/plain.yaml")
+	pod.Spec.Volumes = []corev1.Volume{{Name: "warden-spiffe-workload-api"}}
+	if _, err := Inject(pod, ScopeNamespace, Options{Image: testImage}); err == nil || !strings.Contains(err.Error(), "has a volume named warden-spiffe-workload-api") {
+		t.Errorf("volume: %v", err)
+	}
+}
+
+// Every variable of the sidecar and of warden init has its annotation,
+// except the ones the webhook owns, and the annotation maps back.
+func TestEveryVariableHasAnAnnotation(t *testing.T) {
+	r := readers()
+	if !r.sidecar["WARDEN_REDIRECT_PORTS"] || !r.init["WARDEN_UPSTREAM_PORT"] || !r.init["WARDEN_ADMIN_ADDR"] || r.init["WARDEN_LOG_LEVEL"] {
+		t.Errorf("readers: sidecar %v, init %v", r.sidecar, r.init)
+	}
+	for name := range r.sidecar {
+		key := AnnotationFor(name)
+		got, ok := variableFor(key)
+		if !ok || got != name {
+			t.Errorf("%s: annotation %s maps to %q %v", name, key, got, ok)
+		}
+	}
+	if AnnotationFor("WARDEN_UPSTREAM_PORT") != "warden.io/upstream-port" || AnnotationFor("WARDEN_REDIRECT_PORTS") != "warden.io/redirect-ports" {
+		t.Error("AnnotationFor")
+	}
+}
+
+// applyPatch applies RFC 6902 add, remove and replace operations, as the
+// API server does, to a JSON document.
+func applyPatch(t *testing.T, doc []byte, ops []jsonpatch.Operation) []byte {
+	t.Helper()
+	var root any
+	if err := json.Unmarshal(doc, &root); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		var value any
+		if op.Value != nil {
+			b, _ := json.Marshal(op.Value)
+			_ = json.Unmarshal(b, &value)
+		}
+		segs := strings.Split(op.Path, "/")[1:]
+		for i := range segs {
+			segs[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(segs[i])
+		}
+		root = applyOp(t, root, segs, op.Operation, value)
+	}
+	out, _ := json.Marshal(root)
+	return out
+}
+
+func applyOp(t *testing.T, node any, path []string, op string, value any) any {
+	t.Helper()
+	key := path[0]
+	switch n := node.(type) {
+	case map[string]any:
+		if len(path) > 1 {
+			n[key] = applyOp(t, n[key], path[1:], op, value)
+			return n
+		}
+		switch op {
+		case "add", "replace":
+			n[key] = value
+		case "remove":
+			delete(n, key)
+		}
+		return n
+	case []any:
+		i, err := strconv.Atoi(key)
+		if key == "-" {
+			i, err = len(n), nil
+		}
+		if err != nil || i < 0 || i > len(n) {
+			t.Fatalf("bad index %q in %d elements", key, len(n))
+		}
+		if len(path) > 1 {
+			n[i] = applyOp(t, n[i], path[1:], op, value)
+			return n
+		}
+		switch op {
+		case "add":
+			return append(n[:i], append([]any{value}, n[i:]...)...)
+		case "replace":
+			n[i] = value
+		case "remove":
+			return append(n[:i], n[i+1:]...)
+		}
+		return n
+	}
+	t.Fatalf("path %v into %T", path, node)
+	return nil
+}
