@@ -17,7 +17,7 @@ KUBE      := $(TOOLS_DIR)/bin/kube-apiserver $(TOOLS_DIR)/bin/etcd $(TOOLS_DIR)/
 all: build
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/warden ./cmd/warden
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/warden ./cmd/warden
 
 # The quickstart: demo app + warden on the development identity + client
 # SVIDs, then it prints the curl commands to try. Ctrl-C stops it.

@@ -92,7 +92,8 @@
 // XDP needs Linux 5.12 (BPF_ATOMIC compare-and-exchange, -mcpu=v3; BPF links
 // for XDP are 5.9); TCX needs Linux 6.6. Verified on 6.18, where the
 // verifier processes about 5,000 instructions for warden_xdp and 10,000 for
-// warden_tc. Loading and attaching need root, or CAP_BPF and CAP_NET_ADMIN.
+// warden_tc. Loading and attaching need root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON
+// (without CAP_PERFMON the verifier refuses variable packet offsets).
 // The LRU maps are allocated whole at Load: at the default sizes, about 6 MiB
 // for sources and 28 MiB for connections, charged to the process's cgroup;
 // the blocklist grows with its entries (about 100 bytes each).

@@ -53,7 +53,7 @@ func Load(cfg Config) (*Limiter, error) {
 	l := &Limiter{maxSources: cfg.MaxSources, maxConns: cfg.MaxConns}
 	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("bpf: load (needs root, or CAP_BPF and CAP_NET_ADMIN): %w", err)
+			return nil, fmt.Errorf("bpf: load (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON): %w", err)
 		}
 		return nil, fmt.Errorf("bpf: load: %w", err)
 	}

@@ -24,3 +24,6 @@ func (*Limiter) Counters() (Counters, error)           { return Counters{}, ErrN
 func (*Limiter) TopSources(int) ([]SourceStat, error)  { return nil, ErrNotSupported }
 func (*Limiter) Close() error                          { return nil }
 func InterfaceFor(netip.Addr) (string, error)          { return "", ErrNotSupported }
+
+// RaiseCapabilities has nothing to raise where Load is not supported.
+func RaiseCapabilities() error { return nil }

@@ -80,6 +80,9 @@ func startKernel(s Settings) (*kernel, error) {
 			return nil, fmt.Errorf("ratelimit: find the interface that carries %s (set WARDEN_BPF_INTERFACE): %w", s.InboundIP, err)
 		}
 	}
+	if err := bpf.RaiseCapabilities(); err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
+	}
 	l, err := bpf.Load(bpf.Config{
 		Port:        uint16(s.Port),
 		Ports:       s.ExtraPorts,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/bpf/bpftest"
@@ -42,6 +44,13 @@ const nsInboundPort = 15443
 // namespace, which has a default route over the veth like a pod's eth0)
 // with env on top of the dev identity.
 func startNsSidecar(t testing.TB, env ...string) *nsSidecar {
+	t.Helper()
+	return startNsSidecarAs(t, nil, env...)
+}
+
+// startNsSidecarAs is startNsSidecar with warden started by as, which gets
+// the dev directory and returns the command (nil: warden as root).
+func startNsSidecarAs(t testing.TB, as func(srv *bpftest.Netns, devDir string) *exec.Cmd, env ...string) *nsSidecar {
 	t.Helper()
 	srv, cli := bpftest.NewNetns(t), bpftest.NewNetns(t)
 	link := bpftest.Veth(t, srv, cli)
@@ -66,7 +75,11 @@ func startNsSidecar(t testing.TB, env ...string) *nsSidecar {
 	cfg.ServerName = "localhost" // the dev SVID's DNS name
 
 	admin := net.JoinHostPort(link.A4.String(), "15000")
-	p := startWardenCmd(t, srv.Command(wardenBin), append([]string{
+	cmd := srv.Command(wardenBin)
+	if as != nil {
+		cmd = as(srv, devDir)
+	}
+	p := startWardenCmd(t, cmd, append([]string{
 		"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR=" + devDir,
 		fmt.Sprintf("WARDEN_INBOUND_ADDR=[::]:%d", nsInboundPort), "WARDEN_ADMIN_ADDR=" + admin,
 		"WARDEN_UPSTREAM_ADDR=" + appLn.Addr().String(),
@@ -372,5 +385,88 @@ func BenchmarkBPFFlood(b *testing.B) {
 				b.ReportMetric(float64(v.Counters.Dropped.ConnRate), "dropped")
 			}
 		})
+	}
+}
+
+// TestBPFFileCapabilities runs warden the way a pod does: as a non-root
+// user (the injected WARDEN_PROXY_UID), from a binary that carries CAP_BPF,
+// CAP_NET_ADMIN and CAP_PERFMON as permitted-only file capabilities
+// (deploy/image). It
+// must raise them itself and load the program; without the file
+// capabilities, auto mode falls back to userspace and says why.
+func TestBPFFileCapabilities(t *testing.T) {
+	const uid = "1337"
+	for _, tc := range []struct {
+		name     string
+		fileCaps bool
+		mode     string
+	}{
+		{"with file capabilities", true, "ebpf"},
+		{"without", false, "userspace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := unprivilegedCopy(t, tc.fileCaps)
+			s := startNsSidecarAs(t, func(srv *bpftest.Netns, devDir string) *exec.Cmd {
+				// The dev CA was created by root: hand it to warden's user.
+				if out, err := exec.Command("chown", "-R", uid+":"+uid, devDir).CombinedOutput(); err != nil {
+					t.Fatalf("chown: %v %s", err, out)
+				}
+				openPath(t, devDir)
+				return srv.Command("setpriv", "--reuid="+uid, "--regid="+uid, "--clear-groups", "--inh-caps=-all", bin)
+			}, "WARDEN_RATE_LIMIT_MODE=auto")
+			v := s.rateLimitView(t)
+			if v.Mode != tc.mode {
+				t.Fatalf("mode %q, want %q (fallback reason: %q)", v.Mode, tc.mode, v.FallbackReason)
+			}
+			if tc.fileCaps && s.programAttached(t) == "" {
+				t.Fatal("no program attached")
+			}
+			if !tc.fileCaps && !strings.Contains(v.FallbackReason, "CAP_BPF") {
+				t.Fatalf("fallback reason %q does not name the missing capability", v.FallbackReason)
+			}
+		})
+	}
+}
+
+// unprivilegedCopy copies the warden binary where any user can run it and,
+// with fileCaps, gives it cap_bpf,cap_net_admin,cap_perfmon+p as deploy/image does
+// (setcap's xattr, written directly: VFS_CAP_REVISION_2, no effective bit).
+func unprivilegedCopy(t *testing.T, fileCaps bool) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "warden-caps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(wardenBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "warden")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if fileCaps {
+		var v [20]byte
+		binary.LittleEndian.PutUint32(v[0:], 0x02000000)                                     // VFS_CAP_REVISION_2, not effective
+		binary.LittleEndian.PutUint32(v[4:], 1<<unix.CAP_NET_ADMIN)                          // permitted, capabilities 0-31
+		binary.LittleEndian.PutUint32(v[12:], 1<<(unix.CAP_BPF-32)|1<<(unix.CAP_PERFMON-32)) // permitted, capabilities 32-63
+		if err := unix.Setxattr(bin, "security.capability", v[:], 0); err != nil {
+			t.Fatalf("set file capabilities: %v", err)
+		}
+	}
+	return bin
+}
+
+// openPath lets other users reach p: t.TempDir's directories are 0700.
+func openPath(t *testing.T, p string) {
+	t.Helper()
+	for d := p; strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

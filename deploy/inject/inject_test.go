@@ -146,7 +146,7 @@ func TestInjectedContainers(t *testing.T) {
 	sc := w.SecurityContext
 	if *sc.RunAsUser != 1337 || !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation ||
 		!reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
-		!reflect.DeepEqual(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "BPF"}) {
+		!reflect.DeepEqual(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "BPF", "PERFMON"}) {
 		t.Errorf("warden's security context %+v", sc)
 	}
 	env := envMap(w.Env)
@@ -168,7 +168,7 @@ func TestInjectedContainers(t *testing.T) {
 	}
 
 	for mode, caps := range map[string][]corev1.Capability{
-		"auto": {"NET_ADMIN", "BPF"}, "ebpf": {"NET_ADMIN", "BPF"}, "userspace": nil, "off": nil,
+		"auto": {"NET_ADMIN", "BPF", "PERFMON"}, "ebpf": {"NET_ADMIN", "BPF", "PERFMON"}, "userspace": nil, "off": nil,
 	} {
 		pod.Annotations = map[string]string{"warden.io/rate-limit-mode": mode}
 		res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
