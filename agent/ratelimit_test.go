@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -13,19 +14,26 @@ import (
 	"github.com/warden-sidecar/warden/spiffe/spiffetest"
 )
 
-func TestRateLimitViewAndBlockInUserspace(t *testing.T) {
+// startLimitedAgent runs an agent on the Workload API identity with env and
+// waits until it is ready; the client holds an SVID of the same trust domain.
+func startLimitedAgent(t *testing.T, env map[string]string) (*running, *http.Client) {
+	t.Helper()
 	ca := spiffetest.NewCA(t, td)
 	wapi := spiffetest.NewWorkloadAPI(t)
 	wapi.Set(ca.SVID(appID, time.Hour), ca.Bundle())
-	r := startAgent(t, echoApp(t), map[string]string{
-		"SPIFFE_ENDPOINT_SOCKET":   wapi.Addr(),
+	env["SPIFFE_ENDPOINT_SOCKET"] = wapi.Addr()
+	r := startAgent(t, echoApp(t), env)
+	waitReady(t, r.admin(t), 200)
+	return r, client(t, ca.SVID(appID, time.Hour), ca.Bundle())
+}
+
+func TestRateLimitViewAndBlockInUserspace(t *testing.T) {
+	r, c := startLimitedAgent(t, map[string]string{
 		"WARDEN_PACKET_RATE_LIMIT": "100",
 		"WARDEN_CONN_RATE_LIMIT":   "50",
 		"WARDEN_CONN_BURST":        "20",
 	})
 	admin := r.admin(t)
-	waitReady(t, admin, 200)
-	c := client(t, ca.SVID(appID, time.Hour), ca.Bundle())
 	for range 3 {
 		if code, _, _, err := call(c, r.inbound(t)); err != nil || code != 200 {
 			t.Fatalf("under the limits: %d %v", code, err)
@@ -70,17 +78,11 @@ func TestRateLimitViewAndBlockInUserspace(t *testing.T) {
 }
 
 func TestRateLimitOff(t *testing.T) {
-	ca := spiffetest.NewCA(t, td)
-	wapi := spiffetest.NewWorkloadAPI(t)
-	wapi.Set(ca.SVID(appID, time.Hour), ca.Bundle())
-	r := startAgent(t, echoApp(t), map[string]string{
-		"SPIFFE_ENDPOINT_SOCKET": wapi.Addr(),
+	r, c := startLimitedAgent(t, map[string]string{
 		"WARDEN_RATE_LIMIT_MODE": "off",
 		"WARDEN_CONN_RATE_LIMIT": "1",
 	})
 	admin := r.admin(t)
-	waitReady(t, admin, 200)
-	c := client(t, ca.SVID(appID, time.Hour), ca.Bundle())
 	for range 5 {
 		if code, _, _, err := call(c, r.inbound(t)); err != nil || code != 200 {
 			t.Fatalf("mode off still limits: %d %v", code, err)
@@ -100,16 +102,14 @@ func TestRateLimitOff(t *testing.T) {
 // warning in auto mode, with the userspace limiter enforcing instead, and
 // a startup error naming the interface in ebpf mode.
 func TestRateLimitAutoFallsBackAndEBPFFails(t *testing.T) {
-	ca := spiffetest.NewCA(t, td)
-	wapi := spiffetest.NewWorkloadAPI(t)
-	wapi.Set(ca.SVID(appID, time.Hour), ca.Bundle())
-	r := startAgent(t, echoApp(t), map[string]string{
-		"SPIFFE_ENDPOINT_SOCKET": wapi.Addr(),
+	r, c := startLimitedAgent(t, map[string]string{
 		"WARDEN_RATE_LIMIT_MODE": "auto",
 		"WARDEN_BPF_INTERFACE":   "wd-missing0",
 	})
 	admin := r.admin(t)
-	waitReady(t, admin, 200)
+	if code, _, _, err := call(c, r.inbound(t)); err != nil || code != 200 {
+		t.Fatalf("after the fallback: %d %v", code, err)
+	}
 	line := r.logLine(t, "ratelimit_fallback")
 	if line["level"] != "warn" || line["error"] == nil {
 		t.Fatalf("fallback line %v", line)
