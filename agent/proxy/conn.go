@@ -91,8 +91,8 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		var addr netip.Addr
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			addr = ap.Addr().Unmap()
+		if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			addr = tcp.AddrPort().Addr().Unmap()
 		}
 		if l.lim != nil && !l.lim.AllowConn(addr) {
 			// Refused before the handshake costs anything; a reset rather

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/warden-sidecar/warden/agent/config"
 	"github.com/warden-sidecar/warden/bpf"
 )
 
@@ -28,7 +29,7 @@ func (k *kernel) Unblock(ip netip.Addr) error { return k.l.Unblock(ip.Unmap()) }
 func (k *kernel) Status() Status {
 	ifname, kind := k.l.Attachment()
 	st := Status{
-		Mode:       ModeEBPF,
+		Mode:       config.RateLimitEBPF,
 		Interface:  ifname,
 		Attach:     kind,
 		Port:       k.port,

@@ -7,13 +7,6 @@ import (
 	"time"
 )
 
-// Modes as reported in Status.Mode.
-const (
-	ModeEBPF      = "ebpf"
-	ModeUserspace = "userspace"
-	ModeOff       = "off"
-)
-
 // Limits are the configured rates; 0 is unlimited, a burst of 0 is the rate.
 type Limits struct {
 	ConnRate    int `json:"conn_rate"`    // new connections per second per source IP
@@ -37,7 +30,7 @@ type Enforcer interface {
 
 // Status is what GET /ratelimit answers.
 type Status struct {
-	Mode           string `json:"mode"`                      // ebpf, userspace or off
+	Mode           string `json:"mode"`                      // config.RateLimitEBPF, RateLimitUserspace or RateLimitOff
 	RequestedMode  string `json:"requested_mode"`            // WARDEN_RATE_LIMIT_MODE
 	FallbackReason string `json:"fallback_reason,omitempty"` // auto mode: why eBPF is not running
 	Interface      string `json:"interface,omitempty"`       // ebpf: where the program is attached

@@ -4,19 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-)
 
-// Requested modes (WARDEN_RATE_LIMIT_MODE).
-const (
-	RequestAuto      = "auto"
-	RequestEBPF      = "ebpf"
-	RequestUserspace = "userspace"
-	RequestOff       = "off"
+	"github.com/warden-sidecar/warden/agent/config"
 )
 
 // Settings configure Start.
 type Settings struct {
-	Mode       string     // one of the Request* modes
+	Mode       string     // WARDEN_RATE_LIMIT_MODE: config.RateLimitAuto, ...
 	Port       int        // the inbound port, as bound
 	ExtraPorts []uint16   // eBPF: ports redirected to Port by netfilter, which XDP sees unredirected
 	InboundIP  netip.Addr // the inbound listener's IP; unspecified: the default route's interface
@@ -55,20 +49,20 @@ func (r *Running) Status() Status {
 func Start(s Settings) (*Running, error) {
 	r := &Running{requested: s.Mode}
 	switch s.Mode {
-	case RequestOff:
+	case config.RateLimitOff:
 		r.Enforcer = off{port: s.Port, limits: s.Limits}
 		return r, nil
-	case RequestUserspace:
+	case config.RateLimitUserspace:
 		r.Userspace = NewUserspace(s.Port, s.Limits, s.MaxSources)
 		r.Enforcer = r.Userspace
 		return r, nil
-	case RequestEBPF, RequestAuto:
+	case config.RateLimitEBPF, config.RateLimitAuto:
 		k, err := startKernel(s)
 		if err == nil {
 			r.Enforcer = k
 			return r, nil
 		}
-		if s.Mode == RequestEBPF {
+		if s.Mode == config.RateLimitEBPF {
 			return nil, err
 		}
 		r.Fallback = err
@@ -91,5 +85,5 @@ func (off) Unblock(netip.Addr) error              { return ErrOff }
 func (off) Close() error                          { return nil }
 
 func (o off) Status() Status {
-	return Status{Mode: ModeOff, Port: o.port, Limits: o.limits, TopSources: []SourceDrops{}, Blocklist: []BlockEntry{}}
+	return Status{Mode: config.RateLimitOff, Port: o.port, Limits: o.limits, TopSources: []SourceDrops{}, Blocklist: []BlockEntry{}}
 }

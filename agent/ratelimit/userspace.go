@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/warden-sidecar/warden/agent/config"
 )
 
 // Userspace is the limiter that runs where the eBPF programs can't: it
@@ -210,7 +212,7 @@ func (u *Userspace) Status() Status {
 	// from holding them forever when no more blocks come.
 	u.updateBlocks(func(map[netip.Addr]int64, int64) {})
 	st := Status{
-		Mode:   ModeUserspace,
+		Mode:   config.RateLimitUserspace,
 		Port:   u.port,
 		Unit:   "connections_and_requests",
 		Limits: u.limits,

@@ -161,7 +161,7 @@ func (s *nsSidecar) rateLimitView(t testing.TB) ratelimit.Status {
 	return v
 }
 
-// xdpAttached reports whether any XDP or TC program is on the server end.
+// programAttached names the XDP or TC program on the server end ("" if none).
 func (s *nsSidecar) programAttached(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("ip", "-n", s.srv.Name, "-details", "link", "show", "dev", s.link.IfA).CombinedOutput()
