@@ -151,6 +151,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		MaxHeaderBytes:      a.cfg.MaxHeaderBytes,
 		MaxRequestBodyBytes: a.cfg.MaxRequestBodyBytes,
 		MaxConnections:      a.cfg.MaxConnections,
+		HandshakeTimeout:    a.cfg.HandshakeTimeout,
+		Hardening:           hardening(a.cfg),
 		OwnID:               a.ownID,
 		AllowPeer:           peers.Allowed,
 		Guard:               guard,
@@ -163,7 +165,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.setAddr(&a.inboundAddr, inLn.Addr())
-	go func() { errc <- px.Serve(proxy.NewListener(inLn, spiffe.ServerTLSConfig(a.source, a.source), limiter)) }()
+	go func() {
+		errc <- px.Serve(proxy.NewListener(inLn, spiffe.ServerTLSConfig(a.source, a.source), limiter, a.cfg.HandshakeTimeout))
+	}()
 	a.log.Info().Str("event", "listening").Str("listener", "inbound").Str("addr", inLn.Addr().String()).
 		Str("upstream", a.cfg.UpstreamAddr).Send()
 	if ob != nil {
@@ -198,6 +202,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.listening.Store(false)
 	a.log.Info().Str("event", "stopped").Send()
 	return nil
+}
+
+// hardening is the proxy's request checks as the configuration sets them.
+func hardening(cfg config.Config) proxy.Hardening {
+	h := proxy.Hardening{
+		AllowGetBody:        cfg.AllowGetBody,
+		KeepSemicolons:      cfg.PathSemicolon == config.PathSemicolonKeep,
+		StripHeaders:        cfg.StripHeaders,
+		AllowMethodOverride: cfg.AllowMethodOverride,
+		AllowedMethods:      cfg.AllowedMethods,
+		MaxHeaders:          cfg.MaxHeaders,
+	}
+	switch cfg.HeadersWithUnderscores {
+	case config.UnderscoresReject:
+		h.Underscores = proxy.UnderscoresReject
+	case config.UnderscoresAllow:
+		h.Underscores = proxy.UnderscoresAllow
+	}
+	return h
 }
 
 func (a *Agent) startIdentity(ctx context.Context) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 // Engine is the decision point; *bundle.Engine implements it.
@@ -168,6 +169,9 @@ func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.V
 	}
 	for _, h := range d.Headers {
 		if !reserved(h.Name) {
+			// Every copy the client sent goes: fasthttp's Set replaces only
+			// the first, and the app might read another.
+			ctx.Request.Header.Del(h.Name)
 			ctx.Request.Header.Set(h.Name, h.Value)
 		}
 	}
@@ -292,13 +296,18 @@ func (a *Authorizer) logDecision(in *bundle.Input, tok *token.Verified, d *bundl
 	}
 	hdrs := zerolog.Dict()
 	for _, h := range in.Headers {
+		if redact.IsCredentialName(h.Name) {
+			// The policy may read it; the audit log does not keep it.
+			hdrs.Str(h.Name, redacted)
+			continue
+		}
 		hdrs.Str(h.Name, h.Value)
 	}
 	input := zerolog.Dict().
 		Str("method", in.Method).
 		Str("path", in.Path).
 		Str("raw_path", in.RawPath).
-		Str("query", redactQuery(in.RawQuery)).
+		Str("query", redact.Query(in.RawQuery)).
 		Dict("headers", hdrs).
 		Str("transaction", in.Transaction).
 		Str("sender", in.Sender).
@@ -352,50 +361,5 @@ func b2s(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// secretParams are query parameters whose values never reach a log line:
-// a client that put its token in the URL (which warden never reads as a
-// credential) must not have it written to the audit log either.
-var secretParams = []string{
-	"access_token", "id_token", "refresh_token", "token", "jwt",
-	"api_key", "apikey", "password", "client_secret",
-}
-
-// redactQuery returns q with the values of secretParams replaced. The common
-// query without them is returned as it is, without allocating.
-func redactQuery(q string) string {
-	if q == "" || !hasSecretParam(q) {
-		return q
-	}
-	var b strings.Builder
-	for i, pair := range strings.Split(q, "&") {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		name, _, hasValue := strings.Cut(pair, "=")
-		if hasValue && isSecretParam(name) {
-			b.WriteString(name)
-			b.WriteString("=REDACTED")
-			continue
-		}
-		b.WriteString(pair)
-	}
-	return b.String()
-}
-
-func hasSecretParam(q string) bool {
-	for pair := range strings.SplitSeq(q, "&") {
-		if name, _, ok := strings.Cut(pair, "="); ok && isSecretParam(name) {
-			return true
-		}
-	}
-	return false
-}
-
-func isSecretParam(name string) bool {
-	for _, s := range secretParams {
-		if strings.EqualFold(name, s) {
-			return true
-		}
-	}
-	return false
-}
+// redacted replaces what the decision log must not keep.
+const redacted = "REDACTED"

@@ -184,15 +184,32 @@ func BenchmarkCheckCached(b *testing.B) {
 func TestDecisionLogRedactsSecretsInTheQuery(t *testing.T) {
 	var log bytes.Buffer
 	a := New(newEngine(t, policy), func() string { return ownID }, zerolog.New(&log))
-	a.Check(request("GET", "/hidden?a=1&access_token=eyJsecret&API_KEY=k3y&b=2"), peerRequest("/hidden"))
+	a.Check(request("GET", "/hidden?a=1&access_token=eyJsecret&API_KEY=k3y&%61ccess_token=enc1&client%5Fsecret=enc2&b=2"), peerRequest("/hidden"))
 	s := log.String()
-	if strings.Contains(s, "eyJsecret") || strings.Contains(s, "k3y") {
-		t.Fatalf("a secret from the query reached the decision log: %s", s)
+	for _, secret := range []string{"eyJsecret", "k3y", "enc1", "enc2"} {
+		if strings.Contains(s, secret) {
+			t.Fatalf("a secret from the query (%s) reached the decision log: %s", secret, s)
+		}
 	}
-	if !strings.Contains(s, `"query":"a=1&access_token=REDACTED&API_KEY=REDACTED&b=2"`) {
+	if !strings.Contains(s, `"query":"a=1&access_token=REDACTED&API_KEY=REDACTED&%61ccess_token=REDACTED&client%5Fsecret=REDACTED&b=2"`) {
 		t.Errorf("query not logged with redactions: %s", s)
 	}
-	if got := redactQuery("id=42&page=3"); got != "id=42&page=3" {
-		t.Errorf("harmless query changed: %q", got)
+}
+
+// Headers whose names say they carry a credential reach the policy but not
+// the decision log.
+func TestDecisionLogMasksCredentialHeaders(t *testing.T) {
+	var log bytes.Buffer
+	a := New(newEngine(t, policy), func() string { return ownID }, zerolog.New(&log))
+	a.Check(request("GET", "/hidden", "X-Api-Key", "k3y-secret", "X-Session-Id", "sess-secret", "X-Signature", "sig-secret",
+		"X-Auth-Token", "tok-secret", "X-Api-Version", "2"), peerRequest("/hidden"))
+	s := log.String()
+	for _, secret := range []string{"k3y-secret", "sess-secret", "sig-secret", "tok-secret"} {
+		if strings.Contains(s, secret) {
+			t.Errorf("%s reached the decision log: %s", secret, s)
+		}
+	}
+	if !strings.Contains(s, `"x-api-key":"REDACTED"`) || !strings.Contains(s, `"x-api-version":"2"`) {
+		t.Errorf("headers not logged as expected: %s", s)
 	}
 }

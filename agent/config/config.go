@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/warden-sidecar/warden/agent/token"
+	"github.com/warden-sidecar/warden/internal/redact"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -56,6 +57,16 @@ type Config struct {
 	MaxRequestBodyBytes int
 	MaxConnections      int
 	DrainTimeout        time.Duration
+	HandshakeTimeout    time.Duration
+
+	// Request hardening: how warden reads what the app could read otherwise.
+	AllowGetBody           bool
+	PathSemicolon          string // PathSemicolonReject or PathSemicolonKeep
+	HeadersWithUnderscores string // UnderscoresDrop, UnderscoresReject or UnderscoresAllow
+	StripHeaders           []string
+	AllowMethodOverride    bool
+	AllowedMethods         []string
+	MaxHeaders             int
 
 	PolicyBundle          string // "" = the embedded default bundle
 	PolicyPollInterval    time.Duration
@@ -64,6 +75,9 @@ type Config struct {
 	PolicyDecision        string
 	PolicyCacheSize       int
 	PolicyCacheTTL        time.Duration
+	PolicyCacheBytes      int64
+	PolicyAllowNetwork    bool
+	PolicyEvalTimeout     time.Duration
 	DecisionLog           string // "stderr", "stdout" or a file path
 
 	// JWT verification; off when JWTJWKS is "".
@@ -114,6 +128,23 @@ const JWKSSPIFFE = "spiffe"
 // listener off (an empty value means the default, as for every variable).
 const OutboundOff = "off"
 
+// Values of WARDEN_PATH_SEMICOLON.
+const (
+	PathSemicolonReject = "reject"
+	PathSemicolonKeep   = "keep"
+)
+
+// Values of WARDEN_HEADERS_WITH_UNDERSCORES.
+const (
+	UnderscoresDrop   = "drop"
+	UnderscoresReject = "reject"
+	UnderscoresAllow  = "allow"
+)
+
+// StripNone is the WARDEN_STRIP_HEADERS value that strips nothing (an empty
+// value means the default list, as for every variable).
+const StripNone = "none"
+
 // Rate limit modes for WARDEN_RATE_LIMIT_MODE.
 const (
 	RateLimitAuto      = "auto"
@@ -155,6 +186,14 @@ var Vars = []Var{
 	{"WARDEN_MAX_REQUEST_BODY_BYTES", "4194304", "largest request body; larger gets 413"},
 	{"WARDEN_MAX_CONNECTIONS", "10000", "concurrent inbound connections; more are refused"},
 	{"WARDEN_DRAIN_TIMEOUT", "15s", "on SIGTERM/SIGINT, time in-flight requests get to finish"},
+	{"WARDEN_HANDSHAKE_TIMEOUT", "5s", "time a client gets to complete the TLS handshake, whatever WARDEN_READ_TIMEOUT allows: unauthenticated connections cannot hold the connection slots"},
+	{"WARDEN_ALLOW_GET_BODY", "false", "`true` forwards a body on `GET`, `HEAD`, `OPTIONS` and `TRACE`; `false`: such a request gets 400 (an app that ignores the body would read it as a second request)"},
+	{"WARDEN_PATH_SEMICOLON", "reject", "`reject`: a `;` in the path (raw or `%3B`) gets 400, since servlet containers strip `;` parameters and route to another resource than the policy decided on; `keep`: a raw `;` is forwarded as sent (for apps with matrix parameters; unsafe in front of Tomcat, Jetty or Spring), `%3B` still gets 400"},
+	{"WARDEN_HEADERS_WITH_UNDERSCORES", "drop", "header names with `_`, which CGI, WSGI, Rack and PHP merge with their `-` twin: `drop` (removed before policy and app), `reject` (400) or `allow`"},
+	{"WARDEN_STRIP_HEADERS", "X-Original-URL,X-Rewrite-URL,X-Forwarded-Host,X-Forwarded-Prefix,Forwarded,X-Real-IP", "comma-separated request headers removed before policy and app (routing overrides apps and frameworks trust); `none`: strip nothing"},
+	{"WARDEN_ALLOW_METHOD_OVERRIDE", "false", "`true` forwards `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override`; `false`: a request carrying one gets 400 (the app would run another method than the policy decided on)"},
+	{"WARDEN_ALLOWED_METHODS", "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS", "comma-separated request methods; any other gets 405 with `Allow`"},
+	{"WARDEN_MAX_HEADERS", "100", "most request header lines; more gets 431"},
 	{"WARDEN_POLICY_BUNDLE", "", "policy bundle: a directory, a `.tar.gz` file or an `http(s)://` bundle URL; empty: the default bundle embedded from `bundle/default/`"},
 	{"WARDEN_POLICY_POLL_INTERVAL", "30s", "how often the bundle source is checked for a new revision (URLs with `If-None-Match`; files and directories for changes)"},
 	{"WARDEN_POLICY_VERIFICATION_KEY", "", "PEM public key (or HS256 shared-secret file) that bundles must be signed with; empty: signatures are not required"},
@@ -162,6 +201,9 @@ var Vars = []Var{
 	{"WARDEN_POLICY_DECISION", "warden/authz/allow", "the rule that decides, as a path under `data`"},
 	{"WARDEN_POLICY_CACHE_SIZE", "10000", "decisions cached per bundle revision; 0 turns the cache off"},
 	{"WARDEN_POLICY_CACHE_TTL", "60s", "how long a decision without its own `cache_ttl_seconds` stays cached"},
+	{"WARDEN_POLICY_CACHE_BYTES", "33554432", "bytes the decision cache may hold per bundle revision (keys and decisions); least recently used decisions go first"},
+	{"WARDEN_POLICY_ALLOW_NETWORK", "false", "`true` lets policies call builtins that do network I/O (`http.send`, `net.lookup_ip_addr`); `false`: a bundle using them is rejected"},
+	{"WARDEN_POLICY_EVAL_TIMEOUT", "100ms", "longest policy evaluation; a request whose evaluation takes longer is denied (403) and `policy_eval_timeout` logged"},
 	{"WARDEN_DECISION_LOG", "stderr", "where decision log lines go: `stderr`, `stdout` or a file path (appended)"},
 	{"WARDEN_JWT_JWKS", "", "keys to verify request tokens (JWTs) with: a JWKS file, an `http(s)://` JWKS URL, or `spiffe` for the Workload API's JWT bundles (JWT-SVIDs; workloadapi mode only); empty: tokens are not verified"},
 	{"WARDEN_JWT_JWKS_REFRESH", "5m", "how often a JWKS file or URL is loaded again; a token naming an unknown `kid` also triggers a load, at most once per 30s"},
@@ -216,54 +258,65 @@ func Validate(getenv func(string) string) error {
 func fromEnv(p *parser) (Config, error) {
 	getenv := p.getenv
 	c := Config{
-		InboundAddr:           p.addr("WARDEN_INBOUND_ADDR"),
-		UpstreamAddr:          p.addr("WARDEN_UPSTREAM_ADDR"),
-		AdminAddr:             p.addr("WARDEN_ADMIN_ADDR"),
-		Identity:              p.oneOf("WARDEN_IDENTITY", IdentityWorkloadAPI, IdentityDev),
-		SPIFFESocket:          p.str("SPIFFE_ENDPOINT_SOCKET"),
-		DevDir:                p.str("WARDEN_DEV_DIR"),
-		AllowedPeers:          p.str("WARDEN_ALLOWED_PEERS"),
-		IdentityTimeout:       p.duration("WARDEN_IDENTITY_TIMEOUT"),
-		OutboundAddr:          p.outboundAddr("WARDEN_OUTBOUND_ADDR"),
-		OutboundRoutes:        p.routes("WARDEN_OUTBOUND_ROUTES"),
-		OutboundTimeout:       p.duration("WARDEN_OUTBOUND_TIMEOUT"),
-		UpstreamTimeout:       p.duration("WARDEN_UPSTREAM_TIMEOUT"),
-		UpstreamMaxConns:      p.positiveInt("WARDEN_UPSTREAM_MAX_CONNS"),
-		ReadTimeout:           p.duration("WARDEN_READ_TIMEOUT"),
-		WriteTimeout:          p.duration("WARDEN_WRITE_TIMEOUT"),
-		IdleTimeout:           p.duration("WARDEN_IDLE_TIMEOUT"),
-		MaxHeaderBytes:        p.positiveInt("WARDEN_MAX_HEADER_BYTES"),
-		MaxRequestBodyBytes:   p.positiveInt("WARDEN_MAX_REQUEST_BODY_BYTES"),
-		MaxConnections:        p.positiveInt("WARDEN_MAX_CONNECTIONS"),
-		DrainTimeout:          p.duration("WARDEN_DRAIN_TIMEOUT"),
-		PolicyBundle:          p.bundleSource("WARDEN_POLICY_BUNDLE"),
-		PolicyPollInterval:    p.duration("WARDEN_POLICY_POLL_INTERVAL"),
-		PolicyVerificationKey: p.file("WARDEN_POLICY_VERIFICATION_KEY"),
-		PolicyVerificationAlg: p.str("WARDEN_POLICY_VERIFICATION_ALG"),
-		PolicyDecision:        p.rulePath("WARDEN_POLICY_DECISION"),
-		PolicyCacheSize:       p.nonNegativeInt("WARDEN_POLICY_CACHE_SIZE"),
-		PolicyCacheTTL:        p.duration("WARDEN_POLICY_CACHE_TTL"),
-		DecisionLog:           p.str("WARDEN_DECISION_LOG"),
-		JWTJWKS:               p.jwks("WARDEN_JWT_JWKS"),
-		JWTJWKSRefresh:        p.duration("WARDEN_JWT_JWKS_REFRESH"),
-		JWTIssuers:            p.list("WARDEN_JWT_ISSUERS"),
-		JWTAudiences:          p.list("WARDEN_JWT_AUDIENCES"),
-		JWTAlgorithms:         p.algorithms("WARDEN_JWT_ALGORITHMS"),
-		JWTClockSkew:          p.nonNegativeDuration("WARDEN_JWT_CLOCK_SKEW"),
-		JWTRequired:           p.oneOf("WARDEN_JWT_REQUIRED", "true", "false") == "true",
-		JWTHeader:             p.tokenHeader("WARDEN_JWT_HEADER"),
-		RateLimitMode:         p.oneOf("WARDEN_RATE_LIMIT_MODE", RateLimitAuto, RateLimitEBPF, RateLimitUserspace, RateLimitOff),
-		BPFInterface:          p.iface("WARDEN_BPF_INTERFACE"),
-		BPFAttach:             p.oneOf("WARDEN_BPF_ATTACH", "xdp", "tc"),
-		ConnRateLimit:         p.rate("WARDEN_CONN_RATE_LIMIT"),
-		ConnBurst:             p.rate("WARDEN_CONN_BURST"),
-		PacketRateLimit:       p.rate("WARDEN_PACKET_RATE_LIMIT"),
-		PacketBurst:           p.rate("WARDEN_PACKET_BURST"),
-		BPFMaxSources:         p.positiveInt("WARDEN_BPF_MAX_SOURCES"),
-		BPFMaxConns:           p.positiveInt("WARDEN_BPF_MAX_CONNS"),
-		AdminPprof:            p.oneOf("WARDEN_ADMIN_PPROF", "true", "false") == "true",
-		LogLevel:              p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
-		LogFormat:             p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
+		InboundAddr:            p.addr("WARDEN_INBOUND_ADDR"),
+		UpstreamAddr:           p.addr("WARDEN_UPSTREAM_ADDR"),
+		AdminAddr:              p.addr("WARDEN_ADMIN_ADDR"),
+		Identity:               p.oneOf("WARDEN_IDENTITY", IdentityWorkloadAPI, IdentityDev),
+		SPIFFESocket:           p.str("SPIFFE_ENDPOINT_SOCKET"),
+		DevDir:                 p.str("WARDEN_DEV_DIR"),
+		AllowedPeers:           p.str("WARDEN_ALLOWED_PEERS"),
+		IdentityTimeout:        p.duration("WARDEN_IDENTITY_TIMEOUT"),
+		OutboundAddr:           p.outboundAddr("WARDEN_OUTBOUND_ADDR"),
+		OutboundRoutes:         p.routes("WARDEN_OUTBOUND_ROUTES"),
+		OutboundTimeout:        p.duration("WARDEN_OUTBOUND_TIMEOUT"),
+		UpstreamTimeout:        p.duration("WARDEN_UPSTREAM_TIMEOUT"),
+		UpstreamMaxConns:       p.positiveInt("WARDEN_UPSTREAM_MAX_CONNS"),
+		ReadTimeout:            p.duration("WARDEN_READ_TIMEOUT"),
+		WriteTimeout:           p.duration("WARDEN_WRITE_TIMEOUT"),
+		IdleTimeout:            p.duration("WARDEN_IDLE_TIMEOUT"),
+		MaxHeaderBytes:         p.positiveInt("WARDEN_MAX_HEADER_BYTES"),
+		MaxRequestBodyBytes:    p.positiveInt("WARDEN_MAX_REQUEST_BODY_BYTES"),
+		MaxConnections:         p.positiveInt("WARDEN_MAX_CONNECTIONS"),
+		DrainTimeout:           p.duration("WARDEN_DRAIN_TIMEOUT"),
+		HandshakeTimeout:       p.duration("WARDEN_HANDSHAKE_TIMEOUT"),
+		AllowGetBody:           p.oneOf("WARDEN_ALLOW_GET_BODY", "true", "false") == "true",
+		PathSemicolon:          p.oneOf("WARDEN_PATH_SEMICOLON", PathSemicolonReject, PathSemicolonKeep),
+		HeadersWithUnderscores: p.oneOf("WARDEN_HEADERS_WITH_UNDERSCORES", UnderscoresDrop, UnderscoresReject, UnderscoresAllow),
+		StripHeaders:           p.headerNames("WARDEN_STRIP_HEADERS", StripNone),
+		AllowMethodOverride:    p.oneOf("WARDEN_ALLOW_METHOD_OVERRIDE", "true", "false") == "true",
+		AllowedMethods:         p.methods("WARDEN_ALLOWED_METHODS"),
+		MaxHeaders:             p.positiveInt("WARDEN_MAX_HEADERS"),
+		PolicyBundle:           p.bundleSource("WARDEN_POLICY_BUNDLE"),
+		PolicyPollInterval:     p.duration("WARDEN_POLICY_POLL_INTERVAL"),
+		PolicyVerificationKey:  p.file("WARDEN_POLICY_VERIFICATION_KEY"),
+		PolicyVerificationAlg:  p.str("WARDEN_POLICY_VERIFICATION_ALG"),
+		PolicyDecision:         p.rulePath("WARDEN_POLICY_DECISION"),
+		PolicyCacheSize:        p.nonNegativeInt("WARDEN_POLICY_CACHE_SIZE"),
+		PolicyCacheTTL:         p.duration("WARDEN_POLICY_CACHE_TTL"),
+		PolicyCacheBytes:       int64(p.nonNegativeInt("WARDEN_POLICY_CACHE_BYTES")),
+		PolicyAllowNetwork:     p.oneOf("WARDEN_POLICY_ALLOW_NETWORK", "true", "false") == "true",
+		PolicyEvalTimeout:      p.duration("WARDEN_POLICY_EVAL_TIMEOUT"),
+		DecisionLog:            p.str("WARDEN_DECISION_LOG"),
+		JWTJWKS:                p.jwks("WARDEN_JWT_JWKS"),
+		JWTJWKSRefresh:         p.duration("WARDEN_JWT_JWKS_REFRESH"),
+		JWTIssuers:             p.list("WARDEN_JWT_ISSUERS"),
+		JWTAudiences:           p.list("WARDEN_JWT_AUDIENCES"),
+		JWTAlgorithms:          p.algorithms("WARDEN_JWT_ALGORITHMS"),
+		JWTClockSkew:           p.nonNegativeDuration("WARDEN_JWT_CLOCK_SKEW"),
+		JWTRequired:            p.oneOf("WARDEN_JWT_REQUIRED", "true", "false") == "true",
+		JWTHeader:              p.tokenHeader("WARDEN_JWT_HEADER"),
+		RateLimitMode:          p.oneOf("WARDEN_RATE_LIMIT_MODE", RateLimitAuto, RateLimitEBPF, RateLimitUserspace, RateLimitOff),
+		BPFInterface:           p.iface("WARDEN_BPF_INTERFACE"),
+		BPFAttach:              p.oneOf("WARDEN_BPF_ATTACH", "xdp", "tc"),
+		ConnRateLimit:          p.rate("WARDEN_CONN_RATE_LIMIT"),
+		ConnBurst:              p.rate("WARDEN_CONN_BURST"),
+		PacketRateLimit:        p.rate("WARDEN_PACKET_RATE_LIMIT"),
+		PacketBurst:            p.rate("WARDEN_PACKET_BURST"),
+		BPFMaxSources:          p.positiveInt("WARDEN_BPF_MAX_SOURCES"),
+		BPFMaxConns:            p.positiveInt("WARDEN_BPF_MAX_CONNS"),
+		AdminPprof:             p.oneOf("WARDEN_ADMIN_PPROF", "true", "false") == "true",
+		LogLevel:               p.oneOf("WARDEN_LOG_LEVEL", "debug", "info", "warn", "error"),
+		LogFormat:              p.oneOf("WARDEN_LOG_FORMAT", "json", "console"),
 	}
 	if c.MaxHeaderBytes < 1024 && p.err == nil {
 		p.fail("WARDEN_MAX_HEADER_BYTES", getenv("WARDEN_MAX_HEADER_BYTES"), "a size of at least 1024 bytes")
@@ -329,12 +382,13 @@ func checkJWT(c Config, getenv func(string) string) error {
 }
 
 // Overrides lists the variables set to something other than their default,
-// for the startup log line. Values are never secrets here.
+// for the startup log line. URLs are shown as scheme://host/path: a bundle
+// or JWKS URL may carry a password or a signed query.
 func Overrides(getenv func(string) string) map[string]string {
 	out := make(map[string]string)
 	for _, v := range Vars {
 		if val := getenv(v.Name); val != "" && val != v.Default {
-			out[v.Name] = val
+			out[v.Name] = redact.URL(val)
 		}
 	}
 	return out
@@ -357,7 +411,7 @@ func (p *parser) raw(name string) string {
 
 func (p *parser) fail(name, value, expected string) {
 	if p.err == nil {
-		p.err = fmt.Errorf("config: %s=%q: expected %s", name, value, expected)
+		p.err = fmt.Errorf("config: %s=%q: expected %s", name, redact.URL(value), expected)
 	}
 }
 
@@ -590,6 +644,63 @@ func (p *parser) tokenHeader(name string) string {
 		return ""
 	}
 	return http.CanonicalHeaderKey(v)
+}
+
+// headerNames parses a comma-separated list of header names, or none (the
+// empty list). Names are returned in canonical form.
+func (p *parser) headerNames(name, none string) []string {
+	v := p.raw(name)
+	if v == none {
+		return nil
+	}
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !isToken(item) {
+			p.fail(name, v, "comma-separated header names such as X-Original-URL,Forwarded, or "+none+" (at "+strconv.Quote(item)+")")
+			return nil
+		}
+		out = append(out, http.CanonicalHeaderKey(item))
+	}
+	return out
+}
+
+// methods parses a comma-separated list of request methods, which are
+// case-sensitive tokens (RFC 9110 section 9.1).
+func (p *parser) methods(name string) []string {
+	v := p.raw(name)
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !isToken(item) {
+			p.fail(name, v, "comma-separated methods such as GET,POST (at "+strconv.Quote(item)+")")
+			return nil
+		}
+		out = append(out, item)
+	}
+	if len(out) == 0 {
+		p.fail(name, v, "at least one method, such as GET,POST")
+	}
+	return out
+}
+
+// isToken reports whether s is an RFC 9110 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.ContainsRune("!#$%&'*+.^_`|~", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *parser) positiveInt(name string) int {

@@ -279,3 +279,48 @@ func TestJWTSettings(t *testing.T) {
 		})
 	}
 }
+
+func TestRequestHardeningSettings(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AllowGetBody || c.PathSemicolon != PathSemicolonReject || c.HeadersWithUnderscores != UnderscoresDrop ||
+		c.AllowMethodOverride || c.MaxHeaders != 100 || c.HandshakeTimeout != 5*time.Second ||
+		strings.Join(c.StripHeaders, ",") != "X-Original-Url,X-Rewrite-Url,X-Forwarded-Host,X-Forwarded-Prefix,Forwarded,X-Real-Ip" ||
+		strings.Join(c.AllowedMethods, ",") != "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS" ||
+		c.PolicyCacheBytes != 32<<20 || c.PolicyEvalTimeout != 100*time.Millisecond || c.PolicyAllowNetwork {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_STRIP_HEADERS": "none", "WARDEN_ALLOWED_METHODS": "GET, PROPFIND"}))
+	if err != nil || len(c.StripHeaders) != 0 || strings.Join(c.AllowedMethods, ",") != "GET,PROPFIND" {
+		t.Errorf("none and a method list: %v %+v", err, c)
+	}
+	for name, bad := range map[string]string{
+		"WARDEN_STRIP_HEADERS":            "X-Original-URL,Bad Header",
+		"WARDEN_ALLOWED_METHODS":          "GET,PO ST",
+		"WARDEN_PATH_SEMICOLON":           "strip",
+		"WARDEN_HEADERS_WITH_UNDERSCORES": "merge",
+		"WARDEN_MAX_HEADERS":              "0",
+		"WARDEN_POLICY_EVAL_TIMEOUT":      "0s",
+	} {
+		_, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", name: bad}))
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: %v, want an error naming it", name, bad, err)
+		}
+	}
+}
+
+// A URL's password or signed query never reaches the startup line nor a
+// configuration error.
+func TestURLCredentialsAreNeverEchoed(t *testing.T) {
+	secretURL := "https://user:pa55word@bundles.example/b.tar.gz?X-Amz-Signature=sigsecret"
+	o := Overrides(env(map[string]string{"WARDEN_POLICY_BUNDLE": secretURL}))
+	if got := o["WARDEN_POLICY_BUNDLE"]; got != "https://bundles.example/b.tar.gz" {
+		t.Errorf("startup settings show %q", got)
+	}
+	_, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_JWT_JWKS": "ftp://user:pa55word@keys.example/jwks?sig=sigsecret"}))
+	if err == nil || strings.Contains(err.Error(), "pa55word") || strings.Contains(err.Error(), "sigsecret") {
+		t.Errorf("error %v", err)
+	}
+}

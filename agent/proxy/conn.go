@@ -38,6 +38,18 @@ type conn struct {
 	target    []byte // the request target forwarded to the app
 	req       Request
 
+	// What the header scan found in the current request; the slices alias
+	// fasthttp's copy of the header block, valid during the handler.
+	del        [][]byte // header names to delete before policy and app
+	xff        [][]byte // the client's X-Forwarded-For values, in order
+	requestIDs int      // how many X-Request-Id headers the client sent
+
+	// The TLS handshake gets its own deadline (handshakeTimeout), within
+	// whatever read deadline the server set: see Read.
+	handshakeTimeout            time.Duration
+	handshook                   bool
+	readDeadline, writeDeadline time.Time
+
 	// lingerOnClose is set when warden answers before reading the whole
 	// request (a body over the limit): see Close.
 	lingerOnClose bool
@@ -70,18 +82,71 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
+// Handshake runs the TLS handshake under a deadline of its own: the
+// server's read timeout is sized for a whole request, and a client that
+// never finishes its handshake must not hold a connection slot that long.
+// fasthttp calls it before the first read; the deadline is set on the
+// connection rather than with HandshakeContext, which would start a
+// goroutine per connection to watch the context.
+func (c *conn) Handshake() error {
+	if c.handshook || c.handshakeTimeout <= 0 {
+		c.handshook = true
+		return c.Conn.Handshake()
+	}
+	c.handshook = true
+	d := time.Now().Add(c.handshakeTimeout)
+	if !c.readDeadline.IsZero() && c.readDeadline.Before(d) {
+		d = c.readDeadline
+	}
+	_ = c.Conn.SetDeadline(d)
+	err := c.Conn.Handshake()
+	_ = c.Conn.SetReadDeadline(c.readDeadline)
+	_ = c.Conn.SetWriteDeadline(c.writeDeadline)
+	return err
+}
+
+// Read makes sure the handshake ran under its deadline first.
+func (c *conn) Read(p []byte) (int, error) {
+	if !c.handshook {
+		if err := c.Handshake(); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(p)
+}
+
+// The deadline setters remember what the server asked for, so that Read
+// can restore it after the handshake.
+
+func (c *conn) SetDeadline(t time.Time) error {
+	c.readDeadline, c.writeDeadline = t, t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.readDeadline = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
 // listener wraps accepted connections in TLS and in conn.
 type listener struct {
 	net.Listener
-	cfg *tls.Config
-	lim Limiter
+	cfg              *tls.Config
+	lim              Limiter
+	handshakeTimeout time.Duration
 }
 
 // NewListener serves TLS with cfg on inner; the proxy Server needs its
 // connections to come from such a listener. lim, when not nil, decides each
-// connection before its handshake.
-func NewListener(inner net.Listener, cfg *tls.Config, lim Limiter) net.Listener {
-	return &listener{Listener: inner, cfg: cfg, lim: lim}
+// connection before its handshake. A handshake not complete within
+// handshakeTimeout (0: no limit of its own) fails.
+func NewListener(inner net.Listener, cfg *tls.Config, lim Limiter, handshakeTimeout time.Duration) net.Listener {
+	return &listener{Listener: inner, cfg: cfg, lim: lim, handshakeTimeout: handshakeTimeout}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -103,7 +168,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		return &conn{Conn: tls.Server(c, l.cfg), addr: addr}, nil
+		return &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout}, nil
 	}
 }
 

@@ -1,6 +1,9 @@
 package proxy
 
-import "errors"
+import (
+	"errors"
+	"unicode/utf8"
+)
 
 // Errors of NormalizePath: each names an ambiguity an attacker could use to
 // make warden's policy and the app disagree on which resource is meant.
@@ -12,6 +15,9 @@ var (
 	ErrPathControl       = errors.New("path: raw control character, space, '?' or '#'")
 	ErrPathAboveRoot     = errors.New("path: '..' above the root")
 	ErrPathDotParameters = errors.New("path: dot segment with parameters (';')")
+	ErrPathSemicolon     = errors.New("path: ';' (path parameters)")
+	ErrPathEncodedSemi   = errors.New("path: encoded ';'")
+	ErrPathNotUTF8       = errors.New("path: decoded bytes are not valid UTF-8")
 )
 
 // NormalizePath turns a request's raw path (without query) into the one path
@@ -22,9 +28,15 @@ var (
 //
 // Whatever could be read two ways is refused instead of guessed: an encoded
 // separator (%2F, %5C, %25, %3F, %23) or control byte, a raw backslash,
-// ".." that climbs above the root, and dot segments with ';' parameters
-// ("/..;/admin", which some servlet containers read as "..").
-func NormalizePath(dec, enc, raw []byte) ([]byte, []byte, error) {
+// ".." that climbs above the root, decoded bytes that are not valid UTF-8
+// (overlong forms such as %c0%ae are how "." used to slip past filters),
+// an encoded ';' and, unless keepSemicolons, any ';' at all: servlet
+// containers strip ";params" from each segment, so "/;/admin" and
+// "/secret;x=1" reach resources the policy never saw named. With
+// keepSemicolons a raw ';' is kept (matrix parameters), but dot segments
+// with parameters ("/..;/admin", which some containers read as "..") are
+// still refused.
+func NormalizePath(dec, enc, raw []byte, keepSemicolons bool) ([]byte, []byte, error) {
 	if len(raw) == 0 || raw[0] != '/' {
 		return dec, enc, ErrPathNotOrigin
 	}
@@ -49,6 +61,11 @@ func NormalizePath(dec, enc, raw []byte) ([]byte, []byte, error) {
 				if b == '/' || b == '\\' || b == '%' || b == '?' || b == '#' || b < 0x20 || b == 0x7f {
 					return dec[:start], enc, ErrPathEncodedSep
 				}
+				if b == ';' {
+					// Decoded, it would be a parameter delimiter to the app,
+					// or data that we could only forward re-encoded.
+					return dec[:start], enc, ErrPathEncodedSemi
+				}
 				dec = append(dec, b)
 				i += 3
 				continue
@@ -56,6 +73,8 @@ func NormalizePath(dec, enc, raw []byte) ([]byte, []byte, error) {
 				return dec[:start], enc, ErrPathBackslash
 			case c <= 0x20 || c == 0x7f || c == '?' || c == '#':
 				return dec[:start], enc, ErrPathControl
+			case c == ';' && !keepSemicolons:
+				return dec[:start], enc, ErrPathSemicolon
 			}
 			dec = append(dec, c)
 			i++
@@ -88,6 +107,9 @@ func NormalizePath(dec, enc, raw []byte) ([]byte, []byte, error) {
 	}
 	if len(dec) == start {
 		dec = append(dec, '/')
+	}
+	if !utf8.Valid(dec[start:]) {
+		return dec[:start], enc, ErrPathNotUTF8
 	}
 	for _, b := range dec[start:] {
 		if needsEscape(b) {

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,6 +30,11 @@ type Options struct {
 	MaxHeaderBytes      int
 	MaxRequestBodyBytes int
 	MaxConnections      int
+	// HandshakeTimeout bounds the TLS handshake (0: only ReadTimeout does).
+	HandshakeTimeout time.Duration
+	// Hardening configures the checks that keep warden and the app reading
+	// the same request.
+	Hardening Hardening
 
 	// OwnID returns warden's current SPIFFE ID (the By= of the identity header).
 	OwnID func() spiffeid.ID
@@ -79,11 +86,13 @@ type Verdict struct {
 
 // Server is the inbound proxy.
 type Server struct {
-	opts   Options
-	srv    *fasthttp.Server
-	client *fasthttp.HostClient
-	ids    *RequestIDs
-	log    zerolog.Logger
+	opts    Options
+	srv     *fasthttp.Server
+	client  *fasthttp.HostClient
+	ids     *RequestIDs
+	log     zerolog.Logger
+	harden  *hardening
+	desyncs atomic.Uint64
 }
 
 // Headers warden owns on the way to the app.
@@ -94,11 +103,14 @@ const (
 	// HeaderRequestID carries the request id to the app and back.
 	HeaderRequestID  = "X-Request-Id"
 	headerConnection = "Connection"
+	headerExpect     = "Expect"
 )
 
 var (
 	schemeHTTP       = []byte("http")
+	protoHTTP11      = []byte("HTTP/1.1")
 	headerRetryAfter = []byte("Retry-After")
+	headerAllow      = []byte("Allow")
 )
 
 // hopByHop are the headers that describe one connection, not the message
@@ -110,9 +122,12 @@ var hopByHop = []string{
 
 // New builds the proxy; Serve starts it.
 func New(opts Options) *Server {
-	s := &Server{opts: opts, ids: NewRequestIDs(), log: opts.Log}
+	s := &Server{opts: opts, ids: NewRequestIDs(), log: opts.Log, harden: newHardening(opts.Hardening)}
 	s.client = &fasthttp.HostClient{
-		Addr:                     opts.UpstreamAddr,
+		Addr: opts.UpstreamAddr,
+		// Every pooled connection is checked for unrequested bytes before it
+		// carries another request (see upstreamConn).
+		Dial:                     func(addr string) (net.Conn, error) { return dialUpstream(addr, s.upstreamDesync) },
 		MaxConns:                 opts.UpstreamMaxConns,
 		MaxConnWaitTimeout:       opts.UpstreamTimeout,
 		MaxIdleConnDuration:      opts.IdleTimeout,
@@ -123,8 +138,13 @@ func New(opts Options) *Server {
 		DisablePathNormalizing: true,
 		// Large downloads flow through instead of being buffered whole.
 		StreamResponseBody: true,
-		// A request that may have reached the app is never sent twice.
-		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		// A request that may have reached the app is never sent twice; one
+		// refused before a byte was written (a pooled connection found
+		// desynchronized or closed) is tried on another connection.
+		RetryIfErr:                func(_ *fasthttp.Request, n int, err error) (bool, bool) { return false, retryUnsent(nil, n, err) },
+		MaxIdemponentCallAttempts: maxUnsentAttempts,
+		// Errors never quote the bytes of a request or response.
+		SecureErrorLogMessage: true,
 	}
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
@@ -139,6 +159,8 @@ func New(opts Options) *Server {
 		MaxRequestBodySize:    opts.MaxRequestBodyBytes,
 		Concurrency:           opts.MaxConnections,
 		CloseOnShutdown:       true,
+		// Parse errors never quote the request: it may carry credentials.
+		SecureErrorLogMessage: true,
 		// Header names stay case-insensitive (the default normalization):
 		// with it off, x-forwarded-client-cert would slip past the Del below.
 		Logger: fasthttpLogger{opts.Log},
@@ -171,8 +193,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
 	}
 	c.path = c.path[:0]
+	h := &ctx.Request.Header
+	// The header block is read first: the request id depends on it (a
+	// client's id is kept only when it sent exactly one, and a valid one).
+	bad := s.harden.scan(h.RawHeaders(), c)
 	c.requestID = c.requestID[:0]
-	if id := ctx.Request.Header.Peek(HeaderRequestID); ValidRequestID(id) {
+	if id := h.Peek(HeaderRequestID); c.requestIDs == 1 && ValidRequestID(id) {
 		c.requestID = append(c.requestID, id...)
 	} else {
 		c.requestID = s.ids.Append(c.requestID)
@@ -190,10 +216,23 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.refuse(ctx, c, fasthttp.StatusForbidden, "peer_not_allowed")
 		return
 	}
+	if bad == nil {
+		bad = s.harden.checkRequestLine(h)
+	}
+	if bad == nil {
+		bad = s.harden.checkHost(h)
+	}
+	if bad == nil {
+		bad = s.harden.checkBody(h)
+	}
+	if bad != nil {
+		s.refuseRequest(ctx, c, bad)
+		return
+	}
 
 	uri := ctx.URI()
 	var err error
-	c.path, c.target, err = NormalizePath(c.path[:0], c.target[:0], uri.PathOriginal())
+	c.path, c.target, err = NormalizePath(c.path[:0], c.target[:0], uri.PathOriginal(), s.harden.KeepSemicolons)
 	if err != nil {
 		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", uri.PathOriginal()).
 			Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("ambiguous request path")
@@ -205,8 +244,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		c.target = append(c.target, q...)
 	}
 
-	closeAfter := ctx.Request.Header.ConnectionClose()
-	s.prepareRequest(&ctx.Request.Header, c)
+	closeAfter := h.ConnectionClose()
+	s.prepareRequest(h, c)
 	if s.opts.Guard != nil {
 		// Kept in conn: a fresh Request passed through the interface would
 		// escape to the heap on every request.
@@ -223,7 +262,17 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// The app receives exactly the path warden normalized (and the policy
 	// decided on), over http: the client spoke https to warden.
 	ctx.Request.SetRequestURIBytes(c.target)
-	ctx.Request.URI().SetSchemeBytes(schemeHTTP)
+	u := ctx.Request.URI()
+	u.SetSchemeBytes(schemeHTTP)
+	// The Host checked above is the one sent, and never a source of
+	// credentials: fasthttp would otherwise derive Host from the parsed URI
+	// and an Authorization header from its userinfo.
+	u.SetUsernameBytes(nil)
+	u.SetPasswordBytes(nil)
+	ctx.Request.UseHostHeader = true
+	if len(h.Host()) == 0 {
+		h.Set("Host", s.opts.UpstreamAddr) // HTTP/1.0 without Host; the app gets HTTP/1.1
+	}
 
 	err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
 	if err != nil {
@@ -242,20 +291,65 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.access(ctx, c)
 }
 
+// maxUnsentAttempts bounds how many pooled connections one request may draw
+// and find unusable (desynchronized or closed by the app) before warden
+// gives up with 502.
+const maxUnsentAttempts = 8
+
+// upstreamDesync logs and counts an app connection dropped because it held
+// bytes nobody asked for.
+func (s *Server) upstreamDesync(pending int) {
+	n := s.desyncs.Add(1)
+	s.log.Warn().Str("event", "upstream_desync").Str("upstream", s.opts.UpstreamAddr).
+		Int("pending_bytes_min", pending).Uint64("upstream_desyncs_total", n).
+		Msg("app connection held bytes nobody asked for (a smuggled request's response?): closed, never reused")
+}
+
+// UpstreamDesyncs is how many app connections were dropped for holding
+// unrequested bytes since the server started.
+func (s *Server) UpstreamDesyncs() uint64 { return s.desyncs.Load() }
+
+// refuseRequest answers a request that failed a hardening check, and logs
+// why (the reason, the method and the path; never a header value).
+func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
+	s.log.Warn().Str("event", "request_refused").Str("reason", r.reason).Int("status", r.status).
+		Bytes("method", ctx.Method()).Bytes("raw_path", ctx.URI().PathOriginal()).
+		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before policy")
+	s.reject(ctx, c, r.status, r.code)
+	if r == refuseMethod && s.harden.allow != "" {
+		ctx.Response.Header.SetCanonical(headerAllow, []byte(s.harden.allow))
+	}
+	s.access(ctx, c)
+}
+
 // prepareRequest turns the client's request into the one the app receives.
+// Every header warden sets is deleted first, all copies of it: fasthttp's
+// Set replaces only the first, and apps differ in which copy they read
+// (Express and Werkzeug take the rightmost X-Forwarded-For).
 func (s *Server) prepareRequest(h *fasthttp.RequestHeader, c *conn) {
 	RemoveHopByHopRequest(h)
 	h.ResetConnectionClose()
+	for _, name := range c.del {
+		h.DelBytes(name)
+	}
+	// The body was read whole, after warden answered any 100-continue
+	// itself: the app must not answer it again.
+	h.Del(headerExpect)
+	h.SetProtocolBytes(protoHTTP11)
 
-	// X-Forwarded-For: append this hop's client.
-	c.scratch = append(c.scratch[:0], h.Peek(headerXFF)...)
-	if len(c.scratch) > 0 {
+	// X-Forwarded-For: every client value, in order, then this hop's client.
+	c.scratch = c.scratch[:0]
+	for _, v := range c.xff {
+		c.scratch = append(c.scratch, v...)
 		c.scratch = append(c.scratch, ", "...)
 	}
 	c.scratch = append(c.scratch, c.clientIP...)
+	h.Del(headerXFF)
 	h.SetBytesV(headerXFF, c.scratch)
 
+	h.Del(headerXFProto)
 	h.Set(headerXFProto, "https")
+	h.Del(HeaderRequestID)
 	h.SetBytesV(HeaderRequestID, c.requestID)
 	// Whatever identity header the client sent is a forgery: only warden
 	// may state who the peer is.
@@ -361,10 +455,50 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
 	}
 	c.requestID = s.ids.Append(c.requestID[:0])
-	s.log.Warn().Str("event", "bad_request").Err(err).Int("status", status).
+	// Only the class of the error, the method and the path: fasthttp's
+	// message may quote the raw request, credentials included.
+	s.log.Warn().Str("event", "bad_request").Str("error_class", parseErrorClass(err)).Int("status", status).
+		Bytes("method", ctx.Method()).Bytes("raw_path", ctx.URI().PathOriginal()).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
 	s.refuse(ctx, c, status, code)
 	ctx.SetConnectionClose()
+}
+
+// parseErrorClass names what kind of request fasthttp could not read,
+// without a byte of it. fasthttp exports types for few of its errors, so the
+// rest are told apart by the fixed part of their messages; an unknown one is
+// "malformed_request".
+func parseErrorClass(err error) string {
+	var small *fasthttp.ErrSmallBuffer
+	var chunk fasthttp.ErrBrokenChunk
+	switch {
+	case errors.As(err, &small):
+		return "headers_too_large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return "body_too_large"
+	case errors.As(err, &chunk):
+		return "malformed_chunked_body"
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	}
+	msg := err.Error()
+	for _, c := range parseErrorClasses {
+		if strings.Contains(msg, c.text) {
+			return c.class
+		}
+	}
+	return "malformed_request"
+}
+
+var parseErrorClasses = []struct{ text, class string }{
+	{"too many host headers", "duplicate_host"},
+	{"missing required host", "missing_host"},
+	{"mime header", "malformed_header"},
+	{"first line", "malformed_request_line"},
+	{"method", "malformed_request_line"},
+	{"Content-Length", "malformed_content_length"},
+	{"Transfer-Encoding", "malformed_transfer_encoding"},
+	{"chunk", "malformed_chunked_body"},
 }
 
 // tooManyRequests answers 429 with the seconds until the connection may
@@ -431,9 +565,10 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
 
 // fasthttpLogger sends fasthttp's own messages to the component logger at
 // debug level: the errors they describe (failed handshakes, bad requests)
-// are already logged above with an event name and the request id.
+// are already logged above with an event name and the request id. Only the
+// format is logged: its arguments may hold bytes of a request.
 type fasthttpLogger struct{ log zerolog.Logger }
 
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Debug().Str("event", "fasthttp").Msgf(format, args...)
+func (l fasthttpLogger) Printf(format string, _ ...any) {
+	l.log.Debug().Str("event", "fasthttp").Str("format", format).Send()
 }

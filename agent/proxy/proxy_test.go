@@ -157,7 +157,9 @@ func startProxy(t *testing.T, tweak func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	h.addr = ln.Addr().String()
-	go func() { _ = h.srv.Serve(NewListener(ln, spiffe.ServerTLSConfig(src, src), opts.Limiter)) }()
+	go func() {
+		_ = h.srv.Serve(NewListener(ln, spiffe.ServerTLSConfig(src, src), opts.Limiter, opts.HandshakeTimeout))
+	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

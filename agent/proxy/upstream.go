@@ -1,0 +1,110 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
+
+// Errors of a pooled app connection found unusable before a request was
+// written to it. Nothing of the request reached the app, so the client
+// retries it on another connection (see New's RetryIfErr).
+var (
+	// errUpstreamDesync: the connection holds bytes nobody asked for, a
+	// response to a request warden did not send (a request smuggled in a
+	// body the app ignored) or bytes after a complete response. Whoever
+	// reads them next would take them for the answer to their own request.
+	errUpstreamDesync = errors.New("proxy: app connection holds unrequested bytes")
+	// errUpstreamClosed: the app closed the idle connection.
+	errUpstreamClosed = errors.New("proxy: app closed the idle connection")
+)
+
+// upstreamDialTimeout bounds connecting to the app on loopback.
+const upstreamDialTimeout = 3 * time.Second
+
+// upstreamConn is a connection to the app that checks, before each request
+// is written on it after a response was read, that the app has sent nothing
+// since: a look at the socket's receive queue without consuming it
+// (MSG_PEEK, non-blocking), one system call per reused connection. A
+// connection that fails the check is closed by the client and never reused.
+type upstreamConn struct {
+	*net.TCPConn
+	raw      syscall.RawConn
+	onDesync func(pending int)
+
+	// used: a response was read since the last request was written, so the
+	// next Write starts a new request on a reused connection.
+	used    bool
+	peekFn  func(fd uintptr) // c.peek, bound once: no closure per check
+	peekBuf [512]byte
+	peekN   int
+	peekErr error
+}
+
+// dialUpstream connects to the app; onDesync is told about each connection
+// dropped because it held unrequested bytes.
+func dialUpstream(addr string, onDesync func(pending int)) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, upstreamDialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return c, nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	u := &upstreamConn{TCPConn: tcp, raw: raw, onDesync: onDesync}
+	u.peekFn = u.peek
+	return u, nil
+}
+
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	c.used = true
+	return c.TCPConn.Read(p)
+}
+
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	if c.used {
+		c.used = false
+		if err := c.checkIdle(); err != nil {
+			return 0, err
+		}
+	}
+	return c.TCPConn.Write(p)
+}
+
+// checkIdle looks at what the app sent since the last response.
+func (c *upstreamConn) checkIdle() error {
+	c.peekN, c.peekErr = 0, nil
+	// Control, not Read: the read deadline of the previous request may have
+	// passed, and a look at the queue must not fail for that.
+	if err := c.raw.Control(c.peekFn); err != nil {
+		return errUpstreamClosed
+	}
+	switch {
+	case c.peekErr == syscall.EAGAIN || c.peekErr == syscall.EWOULDBLOCK:
+		return nil // nothing pending, as it should be
+	case c.peekErr != nil, c.peekN == 0:
+		// Reset, or an orderly shutdown (recv returned 0).
+		return errUpstreamClosed
+	}
+	if c.onDesync != nil {
+		c.onDesync(c.peekN)
+	}
+	return errUpstreamDesync
+}
+
+func (c *upstreamConn) peek(fd uintptr) {
+	c.peekN, _, c.peekErr = syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+}
+
+// retryUnsent lets the client retry a request only when the connection it
+// drew was refused before any byte of the request was written.
+func retryUnsent(_ any, _ int, err error) bool {
+	return errors.Is(err, errUpstreamDesync) || errors.Is(err, errUpstreamClosed)
+}

@@ -1,0 +1,62 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestURLShowsSchemeHostAndPathOnly(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://user:pa55@bundles.example/b/bundle.tar.gz?X-Amz-Signature=abc#frag", "https://bundles.example/b/bundle.tar.gz"},
+		{"http://127.0.0.1:8181/jwks", "http://127.0.0.1:8181/jwks"},
+		{"/etc/warden/bundle.tar.gz", "/etc/warden/bundle.tar.gz"},
+		{"http://%zz", "[unparsable URL]"},
+	}
+	for _, tt := range tests {
+		if got := URL(tt.in); got != tt.want {
+			t.Errorf("URL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestQueryRedactsSecretsWhateverTheirEncoding(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"a=1&b=2", "a=1&b=2"},
+		{"access_token=s1&x=1", "access_token=REDACTED&x=1"},
+		{"%61ccess_token=s1&client%5Fsecret=s2", "%61ccess_token=REDACTED&client%5Fsecret=REDACTED"},
+		{"X-Amz-Signature=s3&page=2", "X-Amz-Signature=REDACTED&page=2"},
+		{"my_api_key=s4", "my_api_key=REDACTED"},
+		{"session%2Did=s5", "session%2Did=REDACTED"},
+	}
+	for _, tt := range tests {
+		got := Query(tt.in)
+		if got != tt.want {
+			t.Errorf("Query(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		for _, s := range []string{"s1", "s2", "s3", "s4", "s5"} {
+			if strings.Contains(got, "="+s) {
+				t.Errorf("Query(%q) kept the secret %s", tt.in, s)
+			}
+		}
+	}
+}
+
+func TestCredentialNames(t *testing.T) {
+	for _, n := range []string{"x-api-key", "X-Auth-Token", "Session-Id", "x-signature", "Cookie", "proxy-authorization", "X-Password"} {
+		if !IsCredentialName(n) {
+			t.Errorf("%s not taken for a credential", n)
+		}
+	}
+	for _, n := range []string{"accept", "user-agent", "x-user", "content-type"} {
+		if IsCredentialName(n) {
+			t.Errorf("%s taken for a credential", n)
+		}
+	}
+}
+
+func BenchmarkQueryWithoutSecrets(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Query("page=2&size=50&sort=name")
+	}
+}
