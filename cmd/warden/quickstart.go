@@ -30,6 +30,8 @@ func quickstart(ctx context.Context, getenv func(string) string, stdout, stderr 
 		"WARDEN_IDENTITY":      config.IdentityDev,
 		"WARDEN_LOG_FORMAT":    "console",
 		"WARDEN_ALLOWED_PEERS": client.String(),
+		// A demo on a laptop: reachable from this machine only.
+		"WARDEN_INBOUND_ADDR": "127.0.0.1:15443",
 	})
 	cfg, err := config.FromEnv(env)
 	if err != nil {
