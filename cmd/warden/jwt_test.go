@@ -83,7 +83,7 @@ func TestJWTEndToEnd(t *testing.T) {
 	decisions := filepath.Join(t.TempDir(), "decisions.log")
 	w := startDevSidecar(t, "WARDEN_POLICY_BUNDLE="+policyDir(t, accountsPolicy), "WARDEN_DECISION_LOG="+decisions,
 		"WARDEN_JWT_JWKS="+hs.URL+"/jwks.json", "WARDEN_JWT_ISSUERS="+jwtIssuer, "WARDEN_JWT_AUDIENCES="+jwtAudience)
-	alice, bob := k1.Mint(t, userClaims("alice")), k1.Mint(t, userClaims("bob"))
+	alice, bob := secret(t, "bearer token", k1.Mint(t, userClaims("alice"))), secret(t, "bearer token", k1.Mint(t, userClaims("bob")))
 
 	waitFor(t, "/readyz to wait for the JWKS", func() bool {
 		code, body := get(t, w.admin+"/readyz")
@@ -131,9 +131,9 @@ func TestJWTEndToEnd(t *testing.T) {
 		other := userClaims("alice")
 		other["aud"] = "payments"
 		for reason, tok := range map[string]string{
-			"expired":               k1.Mint(t, expired),
-			"wrong_audience":        k1.Mint(t, other),
-			"algorithm_not_allowed": tokentest.Unsigned(t, k1.KID, userClaims("alice")),
+			"expired":               secret(t, "bearer token", k1.Mint(t, expired)),
+			"wrong_audience":        secret(t, "bearer token", k1.Mint(t, other)),
+			"algorithm_not_allowed": secret(t, "bearer token", tokentest.Unsigned(t, k1.KID, userClaims("alice"))),
 			"oversized":             strings.Repeat("a", 9000),
 		} {
 			code, challenge, body := call(t, w.client, "PUT", w.inbound+"/account/alice", tok)
@@ -147,7 +147,7 @@ func TestJWTEndToEnd(t *testing.T) {
 		k2 := tokentest.NewKey(t, "ES256", "sts-2026-02")
 		jwks.set(200, tokentest.JWKS(t, k1, k2))
 		before := jwks.fetches.Load()
-		if code, _, body := call(t, w.client, "PUT", w.inbound+"/account/carol", k2.Mint(t, userClaims("carol"))); code != 200 {
+		if code, _, body := call(t, w.client, "PUT", w.inbound+"/account/carol", secret(t, "bearer token", k2.Mint(t, userClaims("carol")))); code != 200 {
 			t.Errorf("token of the new key: %d %s", code, body)
 		}
 		if n := jwks.fetches.Load() - before; n != 1 {
@@ -196,7 +196,7 @@ func TestJWTOptionalWithAJWKSFile(t *testing.T) {
 	if code, _, _ := call(t, w.client, "PUT", w.inbound+"/account/alice", ""); code != 403 {
 		t.Errorf("no token on a path the policy wants a user for: %d, want 403", code)
 	}
-	if code, _, _ := call(t, w.client, "PUT", w.inbound+"/account/alice", k.Mint(t, userClaims("alice"))); code != 200 {
+	if code, _, _ := call(t, w.client, "PUT", w.inbound+"/account/alice", secret(t, "bearer token", k.Mint(t, userClaims("alice")))); code != 200 {
 		t.Errorf("alice's token from the file's key: %d", code)
 	}
 	if code, challenge, _ := call(t, w.client, "GET", w.inbound+"/public", "not.a.token"); code != 401 || challenge == "" {

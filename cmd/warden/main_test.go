@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// The suite-wide leak check: every warden log, against every secret any
+	// test registered, including those registered after the process ended.
+	for _, leak := range sweepLeaks() {
+		fmt.Fprintln(os.Stderr, "FAIL: secret leak:", leak)
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -56,6 +63,10 @@ type process struct {
 	logs []map[string]any
 	raw  bytes.Buffer
 	done chan error
+
+	owner       string // the test that started it, for the leak check
+	decisionLog string // WARDEN_DECISION_LOG when it is a file
+	leaked      map[string]bool
 }
 
 func startWarden(t *testing.T, env ...string) *process {
@@ -82,7 +93,12 @@ func startWardenCmd(t testing.TB, cmd *exec.Cmd, env ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, done: make(chan error, 1)}
+	p := &process{cmd: cmd, done: make(chan error, 1), owner: t.Name(), leaked: map[string]bool{}}
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "WARDEN_DECISION_LOG="); ok && v != "stderr" && v != "stdout" {
+			p.decisionLog = v
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +119,20 @@ func startWardenCmd(t testing.TB, cmd *exec.Cmd, env ...string) *process {
 		}
 	}()
 	go func() { <-scanned; p.done <- cmd.Wait() }()
+	processes.Lock()
+	processes.all = append(processes.all, p)
+	processes.Unlock()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		select {
 		case <-p.done:
 		case <-time.After(5 * time.Second): // the test consumed it
 		}
+		for _, leak := range p.leaks() {
+			t.Errorf("secret leak: %s", leak)
+		}
 		if t.Failed() {
-			log := p.rawLog()
+			log := redactSecrets(p.rawLog())
 			if len(log) > 200<<10 {
 				log = "...\n" + log[len(log)-200<<10:]
 			}
@@ -142,8 +164,114 @@ func (p *process) find(t testing.TB, match func(map[string]any) bool) map[string
 		p.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no such log line; log:\n%s", p.rawLog())
+	t.Fatalf("no such log line; log:\n%s", redactSecrets(p.rawLog()))
 	return nil
+}
+
+// The log sink: tests register the secrets they send (tokens, cookies,
+// passwords, signatures) with secret, and every warden process's log, and
+// its decision log file, is searched for all of them when the process is
+// stopped, and once more when the suite ends. A hit fails the test that
+// started the process; reports name the kind of secret and the event of the
+// line, never the secret.
+var (
+	secrets struct {
+		sync.Mutex
+		all []registeredSecret
+	}
+	processes struct {
+		sync.Mutex
+		all []*process
+	}
+)
+
+type registeredSecret struct{ kind, value string }
+
+// secret registers value as a secret of the given kind ("bearer token")
+// that no log may hold, and returns it.
+func secret(t testing.TB, kind, value string) string {
+	t.Helper()
+	if len(value) < 8 {
+		// A shorter value would match ordinary log text.
+		t.Fatalf("secret %s of %d bytes: register 8 bytes or more", kind, len(value))
+	}
+	secrets.Lock()
+	secrets.all = append(secrets.all, registeredSecret{kind, value})
+	secrets.Unlock()
+	return value
+}
+
+func registeredSecrets() []registeredSecret {
+	secrets.Lock()
+	defer secrets.Unlock()
+	return append([]registeredSecret(nil), secrets.all...)
+}
+
+// leaks describes each registered secret in p's logs not reported before.
+func (p *process) leaks() []string {
+	logs := []struct{ name, text string }{{"log", p.rawLog()}}
+	if p.decisionLog != "" {
+		if b, err := os.ReadFile(p.decisionLog); err == nil {
+			logs = append(logs, struct{ name, text string }{"decision log " + filepath.Base(p.decisionLog), string(b)})
+		}
+	}
+	var out []string
+	for _, s := range registeredSecrets() {
+		for _, l := range logs {
+			if !strings.Contains(l.text, s.value) {
+				continue
+			}
+			var events []string
+			for _, line := range strings.Split(l.text, "\n") {
+				if !strings.Contains(line, s.value) {
+					continue
+				}
+				event := "(not JSON)"
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil {
+					event = fmt.Sprint(m["event"])
+				}
+				if !slices.Contains(events, event) {
+					events = append(events, event)
+				}
+			}
+			key := l.name + "\x00" + s.kind + "\x00" + s.value + "\x00" + strings.Join(events, ",")
+			p.mu.Lock()
+			seen := p.leaked[key]
+			p.leaked[key] = true
+			p.mu.Unlock()
+			if !seen {
+				out = append(out, fmt.Sprintf("%s of %s holds a %s (%s) in lines with event %q",
+					l.name, p.owner, s.kind, hint(s.value), events))
+			}
+		}
+	}
+	return out
+}
+
+// hint names a secret without revealing it: its first bytes and length.
+func hint(v string) string {
+	return fmt.Sprintf("%.3s..., %d bytes", v, len(v))
+}
+
+// redactSecrets replaces the registered secrets in a log before it is
+// printed.
+func redactSecrets(log string) string {
+	for _, s := range registeredSecrets() {
+		log = strings.ReplaceAll(log, s.value, "[REDACTED "+s.kind+"]")
+	}
+	return log
+}
+
+func sweepLeaks() []string {
+	processes.Lock()
+	all := append([]*process(nil), processes.all...)
+	processes.Unlock()
+	var out []string
+	for _, p := range all {
+		out = append(out, p.leaks()...)
+	}
+	return out
 }
 
 func (p *process) listenAddr(t testing.TB, listener string) string {
