@@ -44,6 +44,13 @@ type conn struct {
 	xff        [][]byte // the client's X-Forwarded-For values, in order
 	requestIDs int      // how many X-Request-Id headers the client sent
 
+	// The start of the current request's first line, as read, for the log
+	// line of a request fasthttp cannot parse (fasthttp resets what it read
+	// before it reports the error). Captured by the first Read after the
+	// previous request was handled, cleared once a request parses.
+	firstLine      []byte
+	atRequestStart bool
+
 	// The TLS handshake gets its own deadline (handshakeTimeout), within
 	// whatever read deadline the server set: see Read.
 	handshakeTimeout            time.Duration
@@ -105,14 +112,48 @@ func (c *conn) Handshake() error {
 	return err
 }
 
-// Read makes sure the handshake ran under its deadline first.
+// maxFirstLine bounds what is kept of a request line for the log.
+const maxFirstLine = 256
+
+// Read makes sure the handshake ran under its deadline first, and keeps the
+// beginning of a request's first line (see firstLine).
 func (c *conn) Read(p []byte) (int, error) {
 	if !c.handshook {
 		if err := c.Handshake(); err != nil {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.atRequestStart {
+		c.atRequestStart = false
+		line := p[:min(n, maxFirstLine)]
+		if i := indexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		c.firstLine = append(c.firstLine[:0], line...)
+	}
+	return n, err
+}
+
+// requestLine returns the method and the path (without query) of what
+// firstLine holds; both are empty when it holds no request line.
+func (c *conn) requestLine() (method, path []byte) {
+	line := c.firstLine
+	sp := indexByte(line, ' ')
+	if sp <= 0 {
+		return nil, nil
+	}
+	method, rest := line[:sp], line[sp+1:]
+	for _, b := range method {
+		if !tokenChar[b] {
+			return nil, nil
+		}
+	}
+	end := 0
+	for end < len(rest) && rest[end] != ' ' && rest[end] != '?' && rest[end] != '\r' {
+		end++
+	}
+	return method, rest[:end]
 }
 
 // The deadline setters remember what the server asked for, so that Read
@@ -168,7 +209,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		return &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout}, nil
+		return &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout, atRequestStart: true}, nil
 	}
 }
 

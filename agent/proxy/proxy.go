@@ -192,6 +192,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !c.resolved {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
 	}
+	// The request was read whole: the next read starts the next one.
+	c.firstLine, c.atRequestStart = c.firstLine[:0], true
 	c.path = c.path[:0]
 	h := &ctx.Request.Header
 	// The header block is read first: the request id depends on it (a
@@ -457,8 +459,9 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	c.requestID = s.ids.Append(c.requestID[:0])
 	// Only the class of the error, the method and the path: fasthttp's
 	// message may quote the raw request, credentials included.
+	method, path := c.requestLine()
 	s.log.Warn().Str("event", "bad_request").Str("error_class", parseErrorClass(err)).Int("status", status).
-		Bytes("method", ctx.Method()).Bytes("raw_path", ctx.URI().PathOriginal()).
+		Bytes("method", method).Bytes("raw_path", path).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
 	s.refuse(ctx, c, status, code)
 	ctx.SetConnectionClose()

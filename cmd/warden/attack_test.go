@@ -483,7 +483,14 @@ func TestAttackRequestDesync(t *testing.T) {
 				app := startApp(t, appOptions{ignoreBodies: true})
 				s := startSidecar(t, app, append(base, "WARDEN_POLICY_BUNDLE="+policyDir(t, desyncPolicy))...)
 				got := attack(t, s, app, f.req(method))
-				wantRefused(t, "the request with the smuggled one in its body", got[0], 400, "bad_request")
+				if method == "HEAD" {
+					// An answer to HEAD has no body to carry the error code.
+					if got[0].status != 400 {
+						t.Errorf("the HEAD with the smuggled request in its body: got %s, want 400", got[0])
+					}
+				} else {
+					wantRefused(t, "the request with the smuggled one in its body", got[0], 400, "bad_request")
+				}
 				for _, r := range app.requests() {
 					if strings.HasPrefix(r.target, "/admin") || len(r.body) > 0 {
 						t.Errorf("the app received %q with a %d-byte body", r.line, len(r.body))
@@ -944,8 +951,8 @@ func TestAttackSecretsInLogs(t *testing.T) {
 				t.Errorf("the bad_request line holds bytes of the request (%q)", bit)
 			}
 		}
-		if line["method"] != "GET" || line["path"] != "/public" {
-			t.Errorf("the bad_request line has method %v and path %v, want GET and /public", line["method"], line["path"])
+		if line["method"] != "GET" || line["raw_path"] != "/public" {
+			t.Errorf("the bad_request line has method %v and raw_path %v, want GET and /public", line["method"], line["raw_path"])
 		}
 		reportLeaks(t, s.process)
 	})
