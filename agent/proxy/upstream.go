@@ -23,23 +23,29 @@ var (
 // upstreamDialTimeout bounds connecting to the app on loopback.
 const upstreamDialTimeout = 3 * time.Second
 
-// upstreamConn is a connection to the app that checks, before each request
-// is written on it after a response was read, that the app has sent nothing
-// since: a look at the socket's receive queue without consuming it
-// (MSG_PEEK, non-blocking), one system call per reused connection. A
-// connection that fails the check is closed by the client and never reused.
+// upstreamConn is a connection to the app that keeps the app's responses in
+// step with warden's requests. Its reads never hand the client's parser a
+// byte past the end of the response to the request in flight (respFramer);
+// bytes beyond are kept back. Before the next request is written on it, it
+// checks that nothing was kept back and that the app has sent nothing since,
+// with a look at the socket's receive queue that consumes nothing (MSG_PEEK,
+// non-blocking: one system call per reused connection). A connection that
+// fails either check is closed by the client and never reused.
 type upstreamConn struct {
 	*net.TCPConn
 	raw      syscall.RawConn
 	onDesync func(pending int)
 
-	// used: a response was read since the last request was written, so the
-	// next Write starts a new request on a reused connection.
-	used    bool
-	peekFn  func(fd uintptr) // c.peek, bound once: no closure per check
-	peekBuf [512]byte
-	peekN   int
-	peekErr error
+	framer respFramer
+	kept   []byte // bytes read past the end of the response: never delivered
+	// inRequest: a request is being written; a Read ends that. The next
+	// Write after a Read starts a new request on this connection.
+	inRequest bool
+	reused    bool
+	peekFn    func(fd uintptr) // c.peek, bound once: no closure per check
+	peekBuf   [512]byte
+	peekN     int
+	peekErr   error
 }
 
 // dialUpstream connects to the app; onDesync is told about each connection
@@ -64,22 +70,57 @@ func dialUpstream(addr string, onDesync func(pending int)) (net.Conn, error) {
 }
 
 func (c *upstreamConn) Read(p []byte) (int, error) {
-	c.used = true
-	return c.TCPConn.Read(p)
+	c.inRequest = false
+	if c.framer.state == frameDone || len(c.kept) > 0 {
+		// The client wants more than the response the framer followed: the
+		// two disagree. Whatever the app sent goes through, and the
+		// connection is not reused.
+		c.framer.state = frameUnframed
+		if len(c.kept) > 0 {
+			n := copy(p, c.kept)
+			c.kept = c.kept[:copy(c.kept, c.kept[n:])]
+			return n, nil
+		}
+	}
+	n, err := c.TCPConn.Read(p)
+	if n > 0 {
+		// The framer takes at least one byte: it was not done (see above).
+		if k := c.framer.consume(p[:n]); k < n {
+			c.kept = append(c.kept[:0], p[k:n]...)
+			n = k
+		}
+	}
+	return n, err
 }
 
 func (c *upstreamConn) Write(p []byte) (int, error) {
-	if c.used {
-		c.used = false
-		if err := c.checkIdle(); err != nil {
-			return 0, err
+	if !c.inRequest {
+		c.inRequest = true
+		if c.reused {
+			if err := c.checkIdle(); err != nil {
+				return 0, err
+			}
 		}
+		c.reused = true
+		c.framer.reset(len(p) >= 5 && string(p[:5]) == "HEAD ")
 	}
 	return c.TCPConn.Write(p)
 }
 
-// checkIdle looks at what the app sent since the last response.
+// checkIdle checks, before a connection carries another request, that the
+// last response ended where the framer saw it end and that the app sent
+// nothing after it.
 func (c *upstreamConn) checkIdle() error {
+	switch {
+	case len(c.kept) > 0:
+		if c.onDesync != nil {
+			c.onDesync(len(c.kept))
+		}
+		return errUpstreamDesync
+	case c.framer.state != frameDone:
+		// Unframed, or a response the client did not read to its end.
+		return errUpstreamClosed
+	}
 	c.peekN, c.peekErr = 0, nil
 	// Control, not Read: the read deadline of the previous request may have
 	// passed, and a look at the queue must not fail for that.
