@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -89,5 +90,25 @@ func BenchmarkDecideUncached(b *testing.B) {
 		if d, err := e.Decide(ctx, in); err != nil || !d.Allow || d.Cached {
 			b.Fatalf("%+v %v", d, err)
 		}
+	}
+}
+
+// BenchmarkInputRepeatedHeaders builds the input of the benchmark request,
+// then of the same request with one header repeated 100 and 1000 times: the
+// cost must grow with the bytes, not with their square.
+func BenchmarkInputRepeatedHeaders(b *testing.B) {
+	for _, n := range []int{0, 100, 1000} {
+		in := benchInput()
+		for range n {
+			in.Headers = append(in.Headers, Header{"x-forwarded-for", "10.244.1.17"})
+		}
+		b.Run(fmt.Sprintf("repeated=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := inputValue(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

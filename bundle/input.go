@@ -105,23 +105,60 @@ func inputValue(in *Input) (ast.Value, error) {
 }
 
 // headersValue joins repeated names with ", " (RFC 9110 §5.3), in order.
+// It runs in time linear in the headers' size: a client repeating one header
+// thousands of times must not make the sidecar copy the growing value at each
+// repetition. A name seen once keeps its value as it is; a repeated one gets
+// one builder, sized before anything is copied into it.
 func headersValue(hs []Header) ast.Value {
 	if len(hs) == 0 {
 		return ast.NewObject()
 	}
-	names := make([]string, 0, len(hs))
-	values := make(map[string]string, len(hs))
-	for _, h := range hs {
-		if v, ok := values[h.Name]; ok {
-			values[h.Name] = v + ", " + h.Value
-			continue
-		}
-		names = append(names, h.Name)
-		values[h.Name] = h.Value
+	type group struct {
+		first  int              // the name's first header
+		n      int              // how many headers have the name
+		size   int              // the joined value's length
+		joined *strings.Builder // for a repeated name only
 	}
-	obj := ast.NewObjectWithCapacity(len(names))
-	for _, n := range names {
-		obj.Insert(ast.StringTerm(n), ast.StringTerm(values[n]))
+	groups := make([]group, 0, len(hs))
+	index := make(map[string]int, len(hs))
+	at := make([]int, len(hs)) // each header's group
+	repeated := false
+	for i, h := range hs {
+		g, ok := index[h.Name]
+		if !ok {
+			g = len(groups)
+			index[h.Name] = g
+			groups = append(groups, group{first: i})
+		} else {
+			repeated = true
+			groups[g].size += len(", ")
+		}
+		at[i] = g
+		groups[g].n++
+		groups[g].size += len(h.Value)
+	}
+	if repeated {
+		for i, h := range hs {
+			g := &groups[at[i]]
+			switch {
+			case g.n == 1:
+				continue
+			case g.joined == nil:
+				g.joined = new(strings.Builder)
+				g.joined.Grow(g.size)
+			default:
+				g.joined.WriteString(", ")
+			}
+			g.joined.WriteString(h.Value)
+		}
+	}
+	obj := ast.NewObjectWithCapacity(len(groups))
+	for _, g := range groups {
+		v := hs[g.first].Value
+		if g.joined != nil {
+			v = g.joined.String()
+		}
+		obj.Insert(ast.StringTerm(hs[g.first].Name), ast.StringTerm(v))
 	}
 	return obj
 }
