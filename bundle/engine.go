@@ -40,7 +40,9 @@ var ErrNotReady = errors.New("bundle: no policy bundle is active")
 // bundle without a decision cache.
 type Options struct {
 	// Source is "" for the embedded default bundle, an http(s):// URL, a path
-	// ending in .tar.gz or .tgz, or else a bundle directory.
+	// ending in .tar.gz or .tgz, or else a bundle directory. A URL is fetched
+	// as given, but Status, errors and callbacks show it as scheme://host/path
+	// only: its user info and query (a signed URL's signature) are secrets.
 	Source string
 	// PollInterval is how often Run checks the source for a new revision
 	// (URLs with If-None-Match; files and directories by size and mtime, then
