@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // cachedEngine serves a policy that allows everything from one tarball.
@@ -129,7 +132,7 @@ func TestCacheIsBounded(t *testing.T) {
 
 // A hash collision must not hand one input another's decision.
 func TestCacheComparesKeysOnHit(t *testing.T) {
-	c := newCache(10)
+	c := newCache(10, 0)
 	c.put(7, []byte("key-a"), Decision{Allow: true}, time.Minute)
 	if _, ok := c.get(7, []byte("key-b")); ok {
 		t.Fatal("a different key with the same hash hit")
@@ -173,5 +176,94 @@ allow := {"allow": true, "reason": input.path, "headers": {"x-path": input.path}
 	d2 := decide(t, e.Engine, in)
 	if !d2.Cached || d2.Reason != "/original" || d2.Headers[0].Value != "/original" || d1.Reason != "/original" {
 		t.Fatalf("decisions %+v, %+v", d1, d2)
+	}
+}
+
+// A client sending distinct requests with large headers fills the cache up
+// to CacheBytes, and what it holds is what it counts: the heap it keeps is
+// not much more than CacheBytes, even when decisions quote the input.
+func TestCacheIsBoundedInBytes(t *testing.T) {
+	const limit = 4 << 20
+	path := filepath.Join(t.TempDir(), "b.tar.gz")
+	writeTarball(t, path, build(t, "big", policy(`package warden.authz
+allow := {"allow": true, "reason": input.path, "headers": {"x-tenant": input.headers["x-tenant"]}} if count(input.headers) > 0`), nil))
+	e := newEngine(t, Options{Source: path, CacheSize: 100000, CacheBytes: limit, CacheTTL: time.Minute})
+	e.mustLoad(t)
+	filler := strings.Repeat("f", 14<<10)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 2000 {
+		in := fullInput()
+		in.Path = fmt.Sprintf("/items/%d", i)
+		in.Headers = append(in.Headers, Header{"x-filler", filler})
+		if d := decide(t, e.Engine, in); !d.Allow || d.Cached {
+			t.Fatalf("request %d: %+v", i, d)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	c := e.state.Load().cache
+	if n, size := c.len(), c.size(); size > limit || n < limit/(16<<10)/2 {
+		t.Fatalf("the cache holds %d entries in %d bytes; want about %d bytes", n, size, limit)
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > limit*3/2 {
+		t.Fatalf("the heap grew by %d bytes for a cache of %d", grew, limit)
+	}
+}
+
+// A request scanning many distinct inputs must not evict an entry that is
+// hit between them.
+func TestCacheKeepsTheHotSet(t *testing.T) {
+	c := newCache(64, 0)
+	hot := []byte("hot")
+	c.put(0, hot, Decision{Allow: true}, time.Minute)
+	for i := range 10000 {
+		// Even hashes: all in the same shard as the hot entry.
+		c.put(uint64(2*i+2), fmt.Appendf(nil, "cold-%d", i), Decision{}, time.Minute)
+		if _, ok := c.get(0, hot); !ok {
+			t.Fatalf("the hot entry was evicted after %d one-off entries", i+1)
+		}
+	}
+	if n := c.len(); n > 64 {
+		t.Fatalf("%d entries", n)
+	}
+}
+
+// An expired entry goes before one that is still in use.
+func TestCacheEvictsExpiredEntriesFirst(t *testing.T) {
+	c := newCache(2, 0)
+	c.put(1, []byte("a"), Decision{}, time.Minute)
+	c.put(2, []byte("b"), Decision{}, time.Nanosecond)
+	c.get(1, []byte("a"))
+	c.shards[0].m[2].ref.Store(true) // hit just before it expired
+	c.put(3, []byte("c"), Decision{}, time.Minute)
+	if _, ok := c.get(1, []byte("a")); !ok {
+		t.Fatal("the live entry was evicted rather than the expired one")
+	}
+	if _, ok := c.shards[0].m[2]; ok {
+		t.Fatal("the expired entry is still there")
+	}
+}
+
+func TestCacheRefusesAnEntryLargerThanItsShard(t *testing.T) {
+	c := newCache(10, 1000)
+	c.put(1, []byte("small"), Decision{Allow: true}, time.Minute)
+	c.put(2, make([]byte, 2000), Decision{Allow: true}, time.Minute)
+	if _, ok := c.get(2, make([]byte, 2000)); ok {
+		t.Fatal("an entry larger than the cache was cached")
+	}
+	if _, ok := c.get(1, []byte("small")); !ok {
+		t.Fatal("a refused entry evicted another")
+	}
+	c.put(3, []byte("k"), Decision{Headers: []Header{{"x-big", strings.Repeat("v", 2000)}}}, time.Minute)
+	if _, ok := c.get(3, []byte("k")); ok {
+		t.Fatal("a decision larger than the cache was cached")
+	}
+}
+
+func TestCacheShardsFillCacheLines(t *testing.T) {
+	if size := unsafe.Sizeof(shard{}); size%64 != 0 {
+		t.Fatalf("a shard is %d bytes; want a multiple of 64", size)
 	}
 }

@@ -30,6 +30,37 @@ type Decision struct {
 	Cached   bool
 }
 
+// owned returns d with its strings copied into one allocation. OPA's result
+// may alias the evaluation's input, which own made one allocation of the
+// whole request: a cached decision holding a substring of it would keep all
+// of that request alive, uncounted by CacheBytes.
+func (d Decision) owned() Decision {
+	n := len(d.Reason)
+	for _, h := range d.Headers {
+		n += len(h.Name) + len(h.Value)
+	}
+	if n == 0 && d.Headers == nil {
+		return d
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(d.Reason)
+	for _, h := range d.Headers {
+		b.WriteString(h.Name)
+		b.WriteString(h.Value)
+	}
+	all := block(b.String())
+	d.Reason = all.take(len(d.Reason))
+	if d.Headers != nil {
+		hs := make([]Header, len(d.Headers))
+		for i, h := range d.Headers {
+			hs[i] = Header{Name: all.take(len(h.Name)), Value: all.take(len(h.Value))}
+		}
+		d.Headers = hs
+	}
+	return d
+}
+
 // Decide evaluates the active revision's decision for in. It fails closed:
 // with no active bundle, an undefined or malformed result, or an evaluation
 // error, the decision denies; in the error cases err says why.

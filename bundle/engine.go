@@ -60,6 +60,13 @@ type Options struct {
 	Decision string
 	// CacheSize bounds the decisions cached per revision; 0 disables the cache.
 	CacheSize int
+	// CacheBytes bounds the memory the decisions cached per revision hold: each
+	// entry's key, its decision's reason and headers, and the bookkeeping of
+	// the entry. 0 leaves CacheSize as the only bound, which lets requests
+	// with large headers hold CacheSize times their size. The cache is split
+	// into up to 64 shards; a decision larger than its shard's share of
+	// CacheBytes is not cached.
+	CacheBytes int64
 	// CacheTTL is how long a decision without its own cache_ttl_seconds is
 	// cached; 0 caches only decisions that carry cache_ttl_seconds.
 	CacheTTL time.Duration
@@ -140,6 +147,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.CacheSize < 0 {
 		return nil, fmt.Errorf("bundle: cache size %d is negative", opts.CacheSize)
+	}
+	if opts.CacheBytes < 0 {
+		return nil, fmt.Errorf("bundle: cache bytes %d is negative", opts.CacheBytes)
 	}
 	if opts.CacheTTL < 0 {
 		return nil, fmt.Errorf("bundle: cache TTL %v is negative", opts.CacheTTL)
@@ -347,7 +357,7 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 		ttl:      e.opts.CacheTTL,
 	}
 	if e.opts.CacheSize > 0 {
-		c.cache = newCache(e.opts.CacheSize)
+		c.cache = newCache(e.opts.CacheSize, e.opts.CacheBytes)
 	}
 	return c, nil
 }

@@ -44,12 +44,8 @@ func own(in *Input) Input {
 		b.WriteString(h.Name)
 		b.WriteString(h.Value)
 	}
-	all := b.String()
-	next := func(s string) string {
-		r := all[:len(s)]
-		all = all[len(s):]
-		return r
-	}
+	all := block(b.String())
+	next := func(s string) string { return all.take(len(s)) }
 	out := Input{
 		Method:          next(in.Method),
 		Path:            next(in.Path),
@@ -70,6 +66,16 @@ func own(in *Input) Input {
 		}
 	}
 	return out
+}
+
+// block hands out consecutive substrings of one string, so that several
+// strings are copied with a single allocation.
+type block string
+
+func (b *block) take(n int) string {
+	s := string((*b)[:n])
+	*b = (*b)[n:]
+	return s
 }
 
 // inputValue builds OPA's input document directly as an ast.Value:
