@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -14,48 +13,6 @@ import (
 // collide, and a collision would only cost a miss, since hits compare the
 // whole key.
 var seed = maphash.MakeSeed()
-
-// maxPooledKey keeps one huge request from pinning a huge buffer in the pool.
-const maxPooledKey = 64 << 10
-
-var keyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func putKey(buf *[]byte, key []byte) {
-	if cap(key) > maxPooledKey {
-		return
-	}
-	*buf = key
-	keyPool.Put(buf)
-}
-
-// appendKey serializes every field of in that can change a decision, that is
-// all but Transaction, each length-prefixed so that no two inputs share a
-// key. Token is represented by TokenKey (and whether it is present).
-func appendKey(b []byte, in *Input) []byte {
-	str := func(b []byte, s string) []byte {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		return append(b, s...)
-	}
-	b = str(b, in.Method)
-	b = str(b, in.Path)
-	b = str(b, in.RawPath)
-	b = str(b, in.RawQuery)
-	b = binary.AppendUvarint(b, uint64(len(in.Headers)))
-	for i := range in.Headers {
-		b = str(b, in.Headers[i].Name)
-		b = str(b, in.Headers[i].Value)
-	}
-	b = str(b, in.Sender)
-	b = str(b, in.PeerID)
-	b = str(b, in.PeerTrustDomain)
-	b = str(b, in.DestinationID)
-	if in.Token != nil {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
-	}
-	return str(b, in.TokenKey)
-}
 
 // cache holds one revision's decisions: a fixed number of shards, each a map
 // bounded to its share of the entries and of the bytes, with an expiry per

@@ -6,18 +6,47 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 )
 
-// cachedEngine serves a policy that allows everything from one tarball.
+// readsAllButTransaction reads every input field but the transaction, so
+// that its decisions are keyed as every decision was before keys followed
+// the policy.
+const readsAllButTransaction = `package warden.authz
+default allow := true
+allow := false if input.method == "NONE"
+allow := false if input.path == "NONE"
+allow := false if input.raw_path == "NONE"
+allow := false if input.query == "NONE"
+allow := false if input.headers == "NONE"
+allow := false if input.sender == "NONE"
+allow := false if input.peer == "NONE"
+allow := false if input.destination == "NONE"
+allow := false if input.token == "NONE"
+`
+
+// authz is a policy in package warden.authz with the rules given.
+func authz(rules ...string) string {
+	return "package warden.authz\n" + strings.Join(rules, "\n") + "\n"
+}
+
+// cachedEngine serves readsAllButTransaction from one tarball.
 func cachedEngine(t *testing.T, size int, ttl time.Duration) *testEngine {
 	t.Helper()
+	return policyEngine(t, readsAllButTransaction, Options{CacheSize: size, CacheTTL: ttl})
+}
+
+// policyEngine serves one policy from a tarball, with opts.
+func policyEngine(t *testing.T, rego string, opts Options) *testEngine {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "b.tar.gz")
-	writeTarball(t, path, build(t, "c1", policy("package warden.authz\nallow := true\n"), nil))
-	e := newEngine(t, Options{Source: path, CacheSize: size, CacheTTL: ttl})
+	writeTarball(t, path, build(t, "c1", policy(rego), nil))
+	opts.Source = path
+	e := newEngine(t, opts)
 	e.mustLoad(t)
 	return e
 }
@@ -33,40 +62,80 @@ func fullInput() *Input {
 	}
 }
 
-func TestCacheKeyCoversEveryFieldButTransaction(t *testing.T) {
+// Two inputs share a decision exactly when they agree on every field the
+// policy reads.
+func TestCacheKeyCoversWhatThePolicyReads(t *testing.T) {
 	variants := []struct {
 		name   string
 		change func(in *Input)
-		shared bool
 	}{
-		{"another transaction", func(in *Input) { in.Transaction = "tx-2" }, true},
-		{"another method", func(in *Input) { in.Method = "POST" }, false},
-		{"another path", func(in *Input) { in.Path = "/items/43" }, false},
-		{"another raw path", func(in *Input) { in.RawPath = "/items/%34%32" }, false},
-		{"another query", func(in *Input) { in.RawQuery = "a=1&b=3" }, false},
-		{"another header value", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", "red"}} }, false},
-		{"another header name", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenanT", "blue"}} }, false},
-		{"one more header", func(in *Input) { in.Headers = append(in.Headers, Header{"x-extra", ""}) }, false},
-		{"a header split differently", func(in *Input) { in.Headers = []Header{{"accept", "application/jsonx-tenant"}, {"", "blue"}} }, false},
-		{"another sender", func(in *Input) { in.Sender = "10.0.0.2" }, false},
-		{"another peer id", func(in *Input) { in.PeerID = "spiffe://example.org/b" }, false},
-		{"another peer trust domain", func(in *Input) { in.PeerTrustDomain = "example.com" }, false},
-		{"another destination", func(in *Input) { in.DestinationID = "spiffe://example.org/other" }, false},
-		{"another token key", func(in *Input) { in.TokenKey = "tk-bob" }, false},
-		{"no token", func(in *Input) { in.Token, in.TokenKey = nil, "" }, false},
+		{"another transaction", func(in *Input) { in.Transaction = "tx-2" }},
+		{"another method", func(in *Input) { in.Method = "POST" }},
+		{"another path", func(in *Input) { in.Path = "/items/43" }},
+		{"another raw path", func(in *Input) { in.RawPath = "/items/%34%32" }},
+		{"another query", func(in *Input) { in.RawQuery = "a=1&b=3" }},
+		{"another header value", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", "red"}} }},
+		{"another header name", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenanT", "blue"}} }},
+		{"one more header", func(in *Input) { in.Headers = append(in.Headers, Header{"x-extra", ""}) }},
+		{"a header split differently", func(in *Input) { in.Headers = []Header{{"accept", "application/jsonx-tenant"}, {"", "blue"}} }},
+		{"a header repeated", func(in *Input) { in.Headers = append(in.Headers, Header{"x-tenant", ""}) }},
+		{"a header emptied", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", ""}} }},
+		{"another sender", func(in *Input) { in.Sender = "10.0.0.2" }},
+		{"another peer id", func(in *Input) { in.PeerID = "spiffe://example.org/b" }},
+		{"another peer trust domain", func(in *Input) { in.PeerTrustDomain = "example.com" }},
+		{"another destination", func(in *Input) { in.DestinationID = "spiffe://example.org/other" }},
+		{"another token key", func(in *Input) { in.TokenKey = "tk-bob" }},
+		{"no token", func(in *Input) { in.Token, in.TokenKey = nil, "" }},
 	}
-	base := appendKey(nil, fullInput())
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			in := fullInput()
-			v.change(in)
-			if same := bytes.Equal(appendKey(nil, in), base); same != v.shared {
-				t.Fatalf("key shared = %v; want %v", same, v.shared)
-			}
-			e := cachedEngine(t, 100, time.Minute)
-			decide(t, e.Engine, fullInput())
-			if d := decide(t, e.Engine, in); d.Cached != v.shared {
-				t.Fatalf("Cached = %v; want %v", d.Cached, v.shared)
+	all := func(but ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, v := range variants {
+			m[v.name] = !slices.Contains(but, v.name)
+		}
+		return m
+	}
+	some := func(names ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range names {
+			m[n] = true
+		}
+		return m
+	}
+	headerChanges := []string{"another header value", "another header name", "one more header",
+		"a header split differently", "a header repeated", "a header emptied"}
+	policies := []struct {
+		name    string
+		rego    string
+		differs map[string]bool // the variants that must not share the base input's decision
+	}{
+		{"every field but the transaction", readsAllButTransaction, all("another transaction")},
+		{"the input as a whole", authz("allow if is_object(input)"), all()},
+		{"method and path", authz(`allow if { input.method == "GET"; startswith(input.path, "/items/") }`),
+			some("another method", "another path")},
+		{"one header by name", authz(`allow if input.headers["x-tenant"] == "blue"`),
+			some("another header value", "another header name", "a header split differently", "a header repeated", "a header emptied")},
+		{"every header", authz("allow if count(input.headers) > 1"), some(headerChanges...)},
+		{"the token", authz(`allow if input.token.sub == "alice"`), some("another token key", "no token")},
+		{"the peer's trust domain", authz(`allow if input.peer.trust_domain == "example.org"`), some("another peer trust domain")},
+		{"the transaction", authz(`allow if input.transaction != ""`), some("another transaction")},
+	}
+	for _, p := range policies {
+		t.Run(p.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "b.tar.gz")
+			writeTarball(t, path, build(t, "k", policy(p.rego), nil))
+			for _, v := range variants {
+				e := newEngine(t, Options{Source: path, CacheSize: 100, CacheTTL: time.Minute})
+				e.mustLoad(t)
+				spec := &e.state.Load().key
+				in := fullInput()
+				v.change(in)
+				if same := bytes.Equal(appendKey(nil, spec, in), appendKey(nil, spec, fullInput())); same == p.differs[v.name] {
+					t.Errorf("%s: key shared = %v; want %v", v.name, same, !same)
+				}
+				decide(t, e.Engine, fullInput())
+				if d := decide(t, e.Engine, in); d.Cached == p.differs[v.name] {
+					t.Errorf("%s: Cached = %v; want %v", v.name, d.Cached, !d.Cached)
+				}
 			}
 		})
 	}
@@ -79,6 +148,12 @@ func TestCacheSkipsATokenWithoutKey(t *testing.T) {
 	decide(t, e.Engine, in)
 	if d := decide(t, e.Engine, in); d.Cached {
 		t.Fatal("a token without TokenKey was served from the cache")
+	}
+	// A policy that never reads the token decides the same whatever it is.
+	e = policyEngine(t, authz(`allow if input.method == "GET"`), Options{CacheSize: 100, CacheTTL: time.Minute})
+	decide(t, e.Engine, in)
+	if d := decide(t, e.Engine, in); !d.Cached {
+		t.Fatal("a policy that does not read the token is not cached for a token without TokenKey")
 	}
 }
 

@@ -65,8 +65,9 @@ func (d Decision) owned() Decision {
 // with no active bundle, an undefined or malformed result, or an evaluation
 // error, the decision denies; in the error cases err says why.
 //
-// A cached decision costs one hash of the input and one map lookup, without
-// allocating; only the first evaluation of an input runs the policy.
+// A cached decision costs one hash of the input fields the policy reads
+// (see Status.CacheKey) and one map lookup, without allocating; only the
+// first evaluation of those fields' values runs the policy.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	c := e.state.Load()
 	if c == nil {
@@ -75,14 +76,12 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if in == nil {
 		return Decision{Revision: c.revision}, errors.New("bundle: Decide without input")
 	}
-	// A Token without its TokenKey could not be told apart from another
-	// token in the key: such inputs bypass the cache rather than share it.
-	if c.cache == nil || (in.Token != nil && in.TokenKey == "") {
+	if c.cache == nil || c.key.uncacheable(in) {
 		d, _, err := c.eval(ctx, in)
 		return d, err
 	}
 	buf := keyPool.Get().(*[]byte)
-	key := appendKey((*buf)[:0], in)
+	key := appendKey((*buf)[:0], &c.key, in)
 	h := c.cache.hash(key)
 	d, ok := c.cache.get(h, key)
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,13 @@ type Status struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Active      bool      `json:"active"`
+	// CacheKey lists the input fields the active revision's rules read, which
+	// are all its decisions depend on and what the decision cache keys on:
+	// field names ("method", "peer.spiffe_id"), headers.<name> for a header
+	// read by name, or ["input"] when a rule reads the input as a whole (no
+	// two requests then share a decision, their transactions differ). It is
+	// empty when no rule reads the input.
+	CacheKey []string `json:"cache_key,omitempty"`
 }
 
 // LoadError is a failed load attempt: which source, at which stage (read,
@@ -135,6 +143,8 @@ type compiled struct {
 	digest   [sha256.Size]byte
 	loadedAt time.Time
 	query    rego.PreparedEvalQuery
+	key      keySpec // what of the input the decisions depend on
+	cacheKey []string
 	cache    *cache // nil when disabled
 	ttl      time.Duration
 }
@@ -207,6 +217,7 @@ func (e *Engine) Status() Status {
 		st.Active = true
 		st.Revision = c.revision
 		st.LoadedAt = c.loadedAt
+		st.CacheKey = slices.Clone(c.cacheKey)
 	}
 	e.statusMu.Lock()
 	st.LastError, st.LastErrorAt = e.statusErr, e.statusErrAt
@@ -354,8 +365,10 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 		digest:   snap.digest,
 		loadedAt: time.Now(),
 		query:    pq,
+		key:      keySpecOf(compiler.Modules),
 		ttl:      e.opts.CacheTTL,
 	}
+	c.cacheKey = c.key.names()
 	if e.opts.CacheSize > 0 {
 		c.cache = newCache(e.opts.CacheSize, e.opts.CacheBytes)
 	}

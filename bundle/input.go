@@ -12,13 +12,14 @@ import (
 type Input struct {
 	Method, Path, RawPath, RawQuery string   // Path is normalized by the PEP; RawQuery has no '?'
 	Headers                         []Header // lower-cased names, credentials already removed
-	Transaction                     string   // request id; not part of the cache key
+	Transaction                     string   // request id; keyed only if a rule reads it
 	Sender                          string   // client IP
 	PeerID, PeerTrustDomain         string
 	DestinationID                   string
 	Token                           map[string]any // verified JWT claims; nil when absent
 	// TokenKey is a stable digest of Token computed by the verifier, and what
-	// the cache key holds for it. A Token without a TokenKey is never cached.
+	// the cache key holds for it. When the policy reads the token, a Token
+	// without a TokenKey bypasses the cache.
 	TokenKey string
 }
 

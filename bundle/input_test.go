@@ -81,7 +81,8 @@ func FuzzQuery(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = appendKey(nil, in)
+		_ = appendKey(nil, &keySpec{fields: fInput, headers: []string{name}}, in)
+		_ = appendKey(nil, &keySpec{headers: []string{name}}, in)
 		q := queryValue(raw).(ast.Object)
 		if !strings.ContainsAny(raw, "%+") {
 			n := 0
