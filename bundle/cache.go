@@ -67,9 +67,13 @@ var entryOverhead = int64(unsafe.Sizeof(entry{})) + (8+8+1)*8/7 + 8 + 8
 // holds. The revision is not counted: the compiled revision owns it.
 func entrySize(keyCap int, d *Decision) int64 {
 	n := entryOverhead + int64(keyCap) + int64(len(d.Reason)) +
-		int64(cap(d.Headers))*int64(unsafe.Sizeof(Header{}))
+		int64(cap(d.Headers))*int64(unsafe.Sizeof(Header{})) +
+		int64(cap(d.Mask))*int64(unsafe.Sizeof(""))
 	for _, h := range d.Headers {
 		n += int64(len(h.Name) + len(h.Value))
+	}
+	for _, m := range d.Mask {
+		n += int64(len(m))
 	}
 	return n
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -25,6 +26,15 @@ type Decision struct {
 	Status  int      // 0: the PEP picks its default (403)
 	Reason  string   // logged, never sent to clients
 	Headers []Header // to add to the upstream request; shared by cached decisions: read-only
+	// Mask lists what the decision log must erase from this decision's event,
+	// as the bundle's data.system.log.mask says (OPA's convention, evaluated
+	// with the event {"input": ..., "result": ...} as input): paths such as
+	// "/input/headers/x-api-key" or "/result/reason", slash-separated with
+	// each segment URL path-escaped, sorted. Its upsert operations are
+	// ignored: warden's log only erases. Nil when the bundle has no mask or
+	// it masks nothing; ["/input"] when the mask could not be evaluated, which
+	// does not change the decision. Shared by cached decisions: read-only.
+	Mask []string
 	// Revision is the bundle revision that decided.
 	Revision string
 	Cached   bool
@@ -39,7 +49,10 @@ func (d Decision) owned() Decision {
 	for _, h := range d.Headers {
 		n += len(h.Name) + len(h.Value)
 	}
-	if n == 0 && d.Headers == nil {
+	for _, m := range d.Mask {
+		n += len(m)
+	}
+	if n == 0 && d.Headers == nil && d.Mask == nil {
 		return d
 	}
 	var b strings.Builder
@@ -49,6 +62,9 @@ func (d Decision) owned() Decision {
 		b.WriteString(h.Name)
 		b.WriteString(h.Value)
 	}
+	for _, m := range d.Mask {
+		b.WriteString(m)
+	}
 	all := block(b.String())
 	d.Reason = all.take(len(d.Reason))
 	if d.Headers != nil {
@@ -57,6 +73,13 @@ func (d Decision) owned() Decision {
 			hs[i] = Header{Name: all.take(len(h.Name)), Value: all.take(len(h.Value))}
 		}
 		d.Headers = hs
+	}
+	if d.Mask != nil {
+		ms := make([]string, len(d.Mask))
+		for i, m := range d.Mask {
+			ms[i] = all.take(len(m))
+		}
+		d.Mask = ms
 	}
 	return d
 }
@@ -101,39 +124,54 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	return d, nil
 }
 
-// eval runs the prepared query and reads its result. ttl is how long the
-// decision may be cached (0: not at all).
+// eval runs the prepared query and reads its result, then the mask for it.
+// ttl is how long the decision may be cached (0: not at all).
 func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration, error) {
-	deny := Decision{Revision: c.revision}
 	owned := own(in)
 	input, err := inputValue(&owned)
 	if err != nil {
-		deny.Reason = "input error"
-		return deny, 0, fmt.Errorf("bundle: revision %s: input: token: %w", c.revision, err)
+		d := Decision{Revision: c.revision, Reason: "input error"}
+		if c.mask != nil {
+			d.Mask = maskEverything
+		}
+		return d, 0, fmt.Errorf("bundle: revision %s: input: token: %w", c.revision, err)
 	}
 	// An external Cancel that is never cancelled: without one, OPA starts a
 	// goroutine per evaluation to watch ctx, and warden's evaluations are
 	// bounded CPU work that nobody cancels.
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(neverCancel))
+	cancel := neverCancel
+	d, result, ttl, err := c.decide(ctx, cancel, input)
+	if c.mask != nil {
+		d.Mask = c.evalMask(ctx, cancel, input, result)
+	}
+	return d, ttl, err
+}
+
+// decide evaluates the decision query. result is the decision as OPA gave
+// it, nil when undefined or in error, for the mask.
+func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.Value) (d Decision, result any, ttl time.Duration, err error) {
+	deny := Decision{Revision: c.revision}
+	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
 	if err != nil {
 		deny.Reason = "evaluation error"
-		return deny, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)
+		return deny, nil, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		deny.Reason = "decision undefined"
-		return deny, c.ttl, nil
+		return deny, nil, c.ttl, nil
 	}
 	if len(rs) > 1 {
 		deny.Reason = "malformed decision"
-		return deny, 0, fmt.Errorf("bundle: revision %s: decision has %d results", c.revision, len(rs))
+		return deny, nil, 0, fmt.Errorf("bundle: revision %s: decision has %d results", c.revision, len(rs))
 	}
-	d, ttl, err := readResult(rs[0].Expressions[0].Value, c.ttl)
+	result = rs[0].Expressions[0].Value
+	d, ttl, err = readResult(result, c.ttl)
 	if err != nil {
 		deny.Reason = "malformed decision"
-		return deny, 0, fmt.Errorf("bundle: revision %s: decision: %w", c.revision, err)
+		return deny, result, 0, fmt.Errorf("bundle: revision %s: decision: %w", c.revision, err)
 	}
 	d.Revision = c.revision
-	return d, ttl, nil
+	return d, result, ttl, nil
 }
 
 // readResult accepts a boolean, or an object

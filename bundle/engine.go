@@ -17,6 +17,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // DefaultDecision is the rule asked when Options.Decision is empty.
@@ -143,7 +145,8 @@ type compiled struct {
 	digest   [sha256.Size]byte
 	loadedAt time.Time
 	query    rego.PreparedEvalQuery
-	key      keySpec // what of the input the decisions depend on
+	mask     *rego.PreparedEvalQuery // data.system.log.mask; nil when the bundle has none
+	key      keySpec                 // what of the input the decisions depend on
 	cacheKey []string
 	cache    *cache // nil when disabled
 	ttl      time.Duration
@@ -341,19 +344,37 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 		return fail("parse", errors.New("wasm and plan bundles are not supported; build with --target rego"))
 	}
 
+	// The store is the engine's rather than rego's own, so that the mask
+	// query can be prepared against the same compiler and data; rego writes
+	// the bundle's data into it only in a transaction it is given.
 	compiler := ast.NewCompiler()
+	store := inmem.New()
+	txn, err := store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		return fail("compile", err)
+	}
 	pq, err := rego.New(
 		rego.ParsedQuery(e.query),
 		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Transaction(txn),
 		rego.ParsedBundle("warden", &b),
 	).PrepareForEval(ctx)
 	if err != nil {
+		store.Abort(ctx, txn)
+		return fail("compile", err)
+	}
+	if err := store.Commit(ctx, txn); err != nil {
 		return fail("compile", err)
 	}
 	// A decision no rule defines would deny every request: refuse the bundle
 	// rather than activate it, so the previous policy keeps deciding.
 	if len(compiler.GetRulesForVirtualDocument(e.decision)) == 0 && len(compiler.GetRulesWithPrefix(e.decision)) == 0 {
 		return fail("compile", fmt.Errorf("no rule defines the decision %v", e.decision))
+	}
+	mask, err := prepareMask(ctx, compiler, store)
+	if err != nil {
+		return fail("compile", err)
 	}
 
 	rev := b.Manifest.Revision
@@ -365,6 +386,7 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 		digest:   snap.digest,
 		loadedAt: time.Now(),
 		query:    pq,
+		mask:     mask,
 		key:      keySpecOf(compiler.Modules),
 		ttl:      e.opts.CacheTTL,
 	}
