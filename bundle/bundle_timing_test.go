@@ -37,9 +37,14 @@ func benchInput() *Input {
 }
 
 func benchEngine(b *testing.B, cacheSize int) *Engine {
+	return benchEngineWith(b, Options{CacheSize: cacheSize, CacheTTL: time.Minute})
+}
+
+func benchEngineWith(b *testing.B, opts Options) *Engine {
 	path := filepath.Join(b.TempDir(), "b.tar.gz")
 	writeTarball(b, path, build(b, "bench", policy(benchPolicy), nil))
-	e, err := New(Options{Source: path, CacheSize: cacheSize, CacheTTL: time.Minute})
+	opts.Source = path
+	e, err := New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,6 +88,21 @@ func BenchmarkDecideCachedParallel(b *testing.B) {
 
 func BenchmarkDecideUncached(b *testing.B) {
 	e := benchEngine(b, 0)
+	in := benchInput()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, err := e.Decide(ctx, in); err != nil || !d.Allow || d.Cached {
+			b.Fatalf("%+v %v", d, err)
+		}
+	}
+}
+
+// BenchmarkDecideUncachedWithDeadline is BenchmarkDecideUncached with
+// warden's default EvalTimeout: what the timer and Cancel per evaluation
+// cost.
+func BenchmarkDecideUncachedWithDeadline(b *testing.B) {
+	e := benchEngineWith(b, Options{EvalTimeout: 100 * time.Millisecond})
 	in := benchInput()
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -14,7 +14,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
-// neverCancel is shared by all evaluations; it is never cancelled.
+// neverCancel is shared by the evaluations without a deadline; it is never
+// cancelled.
 var neverCancel = topdown.NewCancel()
 
 // maxCacheTTL caps a policy's cache_ttl_seconds.
@@ -136,10 +137,16 @@ func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration
 		}
 		return d, 0, fmt.Errorf("bundle: revision %s: input: token: %w", c.revision, err)
 	}
-	// An external Cancel that is never cancelled: without one, OPA starts a
-	// goroutine per evaluation to watch ctx, and warden's evaluations are
-	// bounded CPU work that nobody cancels.
+	// Always an external Cancel: without one, OPA starts a goroutine per
+	// evaluation to watch ctx. The deadline is a runtime timer instead, which
+	// runs a function (in a goroutine of its own) only if it fires.
 	cancel := neverCancel
+	if c.timeout > 0 {
+		deadline := topdown.NewCancel()
+		t := time.AfterFunc(c.timeout, deadline.Cancel)
+		defer t.Stop()
+		cancel = deadline
+	}
 	d, result, ttl, err := c.decide(ctx, cancel, input)
 	if c.mask != nil {
 		d.Mask = c.evalMask(ctx, cancel, input, result)
@@ -152,6 +159,11 @@ func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration
 func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.Value) (d Decision, result any, ttl time.Duration, err error) {
 	deny := Decision{Revision: c.revision}
 	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
+	if err != nil && topdown.IsCancel(err) {
+		// Only the deadline cancels.
+		deny.Reason = "evaluation timed out"
+		return deny, nil, 0, fmt.Errorf("%w: revision %s, after %v", ErrEvalTimeout, c.revision, c.timeout)
+	}
 	if err != nil {
 		deny.Reason = "evaluation error"
 		return deny, nil, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)

@@ -39,6 +39,16 @@ const (
 // has been activated yet.
 var ErrNotReady = errors.New("bundle: no policy bundle is active")
 
+// ErrEvalTimeout is returned by Decide, wrapped and with a denying decision,
+// when the policy did not decide within Options.EvalTimeout.
+var ErrEvalTimeout = errors.New("bundle: policy evaluation timed out")
+
+// networkBuiltins are OPA's builtins that do network I/O. A policy calling
+// them would make every uncached decision wait on another service, tie the
+// sidecar's availability to it, and could send request data anywhere. The
+// pure net.cidr_* builtins stay: policies check input.sender with them.
+var networkBuiltins = []string{"http.send", "net.lookup_ip_addr"}
+
 // Options configure an Engine. The zero value serves the embedded default
 // bundle without a decision cache.
 type Options struct {
@@ -73,6 +83,14 @@ type Options struct {
 	// CacheTTL is how long a decision without its own cache_ttl_seconds is
 	// cached; 0 caches only decisions that carry cache_ttl_seconds.
 	CacheTTL time.Duration
+	// AllowNetwork lets policies call the builtins that do network I/O
+	// (http.send, net.lookup_ip_addr). Without it, a bundle calling one is
+	// rejected when compiled, with an error naming the builtin.
+	AllowNetwork bool
+	// EvalTimeout bounds each evaluation of the policy, the decision and its
+	// mask together; a decision not made in time denies, with an error
+	// wrapping ErrEvalTimeout, and is not cached. 0: no bound.
+	EvalTimeout time.Duration
 	// HTTPClient fetches URL sources; nil uses a client with timeouts that
 	// refuses redirects from https to http.
 	HTTPClient *http.Client
@@ -123,6 +141,7 @@ type Engine struct {
 	decision ast.Ref
 	query    ast.Body
 	verify   *opabundle.VerificationConfig // nil: signatures are not checked
+	caps     *ast.Capabilities             // what policies may use; nil: all of OPA
 
 	state atomic.Pointer[compiled]
 
@@ -150,6 +169,7 @@ type compiled struct {
 	cacheKey []string
 	cache    *cache // nil when disabled
 	ttl      time.Duration
+	timeout  time.Duration // of one evaluation; 0: none
 }
 
 // New validates opts and reads the verification key. It does no I/O to the
@@ -166,6 +186,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.CacheTTL < 0 {
 		return nil, fmt.Errorf("bundle: cache TTL %v is negative", opts.CacheTTL)
+	}
+	if opts.EvalTimeout < 0 {
+		return nil, fmt.Errorf("bundle: evaluation timeout %v is negative", opts.EvalTimeout)
 	}
 	if opts.Decision == "" {
 		opts.Decision = DefaultDecision
@@ -187,6 +210,9 @@ func New(opts Options) (*Engine, error) {
 		decision: ref,
 		query:    ast.NewBody(ast.NewExpr(ast.NewTerm(ref))),
 	}
+	if !opts.AllowNetwork {
+		e.caps = withoutNetwork(ast.CapabilitiesForThisVersion())
+	}
 	if opts.VerificationKeyPath != "" {
 		if e.verify, err = verificationConfig(opts.VerificationKeyPath, opts.VerificationAlg); err != nil {
 			return nil, err
@@ -195,6 +221,33 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("bundle: a verification algorithm is set without a verification key")
 	}
 	return e, nil
+}
+
+// withoutNetwork removes networkBuiltins from c, so that the compiler
+// refuses a call to one as an undefined function, and empties AllowNet,
+// which the builtins doing network I/O check before any connection.
+func withoutNetwork(c *ast.Capabilities) *ast.Capabilities {
+	c.Builtins = slices.DeleteFunc(slices.Clone(c.Builtins), func(b *ast.Builtin) bool {
+		return slices.Contains(networkBuiltins, b.Name)
+	})
+	c.AllowNet = []string{}
+	return c
+}
+
+// networkError explains a compile error that comes from a call to a
+// builtin withoutNetwork removed; it returns nil for any other error.
+func networkError(err error) error {
+	var errs ast.Errors
+	if !errors.As(err, &errs) {
+		return nil
+	}
+	for _, e := range errs {
+		name, ok := strings.CutPrefix(e.Message, "undefined function ")
+		if e.Code == ast.TypeErr && ok && slices.Contains(networkBuiltins, name) {
+			return fmt.Errorf("%v: %s does network I/O, which policies may do only when WARDEN_POLICY_ALLOW_NETWORK is true (Options.AllowNetwork)", e.Location, name)
+		}
+	}
+	return nil
 }
 
 // decisionRef turns "warden/authz/allow" into data.warden.authz.allow.
@@ -347,7 +400,7 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 	// The store is the engine's rather than rego's own, so that the mask
 	// query can be prepared against the same compiler and data; rego writes
 	// the bundle's data into it only in a transaction it is given.
-	compiler := ast.NewCompiler()
+	compiler := ast.NewCompiler().WithCapabilities(e.caps)
 	store := inmem.New()
 	txn, err := store.NewTransaction(ctx, storage.WriteParams)
 	if err != nil {
@@ -362,6 +415,9 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 	).PrepareForEval(ctx)
 	if err != nil {
 		store.Abort(ctx, txn)
+		if nerr := networkError(err); nerr != nil {
+			err = nerr
+		}
 		return fail("compile", err)
 	}
 	if err := store.Commit(ctx, txn); err != nil {
@@ -389,6 +445,7 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 		mask:     mask,
 		key:      keySpecOf(compiler.Modules),
 		ttl:      e.opts.CacheTTL,
+		timeout:  e.opts.EvalTimeout,
 	}
 	c.cacheKey = c.key.names()
 	if e.opts.CacheSize > 0 {

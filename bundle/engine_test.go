@@ -588,6 +588,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"a negative poll interval", Options{PollInterval: -time.Second}, "poll interval -1s is negative"},
 		{"a negative cache size", Options{CacheSize: -1}, "cache size -1 is negative"},
 		{"a negative cache TTL", Options{CacheTTL: -time.Second}, "cache TTL -1s is negative"},
+		{"a negative cache byte bound", Options{CacheBytes: -1}, "cache bytes -1 is negative"},
+		{"a negative evaluation timeout", Options{EvalTimeout: -time.Millisecond}, "evaluation timeout -1ms is negative"},
 		{"an empty rule path segment", Options{Decision: "warden//allow"}, `decision "warden//allow" is not a rule path`},
 		{"an algorithm without a key", Options{VerificationAlg: "RS256"}, "without a verification key"},
 		{"a missing key file", Options{VerificationKeyPath: filepath.Join(dir, "nope")}, "no such file"},
