@@ -74,8 +74,8 @@ type Options struct {
 	// CacheSize bounds the decisions cached per revision; 0 disables the cache.
 	CacheSize int
 	// CacheBytes bounds the memory the decisions cached per revision hold: each
-	// entry's key, its decision's reason and headers, and the bookkeeping of
-	// the entry. 0 leaves CacheSize as the only bound, which lets requests
+	// entry's key, its decision's reason, headers and mask, and the
+	// bookkeeping of the entry. 0 leaves CacheSize as the only bound, which lets requests
 	// with large headers hold CacheSize times their size. The cache is split
 	// into up to 64 shards; a decision larger than its shard's share of
 	// CacheBytes is not cached.
