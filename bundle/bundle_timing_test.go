@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -36,9 +37,14 @@ func benchInput() *Input {
 }
 
 func benchEngine(b *testing.B, cacheSize int) *Engine {
+	return benchEngineWith(b, Options{CacheSize: cacheSize, CacheTTL: time.Minute})
+}
+
+func benchEngineWith(b *testing.B, opts Options) *Engine {
 	path := filepath.Join(b.TempDir(), "b.tar.gz")
 	writeTarball(b, path, build(b, "bench", policy(benchPolicy), nil))
-	e, err := New(Options{Source: path, CacheSize: cacheSize, CacheTTL: time.Minute})
+	opts.Source = path
+	e, err := New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,5 +95,40 @@ func BenchmarkDecideUncached(b *testing.B) {
 		if d, err := e.Decide(ctx, in); err != nil || !d.Allow || d.Cached {
 			b.Fatalf("%+v %v", d, err)
 		}
+	}
+}
+
+// BenchmarkDecideUncachedWithDeadline is BenchmarkDecideUncached with
+// warden's default EvalTimeout: what the timer and Cancel per evaluation
+// cost.
+func BenchmarkDecideUncachedWithDeadline(b *testing.B) {
+	e := benchEngineWith(b, Options{EvalTimeout: 100 * time.Millisecond})
+	in := benchInput()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, err := e.Decide(ctx, in); err != nil || !d.Allow || d.Cached {
+			b.Fatalf("%+v %v", d, err)
+		}
+	}
+}
+
+// BenchmarkInputRepeatedHeaders builds the input of the benchmark request,
+// then of the same request with one header repeated 100 and 1000 times: the
+// cost must grow with the bytes, not with their square.
+func BenchmarkInputRepeatedHeaders(b *testing.B) {
+	for _, n := range []int{0, 100, 1000} {
+		in := benchInput()
+		for range n {
+			in.Headers = append(in.Headers, Header{"x-forwarded-for", "10.244.1.17"})
+		}
+		b.Run(fmt.Sprintf("repeated=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := inputValue(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

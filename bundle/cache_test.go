@@ -5,16 +5,48 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
-// cachedEngine serves a policy that allows everything from one tarball.
+// readsAllButTransaction reads every input field but the transaction, so
+// that its decisions are keyed as every decision was before keys followed
+// the policy.
+const readsAllButTransaction = `package warden.authz
+default allow := true
+allow := false if input.method == "NONE"
+allow := false if input.path == "NONE"
+allow := false if input.raw_path == "NONE"
+allow := false if input.query == "NONE"
+allow := false if input.headers == "NONE"
+allow := false if input.sender == "NONE"
+allow := false if input.peer == "NONE"
+allow := false if input.destination == "NONE"
+allow := false if input.token == "NONE"
+`
+
+// authz is a policy in package warden.authz with the rules given.
+func authz(rules ...string) string {
+	return "package warden.authz\n" + strings.Join(rules, "\n") + "\n"
+}
+
+// cachedEngine serves readsAllButTransaction from one tarball.
 func cachedEngine(t *testing.T, size int, ttl time.Duration) *testEngine {
 	t.Helper()
+	return policyEngine(t, readsAllButTransaction, Options{CacheSize: size, CacheTTL: ttl})
+}
+
+// policyEngine serves one policy from a tarball, with opts.
+func policyEngine(t *testing.T, rego string, opts Options) *testEngine {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "b.tar.gz")
-	writeTarball(t, path, build(t, "c1", policy("package warden.authz\nallow := true\n"), nil))
-	e := newEngine(t, Options{Source: path, CacheSize: size, CacheTTL: ttl})
+	writeTarball(t, path, build(t, "c1", policy(rego), nil))
+	opts.Source = path
+	e := newEngine(t, opts)
 	e.mustLoad(t)
 	return e
 }
@@ -30,40 +62,80 @@ func fullInput() *Input {
 	}
 }
 
-func TestCacheKeyCoversEveryFieldButTransaction(t *testing.T) {
+// Two inputs share a decision exactly when they agree on every field the
+// policy reads.
+func TestCacheKeyCoversWhatThePolicyReads(t *testing.T) {
 	variants := []struct {
 		name   string
 		change func(in *Input)
-		shared bool
 	}{
-		{"another transaction", func(in *Input) { in.Transaction = "tx-2" }, true},
-		{"another method", func(in *Input) { in.Method = "POST" }, false},
-		{"another path", func(in *Input) { in.Path = "/items/43" }, false},
-		{"another raw path", func(in *Input) { in.RawPath = "/items/%34%32" }, false},
-		{"another query", func(in *Input) { in.RawQuery = "a=1&b=3" }, false},
-		{"another header value", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", "red"}} }, false},
-		{"another header name", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenanT", "blue"}} }, false},
-		{"one more header", func(in *Input) { in.Headers = append(in.Headers, Header{"x-extra", ""}) }, false},
-		{"a header split differently", func(in *Input) { in.Headers = []Header{{"accept", "application/jsonx-tenant"}, {"", "blue"}} }, false},
-		{"another sender", func(in *Input) { in.Sender = "10.0.0.2" }, false},
-		{"another peer id", func(in *Input) { in.PeerID = "spiffe://example.org/b" }, false},
-		{"another peer trust domain", func(in *Input) { in.PeerTrustDomain = "example.com" }, false},
-		{"another destination", func(in *Input) { in.DestinationID = "spiffe://example.org/other" }, false},
-		{"another token key", func(in *Input) { in.TokenKey = "tk-bob" }, false},
-		{"no token", func(in *Input) { in.Token, in.TokenKey = nil, "" }, false},
+		{"another transaction", func(in *Input) { in.Transaction = "tx-2" }},
+		{"another method", func(in *Input) { in.Method = "POST" }},
+		{"another path", func(in *Input) { in.Path = "/items/43" }},
+		{"another raw path", func(in *Input) { in.RawPath = "/items/%34%32" }},
+		{"another query", func(in *Input) { in.RawQuery = "a=1&b=3" }},
+		{"another header value", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", "red"}} }},
+		{"another header name", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenanT", "blue"}} }},
+		{"one more header", func(in *Input) { in.Headers = append(in.Headers, Header{"x-extra", ""}) }},
+		{"a header split differently", func(in *Input) { in.Headers = []Header{{"accept", "application/jsonx-tenant"}, {"", "blue"}} }},
+		{"a header repeated", func(in *Input) { in.Headers = append(in.Headers, Header{"x-tenant", ""}) }},
+		{"a header emptied", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", ""}} }},
+		{"another sender", func(in *Input) { in.Sender = "10.0.0.2" }},
+		{"another peer id", func(in *Input) { in.PeerID = "spiffe://example.org/b" }},
+		{"another peer trust domain", func(in *Input) { in.PeerTrustDomain = "example.com" }},
+		{"another destination", func(in *Input) { in.DestinationID = "spiffe://example.org/other" }},
+		{"another token key", func(in *Input) { in.TokenKey = "tk-bob" }},
+		{"no token", func(in *Input) { in.Token, in.TokenKey = nil, "" }},
 	}
-	base := appendKey(nil, fullInput())
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			in := fullInput()
-			v.change(in)
-			if same := bytes.Equal(appendKey(nil, in), base); same != v.shared {
-				t.Fatalf("key shared = %v; want %v", same, v.shared)
-			}
-			e := cachedEngine(t, 100, time.Minute)
-			decide(t, e.Engine, fullInput())
-			if d := decide(t, e.Engine, in); d.Cached != v.shared {
-				t.Fatalf("Cached = %v; want %v", d.Cached, v.shared)
+	all := func(but ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, v := range variants {
+			m[v.name] = !slices.Contains(but, v.name)
+		}
+		return m
+	}
+	some := func(names ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range names {
+			m[n] = true
+		}
+		return m
+	}
+	headerChanges := []string{"another header value", "another header name", "one more header",
+		"a header split differently", "a header repeated", "a header emptied"}
+	policies := []struct {
+		name    string
+		rego    string
+		differs map[string]bool // the variants that must not share the base input's decision
+	}{
+		{"every field but the transaction", readsAllButTransaction, all("another transaction")},
+		{"the input as a whole", authz("allow if is_object(input)"), all()},
+		{"method and path", authz(`allow if { input.method == "GET"; startswith(input.path, "/items/") }`),
+			some("another method", "another path")},
+		{"one header by name", authz(`allow if input.headers["x-tenant"] == "blue"`),
+			some("another header value", "another header name", "a header split differently", "a header repeated", "a header emptied")},
+		{"every header", authz("allow if count(input.headers) > 1"), some(headerChanges...)},
+		{"the token", authz(`allow if input.token.sub == "alice"`), some("another token key", "no token")},
+		{"the peer's trust domain", authz(`allow if input.peer.trust_domain == "example.org"`), some("another peer trust domain")},
+		{"the transaction", authz(`allow if input.transaction != ""`), some("another transaction")},
+	}
+	for _, p := range policies {
+		t.Run(p.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "b.tar.gz")
+			writeTarball(t, path, build(t, "k", policy(p.rego), nil))
+			for _, v := range variants {
+				e := newEngine(t, Options{Source: path, CacheSize: 100, CacheTTL: time.Minute})
+				e.mustLoad(t)
+				spec := &e.state.Load().key
+				in := fullInput()
+				v.change(in)
+				if same := bytes.Equal(appendKey(nil, spec, in), appendKey(nil, spec, fullInput())); same == p.differs[v.name] {
+					t.Errorf("%s: key shared = %v; want %v", v.name, same, !same)
+				}
+				decide(t, e.Engine, fullInput())
+				if d := decide(t, e.Engine, in); d.Cached == p.differs[v.name] {
+					t.Errorf("%s: Cached = %v; want %v", v.name, d.Cached, !d.Cached)
+				}
 			}
 		})
 	}
@@ -76,6 +148,12 @@ func TestCacheSkipsATokenWithoutKey(t *testing.T) {
 	decide(t, e.Engine, in)
 	if d := decide(t, e.Engine, in); d.Cached {
 		t.Fatal("a token without TokenKey was served from the cache")
+	}
+	// A policy that never reads the token decides the same whatever it is.
+	e = policyEngine(t, authz(`allow if input.method == "GET"`), Options{CacheSize: 100, CacheTTL: time.Minute})
+	decide(t, e.Engine, in)
+	if d := decide(t, e.Engine, in); !d.Cached {
+		t.Fatal("a policy that does not read the token is not cached for a token without TokenKey")
 	}
 }
 
@@ -129,7 +207,7 @@ func TestCacheIsBounded(t *testing.T) {
 
 // A hash collision must not hand one input another's decision.
 func TestCacheComparesKeysOnHit(t *testing.T) {
-	c := newCache(10)
+	c := newCache(10, 0)
 	c.put(7, []byte("key-a"), Decision{Allow: true}, time.Minute)
 	if _, ok := c.get(7, []byte("key-b")); ok {
 		t.Fatal("a different key with the same hash hit")
@@ -173,5 +251,94 @@ allow := {"allow": true, "reason": input.path, "headers": {"x-path": input.path}
 	d2 := decide(t, e.Engine, in)
 	if !d2.Cached || d2.Reason != "/original" || d2.Headers[0].Value != "/original" || d1.Reason != "/original" {
 		t.Fatalf("decisions %+v, %+v", d1, d2)
+	}
+}
+
+// A client sending distinct requests with large headers fills the cache up
+// to CacheBytes, and what it holds is what it counts: the heap it keeps is
+// not much more than CacheBytes, even when decisions quote the input.
+func TestCacheIsBoundedInBytes(t *testing.T) {
+	const limit = 4 << 20
+	path := filepath.Join(t.TempDir(), "b.tar.gz")
+	writeTarball(t, path, build(t, "big", policy(`package warden.authz
+allow := {"allow": true, "reason": input.path, "headers": {"x-tenant": input.headers["x-tenant"]}} if count(input.headers) > 0`), nil))
+	e := newEngine(t, Options{Source: path, CacheSize: 100000, CacheBytes: limit, CacheTTL: time.Minute})
+	e.mustLoad(t)
+	filler := strings.Repeat("f", 14<<10)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 2000 {
+		in := fullInput()
+		in.Path = fmt.Sprintf("/items/%d", i)
+		in.Headers = append(in.Headers, Header{"x-filler", filler})
+		if d := decide(t, e.Engine, in); !d.Allow || d.Cached {
+			t.Fatalf("request %d: %+v", i, d)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	c := e.state.Load().cache
+	if n, size := c.len(), c.size(); size > limit || n < limit/(16<<10)/2 {
+		t.Fatalf("the cache holds %d entries in %d bytes; want about %d bytes", n, size, limit)
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > limit*3/2 {
+		t.Fatalf("the heap grew by %d bytes for a cache of %d", grew, limit)
+	}
+}
+
+// A request scanning many distinct inputs must not evict an entry that is
+// hit between them.
+func TestCacheKeepsTheHotSet(t *testing.T) {
+	c := newCache(64, 0)
+	hot := []byte("hot")
+	c.put(0, hot, Decision{Allow: true}, time.Minute)
+	for i := range 10000 {
+		// Even hashes: all in the same shard as the hot entry.
+		c.put(uint64(2*i+2), fmt.Appendf(nil, "cold-%d", i), Decision{}, time.Minute)
+		if _, ok := c.get(0, hot); !ok {
+			t.Fatalf("the hot entry was evicted after %d one-off entries", i+1)
+		}
+	}
+	if n := c.len(); n > 64 {
+		t.Fatalf("%d entries", n)
+	}
+}
+
+// An expired entry goes before one that is still in use.
+func TestCacheEvictsExpiredEntriesFirst(t *testing.T) {
+	c := newCache(2, 0)
+	c.put(1, []byte("a"), Decision{}, time.Minute)
+	c.put(2, []byte("b"), Decision{}, time.Nanosecond)
+	c.get(1, []byte("a"))
+	c.shards[0].m[2].ref.Store(true) // hit just before it expired
+	c.put(3, []byte("c"), Decision{}, time.Minute)
+	if _, ok := c.get(1, []byte("a")); !ok {
+		t.Fatal("the live entry was evicted rather than the expired one")
+	}
+	if _, ok := c.shards[0].m[2]; ok {
+		t.Fatal("the expired entry is still there")
+	}
+}
+
+func TestCacheRefusesAnEntryLargerThanItsShard(t *testing.T) {
+	c := newCache(10, 1000)
+	c.put(1, []byte("small"), Decision{Allow: true}, time.Minute)
+	c.put(2, make([]byte, 2000), Decision{Allow: true}, time.Minute)
+	if _, ok := c.get(2, make([]byte, 2000)); ok {
+		t.Fatal("an entry larger than the cache was cached")
+	}
+	if _, ok := c.get(1, []byte("small")); !ok {
+		t.Fatal("a refused entry evicted another")
+	}
+	c.put(3, []byte("k"), Decision{Headers: []Header{{"x-big", strings.Repeat("v", 2000)}}}, time.Minute)
+	if _, ok := c.get(3, []byte("k")); ok {
+		t.Fatal("a decision larger than the cache was cached")
+	}
+}
+
+func TestCacheShardsFillCacheLines(t *testing.T) {
+	if size := unsafe.Sizeof(shard{}); size%64 != 0 {
+		t.Fatalf("a shard is %d bytes; want a multiple of 64", size)
 	}
 }

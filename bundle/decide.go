@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
-// neverCancel is shared by all evaluations; it is never cancelled.
+// neverCancel is shared by the evaluations without a deadline; it is never
+// cancelled.
 var neverCancel = topdown.NewCancel()
 
 // maxCacheTTL caps a policy's cache_ttl_seconds.
@@ -25,17 +27,71 @@ type Decision struct {
 	Status  int      // 0: the PEP picks its default (403)
 	Reason  string   // logged, never sent to clients
 	Headers []Header // to add to the upstream request; shared by cached decisions: read-only
+	// Mask lists what the decision log must erase from this decision's event,
+	// as the bundle's data.system.log.mask says (OPA's convention, evaluated
+	// with the event {"input": ..., "result": ...} as input): paths such as
+	// "/input/headers/x-api-key" or "/result/reason", slash-separated with
+	// each segment URL path-escaped, sorted. Its upsert operations are
+	// ignored: warden's log only erases. Nil when the bundle has no mask or
+	// it masks nothing; ["/input"] when the mask could not be evaluated, which
+	// does not change the decision. Shared by cached decisions: read-only.
+	Mask []string
 	// Revision is the bundle revision that decided.
 	Revision string
 	Cached   bool
+}
+
+// owned returns d with its strings copied into one allocation. OPA's result
+// may alias the evaluation's input, which own made one allocation of the
+// whole request: a cached decision holding a substring of it would keep all
+// of that request alive, uncounted by CacheBytes.
+func (d Decision) owned() Decision {
+	n := len(d.Reason)
+	for _, h := range d.Headers {
+		n += len(h.Name) + len(h.Value)
+	}
+	for _, m := range d.Mask {
+		n += len(m)
+	}
+	if n == 0 && d.Headers == nil && d.Mask == nil {
+		return d
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(d.Reason)
+	for _, h := range d.Headers {
+		b.WriteString(h.Name)
+		b.WriteString(h.Value)
+	}
+	for _, m := range d.Mask {
+		b.WriteString(m)
+	}
+	all := block(b.String())
+	d.Reason = all.take(len(d.Reason))
+	if d.Headers != nil {
+		hs := make([]Header, len(d.Headers))
+		for i, h := range d.Headers {
+			hs[i] = Header{Name: all.take(len(h.Name)), Value: all.take(len(h.Value))}
+		}
+		d.Headers = hs
+	}
+	if d.Mask != nil {
+		ms := make([]string, len(d.Mask))
+		for i, m := range d.Mask {
+			ms[i] = all.take(len(m))
+		}
+		d.Mask = ms
+	}
+	return d
 }
 
 // Decide evaluates the active revision's decision for in. It fails closed:
 // with no active bundle, an undefined or malformed result, or an evaluation
 // error, the decision denies; in the error cases err says why.
 //
-// A cached decision costs one hash of the input and one map lookup, without
-// allocating; only the first evaluation of an input runs the policy.
+// A cached decision costs one hash of the input fields the policy reads
+// (see Status.CacheKey) and one map lookup, without allocating; only the
+// first evaluation of those fields' values runs the policy.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	c := e.state.Load()
 	if c == nil {
@@ -44,14 +100,12 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if in == nil {
 		return Decision{Revision: c.revision}, errors.New("bundle: Decide without input")
 	}
-	// A Token without its TokenKey could not be told apart from another
-	// token in the key: such inputs bypass the cache rather than share it.
-	if c.cache == nil || (in.Token != nil && in.TokenKey == "") {
+	if c.cache == nil || c.key.uncacheable(in) {
 		d, _, err := c.eval(ctx, in)
 		return d, err
 	}
 	buf := keyPool.Get().(*[]byte)
-	key := appendKey((*buf)[:0], in)
+	key := appendKey((*buf)[:0], &c.key, in)
 	h := c.cache.hash(key)
 	d, ok := c.cache.get(h, key)
 	if !ok {
@@ -71,39 +125,65 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	return d, nil
 }
 
-// eval runs the prepared query and reads its result. ttl is how long the
-// decision may be cached (0: not at all).
+// eval runs the prepared query and reads its result, then the mask for it.
+// ttl is how long the decision may be cached (0: not at all).
 func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration, error) {
-	deny := Decision{Revision: c.revision}
 	owned := own(in)
 	input, err := inputValue(&owned)
 	if err != nil {
-		deny.Reason = "input error"
-		return deny, 0, fmt.Errorf("bundle: revision %s: input: token: %w", c.revision, err)
+		d := Decision{Revision: c.revision, Reason: "input error"}
+		if c.mask != nil {
+			d.Mask = maskEverything
+		}
+		return d, 0, fmt.Errorf("bundle: revision %s: input: token: %w", c.revision, err)
 	}
-	// An external Cancel that is never cancelled: without one, OPA starts a
-	// goroutine per evaluation to watch ctx, and warden's evaluations are
-	// bounded CPU work that nobody cancels.
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(neverCancel))
+	// Always an external Cancel: without one, OPA starts a goroutine per
+	// evaluation to watch ctx. The deadline is a runtime timer instead, which
+	// runs a function (in a goroutine of its own) only if it fires.
+	cancel := neverCancel
+	if c.timeout > 0 {
+		deadline := topdown.NewCancel()
+		t := time.AfterFunc(c.timeout, deadline.Cancel)
+		defer t.Stop()
+		cancel = deadline
+	}
+	d, result, ttl, err := c.decide(ctx, cancel, input)
+	if c.mask != nil {
+		d.Mask = c.evalMask(ctx, cancel, input, result)
+	}
+	return d, ttl, err
+}
+
+// decide evaluates the decision query. result is the decision as OPA gave
+// it, nil when undefined or in error, for the mask.
+func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.Value) (d Decision, result any, ttl time.Duration, err error) {
+	deny := Decision{Revision: c.revision}
+	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
+	if err != nil && topdown.IsCancel(err) {
+		// Only the deadline cancels.
+		deny.Reason = "evaluation timed out"
+		return deny, nil, 0, fmt.Errorf("%w: revision %s, after %v", ErrEvalTimeout, c.revision, c.timeout)
+	}
 	if err != nil {
 		deny.Reason = "evaluation error"
-		return deny, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)
+		return deny, nil, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		deny.Reason = "decision undefined"
-		return deny, c.ttl, nil
+		return deny, nil, c.ttl, nil
 	}
 	if len(rs) > 1 {
 		deny.Reason = "malformed decision"
-		return deny, 0, fmt.Errorf("bundle: revision %s: decision has %d results", c.revision, len(rs))
+		return deny, nil, 0, fmt.Errorf("bundle: revision %s: decision has %d results", c.revision, len(rs))
 	}
-	d, ttl, err := readResult(rs[0].Expressions[0].Value, c.ttl)
+	result = rs[0].Expressions[0].Value
+	d, ttl, err = readResult(result, c.ttl)
 	if err != nil {
 		deny.Reason = "malformed decision"
-		return deny, 0, fmt.Errorf("bundle: revision %s: decision: %w", c.revision, err)
+		return deny, result, 0, fmt.Errorf("bundle: revision %s: decision: %w", c.revision, err)
 	}
 	d.Revision = c.revision
-	return d, ttl, nil
+	return d, result, ttl, nil
 }
 
 // readResult accepts a boolean, or an object

@@ -4,6 +4,14 @@
 // OPA's own verifier; compiles each revision once into a prepared query; and
 // answers Decide from a per-revision decision cache.
 //
+// Each revision's decision cache is keyed on the input fields its rules read
+// (Status.CacheKey), bounded in entries and bytes, and evicts with CLOCK so
+// that the decisions in use survive a scan of one-off requests. A bundle's
+// data.system.log.mask, as OPA defines it, is evaluated with each decision
+// and returned in Decision.Mask for the decision logger. Policies cannot do
+// network I/O unless Options.AllowNetwork says so, and each evaluation can
+// be given a deadline.
+//
 // A new revision becomes active atomically (an atomic.Pointer swap of an
 // immutable compiled state that owns its cache); a bundle that cannot be read,
 // verified or compiled is never activated, the active revision keeps deciding

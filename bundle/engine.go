@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // DefaultDecision is the rule asked when Options.Decision is empty.
@@ -36,11 +39,23 @@ const (
 // has been activated yet.
 var ErrNotReady = errors.New("bundle: no policy bundle is active")
 
+// ErrEvalTimeout is returned by Decide, wrapped and with a denying decision,
+// when the policy did not decide within Options.EvalTimeout.
+var ErrEvalTimeout = errors.New("bundle: policy evaluation timed out")
+
+// networkBuiltins are OPA's builtins that do network I/O. A policy calling
+// them would make every uncached decision wait on another service, tie the
+// sidecar's availability to it, and could send request data anywhere. The
+// pure net.cidr_* builtins stay: policies check input.sender with them.
+var networkBuiltins = []string{"http.send", "net.lookup_ip_addr"}
+
 // Options configure an Engine. The zero value serves the embedded default
 // bundle without a decision cache.
 type Options struct {
 	// Source is "" for the embedded default bundle, an http(s):// URL, a path
-	// ending in .tar.gz or .tgz, or else a bundle directory.
+	// ending in .tar.gz or .tgz, or else a bundle directory. A URL is fetched
+	// as given, but Status, errors and callbacks show it as scheme://host/path
+	// only: its user info and query (a signed URL's signature) are secrets.
 	Source string
 	// PollInterval is how often Run checks the source for a new revision
 	// (URLs with If-None-Match; files and directories by size and mtime, then
@@ -58,9 +73,24 @@ type Options struct {
 	Decision string
 	// CacheSize bounds the decisions cached per revision; 0 disables the cache.
 	CacheSize int
+	// CacheBytes bounds the memory the decisions cached per revision hold: each
+	// entry's key, its decision's reason, headers and mask, and the
+	// bookkeeping of the entry. 0 leaves CacheSize as the only bound, which lets requests
+	// with large headers hold CacheSize times their size. The cache is split
+	// into up to 64 shards; a decision larger than its shard's share of
+	// CacheBytes is not cached.
+	CacheBytes int64
 	// CacheTTL is how long a decision without its own cache_ttl_seconds is
 	// cached; 0 caches only decisions that carry cache_ttl_seconds.
 	CacheTTL time.Duration
+	// AllowNetwork lets policies call the builtins that do network I/O
+	// (http.send, net.lookup_ip_addr). Without it, a bundle calling one is
+	// rejected when compiled, with an error naming the builtin.
+	AllowNetwork bool
+	// EvalTimeout bounds each evaluation of the policy, the decision and its
+	// mask together; a decision not made in time denies, with an error
+	// wrapping ErrEvalTimeout, and is not cached. 0: no bound.
+	EvalTimeout time.Duration
 	// HTTPClient fetches URL sources; nil uses a client with timeouts that
 	// refuses redirects from https to http.
 	HTTPClient *http.Client
@@ -81,6 +111,13 @@ type Status struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Active      bool      `json:"active"`
+	// CacheKey lists the input fields the active revision's rules read, which
+	// are all its decisions depend on and what the decision cache keys on:
+	// field names ("method", "peer.spiffe_id"), headers.<name> for a header
+	// read by name, or ["input"] when a rule reads the input as a whole (no
+	// two requests then share a decision, their transactions differ). It is
+	// empty when no rule reads the input.
+	CacheKey []string `json:"cache_key,omitempty"`
 }
 
 // LoadError is a failed load attempt: which source, at which stage (read,
@@ -104,6 +141,7 @@ type Engine struct {
 	decision ast.Ref
 	query    ast.Body
 	verify   *opabundle.VerificationConfig // nil: signatures are not checked
+	caps     *ast.Capabilities             // what policies may use; nil: all of OPA
 
 	state atomic.Pointer[compiled]
 
@@ -126,8 +164,12 @@ type compiled struct {
 	digest   [sha256.Size]byte
 	loadedAt time.Time
 	query    rego.PreparedEvalQuery
+	mask     *rego.PreparedEvalQuery // data.system.log.mask; nil when the bundle has none
+	key      keySpec                 // what of the input the decisions depend on
+	cacheKey []string
 	cache    *cache // nil when disabled
 	ttl      time.Duration
+	timeout  time.Duration // of one evaluation; 0: none
 }
 
 // New validates opts and reads the verification key. It does no I/O to the
@@ -139,8 +181,14 @@ func New(opts Options) (*Engine, error) {
 	if opts.CacheSize < 0 {
 		return nil, fmt.Errorf("bundle: cache size %d is negative", opts.CacheSize)
 	}
+	if opts.CacheBytes < 0 {
+		return nil, fmt.Errorf("bundle: cache bytes %d is negative", opts.CacheBytes)
+	}
 	if opts.CacheTTL < 0 {
 		return nil, fmt.Errorf("bundle: cache TTL %v is negative", opts.CacheTTL)
+	}
+	if opts.EvalTimeout < 0 {
+		return nil, fmt.Errorf("bundle: evaluation timeout %v is negative", opts.EvalTimeout)
 	}
 	if opts.Decision == "" {
 		opts.Decision = DefaultDecision
@@ -162,6 +210,9 @@ func New(opts Options) (*Engine, error) {
 		decision: ref,
 		query:    ast.NewBody(ast.NewExpr(ast.NewTerm(ref))),
 	}
+	if !opts.AllowNetwork {
+		e.caps = withoutNetwork(ast.CapabilitiesForThisVersion())
+	}
 	if opts.VerificationKeyPath != "" {
 		if e.verify, err = verificationConfig(opts.VerificationKeyPath, opts.VerificationAlg); err != nil {
 			return nil, err
@@ -170,6 +221,33 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("bundle: a verification algorithm is set without a verification key")
 	}
 	return e, nil
+}
+
+// withoutNetwork removes networkBuiltins from c, so that the compiler
+// refuses a call to one as an undefined function, and empties AllowNet,
+// which the builtins doing network I/O check before any connection.
+func withoutNetwork(c *ast.Capabilities) *ast.Capabilities {
+	c.Builtins = slices.DeleteFunc(slices.Clone(c.Builtins), func(b *ast.Builtin) bool {
+		return slices.Contains(networkBuiltins, b.Name)
+	})
+	c.AllowNet = []string{}
+	return c
+}
+
+// networkError explains a compile error that comes from a call to a
+// builtin withoutNetwork removed; it returns nil for any other error.
+func networkError(err error) error {
+	var errs ast.Errors
+	if !errors.As(err, &errs) {
+		return nil
+	}
+	for _, e := range errs {
+		name, ok := strings.CutPrefix(e.Message, "undefined function ")
+		if e.Code == ast.TypeErr && ok && slices.Contains(networkBuiltins, name) {
+			return fmt.Errorf("%v: %s does network I/O, which policies may do only when WARDEN_POLICY_ALLOW_NETWORK is true (Options.AllowNetwork)", e.Location, name)
+		}
+	}
+	return nil
 }
 
 // decisionRef turns "warden/authz/allow" into data.warden.authz.allow.
@@ -195,6 +273,7 @@ func (e *Engine) Status() Status {
 		st.Active = true
 		st.Revision = c.revision
 		st.LoadedAt = c.loadedAt
+		st.CacheKey = slices.Clone(c.cacheKey)
 	}
 	e.statusMu.Lock()
 	st.LastError, st.LastErrorAt = e.statusErr, e.statusErrAt
@@ -318,19 +397,40 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 		return fail("parse", errors.New("wasm and plan bundles are not supported; build with --target rego"))
 	}
 
-	compiler := ast.NewCompiler()
+	// The store is the engine's rather than rego's own, so that the mask
+	// query can be prepared against the same compiler and data; rego writes
+	// the bundle's data into it only in a transaction it is given.
+	compiler := ast.NewCompiler().WithCapabilities(e.caps)
+	store := inmem.New()
+	txn, err := store.NewTransaction(ctx, storage.WriteParams)
+	if err != nil {
+		return fail("compile", err)
+	}
 	pq, err := rego.New(
 		rego.ParsedQuery(e.query),
 		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Transaction(txn),
 		rego.ParsedBundle("warden", &b),
 	).PrepareForEval(ctx)
 	if err != nil {
+		store.Abort(ctx, txn)
+		if nerr := networkError(err); nerr != nil {
+			err = nerr
+		}
+		return fail("compile", err)
+	}
+	if err := store.Commit(ctx, txn); err != nil {
 		return fail("compile", err)
 	}
 	// A decision no rule defines would deny every request: refuse the bundle
 	// rather than activate it, so the previous policy keeps deciding.
 	if len(compiler.GetRulesForVirtualDocument(e.decision)) == 0 && len(compiler.GetRulesWithPrefix(e.decision)) == 0 {
 		return fail("compile", fmt.Errorf("no rule defines the decision %v", e.decision))
+	}
+	mask, err := prepareMask(ctx, compiler, store)
+	if err != nil {
+		return fail("compile", err)
 	}
 
 	rev := b.Manifest.Revision
@@ -342,10 +442,14 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 		digest:   snap.digest,
 		loadedAt: time.Now(),
 		query:    pq,
+		mask:     mask,
+		key:      keySpecOf(compiler.Modules),
 		ttl:      e.opts.CacheTTL,
+		timeout:  e.opts.EvalTimeout,
 	}
+	c.cacheKey = c.key.names()
 	if e.opts.CacheSize > 0 {
-		c.cache = newCache(e.opts.CacheSize)
+		c.cache = newCache(e.opts.CacheSize, e.opts.CacheBytes)
 	}
 	return c, nil
 }

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,7 +25,8 @@ func TestDefaultBundle(t *testing.T) {
 	}
 	e.mustLoad(t)
 	st := e.Status()
-	if !st.Active || st.Revision != "default-1" || st.Source != "embedded:bundle/default" || st.LoadedAt.IsZero() {
+	if !st.Active || st.Revision != "default-1" || st.Source != "embedded:bundle/default" || st.LoadedAt.IsZero() ||
+		!reflect.DeepEqual(st.CacheKey, []string{"peer.spiffe_id"}) {
 		t.Fatalf("status = %+v", st)
 	}
 	if d := decide(t, e.Engine, request("POST", "/anything")); !d.Allow || d.Revision != "default-1" {
@@ -584,6 +588,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"a negative poll interval", Options{PollInterval: -time.Second}, "poll interval -1s is negative"},
 		{"a negative cache size", Options{CacheSize: -1}, "cache size -1 is negative"},
 		{"a negative cache TTL", Options{CacheTTL: -time.Second}, "cache TTL -1s is negative"},
+		{"a negative cache byte bound", Options{CacheBytes: -1}, "cache bytes -1 is negative"},
+		{"a negative evaluation timeout", Options{EvalTimeout: -time.Millisecond}, "evaluation timeout -1ms is negative"},
 		{"an empty rule path segment", Options{Decision: "warden//allow"}, `decision "warden//allow" is not a rule path`},
 		{"an algorithm without a key", Options{VerificationAlg: "RS256"}, "without a verification key"},
 		{"a missing key file", Options{VerificationKeyPath: filepath.Join(dir, "nope")}, "no such file"},
@@ -602,15 +608,123 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}
 }
 
-func TestURLPasswordIsRedacted(t *testing.T) {
-	srv := newBundleServer(t)
-	srv.fail(http.StatusForbidden)
-	e := newEngine(t, Options{Source: "http://user:hunter2@" + srv.Listener.Addr().String() + "/b.tar.gz"})
-	if st := e.Status(); strings.Contains(st.Source, "hunter2") {
-		t.Fatalf("status shows the password: %+v", st)
+// A bundle URL may carry a password and, when signed, a credential in its
+// query. The real URL is what is fetched, but only scheme://host/path may
+// show: in Status, in what OnActivate and OnError receive, in errors.
+func TestURLCredentialsNeverShow(t *testing.T) {
+	const (
+		user     = "alice-bundle-reader"
+		password = "pa55-hunter2"
+		sig      = "5ec2e7519fa7d0c3b2a1"
+		cred     = "AKIAEXAMPLE20260101"
+		query    = "X-Amz-Credential=" + cred + "&X-Amz-Signature=" + sig
+	)
+	secrets := []string{user, password, sig, cred}
+	refused := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
 	}
-	err := e.Load(context.Background())
-	if err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("Load: %v", err)
+	good := build(t, "signed-1", policy(allowGET), nil)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc // nil: nothing listens
+		wantErr string
+	}{
+		{name: "a bundle served", handler: func(w http.ResponseWriter, r *http.Request) {
+			if u, p, _ := r.BasicAuth(); u != user || p != password || r.URL.Query().Get("X-Amz-Signature") != sig {
+				http.Error(w, "unsigned", http.StatusForbidden)
+				return
+			}
+			w.Write(good)
+		}},
+		{name: "404", handler: http.NotFound, wantErr: "GET: 404 Not Found"},
+		{name: "connection refused", wantErr: "connection refused"},
+		{name: "a redirect to a signed URL that refuses connections", wantErr: "connection refused", handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://"+refused(t)+"/b.tar.gz?"+query, http.StatusFound)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := refused(t)
+			if tt.handler != nil {
+				srv := httptest.NewServer(tt.handler)
+				t.Cleanup(srv.Close)
+				addr = srv.Listener.Addr().String()
+			}
+			var shown []string
+			var mu sync.Mutex
+			show := func(s string) {
+				mu.Lock()
+				shown = append(shown, s)
+				mu.Unlock()
+			}
+			status := func(st Status) {
+				b, err := json.Marshal(st)
+				if err != nil {
+					t.Fatal(err)
+				}
+				show(string(b))
+			}
+			e, err := New(Options{
+				Source:     "http://" + user + ":" + password + "@" + addr + "/bundles/b.tar.gz?" + query,
+				OnActivate: status,
+				OnError:    func(err error) { show(err.Error()) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = e.Load(context.Background())
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Load: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Load: %v; want an error with %q", err, tt.wantErr)
+			case err != nil:
+				show(err.Error())
+			}
+			st := e.Status()
+			status(st)
+			if want := "http://" + addr + "/bundles/b.tar.gz"; st.Source != want {
+				t.Fatalf("Status.Source = %q; want %q", st.Source, want)
+			}
+			if st.Active != (tt.wantErr == "") || len(shown) < 2 {
+				t.Fatalf("status %+v, reported %q", st, shown)
+			}
+			for _, s := range shown {
+				for _, secret := range secrets {
+					if strings.Contains(s, secret) {
+						t.Errorf("%q shows %q", s, secret)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Errors that quote the URL other than net/http's own are rewritten, and New
+// does not quote a URL it cannot parse.
+func TestURLCredentialsAreScrubbedFromAnyError(t *testing.T) {
+	src, err := newSource("https://u:pw-s3cret@example.org/b.tar.gz?sig=sig-s3cret", http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := src.(*urlSource)
+	wrapped := fmt.Errorf("through a proxy: %w", &url.Error{Op: "Get", URL: s.url, Err: errors.New("refused")})
+	for _, err := range []error{
+		s.scrub(wrapped),
+		s.scrub(&url.Error{Op: "Get", URL: s.url, Err: wrapped}),
+	} {
+		if msg := err.Error(); strings.Contains(msg, "s3cret") || !strings.Contains(msg, "refused") {
+			t.Errorf("scrubbed error %q", msg)
+		}
+	}
+	_, err = New(Options{Source: "https://u:pw-s3cret@example.org:port/b.tar.gz?sig=sig-s3cret"})
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "bundle: source is not a valid URL") {
+		t.Fatalf("New: %v", err)
 	}
 }

@@ -12,13 +12,14 @@ import (
 type Input struct {
 	Method, Path, RawPath, RawQuery string   // Path is normalized by the PEP; RawQuery has no '?'
 	Headers                         []Header // lower-cased names, credentials already removed
-	Transaction                     string   // request id; not part of the cache key
+	Transaction                     string   // request id; keyed only if a rule reads it
 	Sender                          string   // client IP
 	PeerID, PeerTrustDomain         string
 	DestinationID                   string
 	Token                           map[string]any // verified JWT claims; nil when absent
 	// TokenKey is a stable digest of Token computed by the verifier, and what
-	// the cache key holds for it. A Token without a TokenKey is never cached.
+	// the cache key holds for it. When the policy reads the token, a Token
+	// without a TokenKey bypasses the cache.
 	TokenKey string
 }
 
@@ -44,12 +45,8 @@ func own(in *Input) Input {
 		b.WriteString(h.Name)
 		b.WriteString(h.Value)
 	}
-	all := b.String()
-	next := func(s string) string {
-		r := all[:len(s)]
-		all = all[len(s):]
-		return r
-	}
+	all := block(b.String())
+	next := func(s string) string { return all.take(len(s)) }
 	out := Input{
 		Method:          next(in.Method),
 		Path:            next(in.Path),
@@ -70,6 +67,16 @@ func own(in *Input) Input {
 		}
 	}
 	return out
+}
+
+// block hands out consecutive substrings of one string, so that several
+// strings are copied with a single allocation.
+type block string
+
+func (b *block) take(n int) string {
+	s := string((*b)[:n])
+	*b = (*b)[n:]
+	return s
 }
 
 // inputValue builds OPA's input document directly as an ast.Value:
@@ -105,23 +112,60 @@ func inputValue(in *Input) (ast.Value, error) {
 }
 
 // headersValue joins repeated names with ", " (RFC 9110 §5.3), in order.
+// It runs in time linear in the headers' size: a client repeating one header
+// thousands of times must not make the sidecar copy the growing value at each
+// repetition. A name seen once keeps its value as it is; a repeated one gets
+// one builder, sized before anything is copied into it.
 func headersValue(hs []Header) ast.Value {
 	if len(hs) == 0 {
 		return ast.NewObject()
 	}
-	names := make([]string, 0, len(hs))
-	values := make(map[string]string, len(hs))
-	for _, h := range hs {
-		if v, ok := values[h.Name]; ok {
-			values[h.Name] = v + ", " + h.Value
-			continue
-		}
-		names = append(names, h.Name)
-		values[h.Name] = h.Value
+	type group struct {
+		first  int              // the name's first header
+		n      int              // how many headers have the name
+		size   int              // the joined value's length
+		joined *strings.Builder // for a repeated name only
 	}
-	obj := ast.NewObjectWithCapacity(len(names))
-	for _, n := range names {
-		obj.Insert(ast.StringTerm(n), ast.StringTerm(values[n]))
+	groups := make([]group, 0, len(hs))
+	index := make(map[string]int, len(hs))
+	at := make([]int, len(hs)) // each header's group
+	repeated := false
+	for i, h := range hs {
+		g, ok := index[h.Name]
+		if !ok {
+			g = len(groups)
+			index[h.Name] = g
+			groups = append(groups, group{first: i})
+		} else {
+			repeated = true
+			groups[g].size += len(", ")
+		}
+		at[i] = g
+		groups[g].n++
+		groups[g].size += len(h.Value)
+	}
+	if repeated {
+		for i, h := range hs {
+			g := &groups[at[i]]
+			switch {
+			case g.n == 1:
+				continue
+			case g.joined == nil:
+				g.joined = new(strings.Builder)
+				g.joined.Grow(g.size)
+			default:
+				g.joined.WriteString(", ")
+			}
+			g.joined.WriteString(h.Value)
+		}
+	}
+	obj := ast.NewObjectWithCapacity(len(groups))
+	for _, g := range groups {
+		v := hs[g.first].Value
+		if g.joined != nil {
+			v = g.joined.String()
+		}
+		obj.Insert(ast.StringTerm(hs[g.first].Name), ast.StringTerm(v))
 	}
 	return obj
 }

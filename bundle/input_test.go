@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -36,10 +37,35 @@ func TestQueryParsing(t *testing.T) {
 }
 
 func TestRepeatedHeadersAreJoined(t *testing.T) {
-	got := headersValue([]Header{{"accept", "a"}, {"x", "1"}, {"accept", "b"}, {"accept", ""}})
-	want := ast.MustParseTerm(`{"accept": "a, b, ", "x": "1"}`).Value
-	if got.Compare(want) != 0 {
-		t.Fatalf("headers = %v; want %v", got, want)
+	var hundred []Header
+	var values []string
+	for i := range 100 {
+		hundred = append(hundred, Header{"x-forwarded-for", fmt.Sprintf("10.0.0.%d", i)})
+		values = append(values, fmt.Sprintf("10.0.0.%d", i))
+	}
+	hundred = append(hundred, Header{"accept", "*/*"})
+	tests := []struct {
+		name string
+		in   []Header
+		want ast.Value
+	}{
+		{"names seen once keep their values", []Header{{"accept", "a"}, {"x", "1"}},
+			ast.MustParseTerm(`{"accept": "a", "x": "1"}`).Value},
+		{"repeated names are joined in order, empty values included", []Header{{"accept", "a"}, {"x", "1"}, {"accept", "b"}, {"accept", ""}},
+			ast.MustParseTerm(`{"accept": "a, b, ", "x": "1"}`).Value},
+		{"only empty values still get their separators", []Header{{"a", ""}, {"a", ""}, {"a", ""}},
+			ast.MustParseTerm(`{"a": ", , "}`).Value},
+		{"a hundred copies of one header make one value", hundred,
+			ast.NewObject(
+				ast.Item(ast.StringTerm("x-forwarded-for"), ast.StringTerm(strings.Join(values, ", "))),
+				ast.Item(ast.StringTerm("accept"), ast.StringTerm("*/*")))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := headersValue(tt.in); got.Compare(tt.want) != 0 {
+				t.Fatalf("headers = %v; want %v", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -55,7 +81,8 @@ func FuzzQuery(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = appendKey(nil, in)
+		_ = appendKey(nil, &keySpec{fields: fInput, headers: []string{name}}, in)
+		_ = appendKey(nil, &keySpec{headers: []string{name}}, in)
 		q := queryValue(raw).(ast.Object)
 		if !strings.ContainsAny(raw, "%+") {
 			n := 0

@@ -86,12 +86,24 @@ func newSource(src string, client *http.Client) (source, error) {
 	case strings.Contains(src, "://"):
 		u, err := url.Parse(src)
 		if err != nil {
-			return nil, fmt.Errorf("bundle: source: %w", err)
+			// url.Parse's error quotes the whole URL: keep only its reason.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, fmt.Errorf("bundle: source is not a valid URL: %w", err)
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("bundle: source %s: want an http(s):// URL, a .tar.gz file or a directory", u.Redacted())
+			return nil, fmt.Errorf("bundle: source %s: want an http(s):// URL, a .tar.gz file or a directory", redactURL(u))
 		}
-		return &urlSource{url: src, name: u.Redacted(), client: client}, nil
+		s := &urlSource{url: src, name: redactURL(u), client: client}
+		if u.RawQuery != "" {
+			s.secrets = append(s.secrets, u.RawQuery)
+		}
+		if p, ok := u.User.Password(); ok && p != "" {
+			s.secrets = append(s.secrets, p)
+		}
+		return s, nil
 	case strings.HasSuffix(src, ".tar.gz") || strings.HasSuffix(src, ".tgz"):
 		return &tarballSource{path: src}, nil
 	default:
@@ -318,12 +330,21 @@ func unpack(raw []byte, base string) (*snapshot, error) {
 	return newSnapshot(files)
 }
 
+// redactURL is how a source URL is shown: scheme, host and path. The user
+// info may hold a password, and the query of a signed URL (S3's
+// X-Amz-Signature, GCS's X-Goog-Signature) is a bearer credential: neither
+// may reach Status, an error or a log line.
+func redactURL(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+}
+
 // urlSource is a bundle served over HTTP, polled with If-None-Match.
 type urlSource struct {
-	url    string
-	name   string // url without its password, for errors and Status
-	client *http.Client
-	etag   string // of the last complete download
+	url     string   // what is fetched, credentials included
+	name    string   // redactURL(url), for errors and Status
+	secrets []string // the parts of url that must never be shown
+	client  *http.Client
+	etag    string // of the last complete download
 }
 
 func (s *urlSource) String() string { return s.name }
@@ -332,7 +353,7 @@ func (s *urlSource) forget()        { s.etag = "" }
 
 func (s *urlSource) fetch(ctx context.Context) (*snapshot, error) {
 	fail := func(err error) (*snapshot, error) {
-		return nil, &LoadError{Source: s.name, Stage: "fetch", Err: err}
+		return nil, &LoadError{Source: s.name, Stage: "fetch", Err: s.scrub(err)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
@@ -370,6 +391,30 @@ func (s *urlSource) fetch(ctx context.Context) (*snapshot, error) {
 	// ETag would give the same verdict.
 	s.etag = resp.Header.Get("ETag")
 	return untar(raw, s.name), nil
+}
+
+// scrub makes a fetch error safe to show. net/http's errors (*url.Error)
+// quote the URL requested, query included, and after a redirect that is the
+// target's URL, which may carry a signature of its own: the URL is replaced
+// by the source's redacted name. Should some other error still quote a
+// secret part of the URL, its text is rewritten, at the cost of the error's
+// chain.
+func (s *urlSource) scrub(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		err = &url.Error{Op: ue.Op, URL: s.name, Err: ue.Err}
+	}
+	msg := err.Error()
+	leaked := false
+	for _, secret := range s.secrets {
+		if strings.Contains(msg, secret) {
+			msg = strings.ReplaceAll(msg, secret, "REDACTED")
+			leaked = true
+		}
+	}
+	if leaked {
+		return errors.New(msg)
+	}
+	return err
 }
 
 func defaultHTTPClient() *http.Client {
