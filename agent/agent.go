@@ -295,6 +295,9 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 		Decision:            a.cfg.PolicyDecision,
 		CacheSize:           a.cfg.PolicyCacheSize,
 		CacheTTL:            a.cfg.PolicyCacheTTL,
+		CacheBytes:          a.cfg.PolicyCacheBytes,
+		AllowNetwork:        a.cfg.PolicyAllowNetwork,
+		EvalTimeout:         a.cfg.PolicyEvalTimeout,
 		OnActivate: func(st bundle.Status) {
 			plog.Info().Str("event", "policy_activated").Str("source", st.Source).
 				Str("revision", st.Revision).Time("loaded_at", st.LoadedAt).Send()

@@ -61,8 +61,7 @@ type keySpec struct {
 // other term where a field or header name would be (input.headers[k],
 // input[x]) keys the whole field or the whole input, and so does input
 // itself, however it is used (x := input, json.marshal(input),
-// `with input as`). A name the input does not have is always undefined and
-// keys nothing.
+// `with input as`), and so does a name read does not know.
 //
 // Every module counts, the mask policy's too. Its input is the decision log
 // event, which holds the policy's input under "input": so input.input.<path>
@@ -164,6 +163,15 @@ func (k *keySpec) read(path ast.Ref, named map[string]bool) {
 		k.fields |= fDestination
 	case "token":
 		k.fields |= fToken
+	case "input", "result":
+		// The mask policy's event: input.input is read again as input by
+		// the caller, and the result follows from the keyed fields.
+	default:
+		// A field this switch does not know: one inputValue gained after
+		// it was written, or a name no input has. Keying the whole input is
+		// right for both; forgetting a field would hand one request's
+		// decision to another (TestKeySpecKnowsEveryInputField).
+		k.fields = fInput
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Status.CacheKey shows what the compiled rules read of the input.
@@ -30,7 +32,7 @@ allow if { h["x-b"] == "1"; h["x-a"] == "2"; h["x-b"] != "3" }`, []string{"heade
 		{"headers iterated", authz(`allow if { some name, value in input.headers; name == value }`), []string{"headers"}},
 		{"headers as a whole, and one by name", authz(`allow if input.headers["x-a"] == "1"`, `allow if count(input.headers) > 3`), []string{"headers"}},
 		{"the peer as a whole", authz(`allow if input.peer == {"spiffe_id": "x", "trust_domain": "y"}`), []string{"peer.spiffe_id", "peer.trust_domain"}},
-		{"a field the input does not have", authz(`allow if input.nothing == 1`), nil},
+		{"a field this version does not know", authz(`allow if input.nothing == 1`), []string{"input"}},
 		{"a token claim", authz(`allow if input.token.sub == "alice"`), []string{"token"}},
 		{"a query parameter", authz(`allow if input.query.debug[0] == "1"`), []string{"query"}},
 		{"a function's body", authz(`f(x) := x == input.sender`, `allow if f("10.0.0.1")`), []string{"sender"}},
@@ -180,4 +182,28 @@ func BenchmarkCacheHitRatio(b *testing.B) {
 			b.ReportMetric(float64(hits)/float64(i), "hit-ratio")
 		})
 	}
+}
+
+// Every top-level field of the input document has its own place in the
+// key: a field added to inputValue but not to keySpec.read falls back to
+// keying the whole input, which this test reports as a field to add.
+func TestKeySpecKnowsEveryInputField(t *testing.T) {
+	in := Input{Method: "GET", Path: "/", RawPath: "/", RawQuery: "a=1", Headers: []Header{{"x", "1"}},
+		Transaction: "t", Sender: "10.0.0.1", PeerID: "spiffe://td/p", PeerTrustDomain: "td",
+		DestinationID: "spiffe://td/d", Token: map[string]any{"sub": "alice"}, TokenKey: "k"}
+	v, err := inputValue(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := v.(ast.Object)
+	if obj.Len() < 10 {
+		t.Fatalf("input document has %d fields", obj.Len())
+	}
+	obj.Foreach(func(key, _ *ast.Term) {
+		var k keySpec
+		k.read(ast.Ref{key}, map[string]bool{})
+		if k.fields == fInput {
+			t.Errorf("input field %v is not known to keySpec.read: a rule reading it would key the whole input", key)
+		}
+	})
 }

@@ -158,6 +158,11 @@ func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.V
 	a.logDecision(in, st.token, &d, err, time.Since(start))
 
 	switch {
+	case errors.Is(err, bundle.ErrEvalTimeout):
+		a.events.Warn().Str("event", "policy_eval_timeout").Str("revision", d.Revision).
+			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", req.Path).
+			Msg("policy evaluation exceeded WARDEN_POLICY_EVAL_TIMEOUT: denied")
+		return proxy.Verdict{Status: fasthttp.StatusForbidden, Code: "forbidden"}
 	case err != nil:
 		return proxy.Verdict{Status: fasthttp.StatusForbidden, Code: "forbidden"}
 	case !d.Allow:
@@ -294,28 +299,10 @@ func (a *Authorizer) logDecision(in *bundle.Input, tok *token.Verified, d *bundl
 	if !e.Enabled() {
 		return
 	}
-	hdrs := zerolog.Dict()
-	for _, h := range in.Headers {
-		if redact.IsCredentialName(h.Name) {
-			// The policy may read it; the audit log does not keep it.
-			hdrs.Str(h.Name, redacted)
-			continue
-		}
-		hdrs.Str(h.Name, h.Value)
-	}
-	input := zerolog.Dict().
-		Str("method", in.Method).
-		Str("path", in.Path).
-		Str("raw_path", in.RawPath).
-		Str("query", redact.Query(in.RawQuery)).
-		Dict("headers", hdrs).
-		Str("transaction", in.Transaction).
-		Str("sender", in.Sender).
-		Dict("peer", zerolog.Dict().Str("spiffe_id", in.PeerID).Str("trust_domain", in.PeerTrustDomain)).
-		Dict("destination", zerolog.Dict().Str("spiffe_id", in.DestinationID))
-	if tok != nil {
-		// Serialized once per verified token, not per line.
-		input.RawJSON("token", tok.JSON)
+	m := readLogMask(d.Mask)
+	input := zerolog.Dict()
+	if m == nil || !m.all {
+		logInput(input, in, tok, m)
 	}
 	e.Str("event", "decision").
 		Str("request_id", in.Transaction).
@@ -324,16 +311,67 @@ func (a *Authorizer) logDecision(in *bundle.Input, tok *token.Verified, d *bundl
 		Str("revision", d.Revision).
 		Bool("cached", d.Cached).
 		Float64("eval_s", took.Seconds())
-	if d.Status != 0 {
+	if d.Status != 0 && (m == nil || !m.result) {
 		e.Int("status", d.Status)
 	}
-	if d.Reason != "" {
+	if d.Reason != "" && (m == nil || !m.result) {
 		e.Str("reason", d.Reason)
 	}
 	if err != nil {
 		e.AnErr("error", err)
 	}
 	e.Send()
+}
+
+// logInput writes the policy input to the decision log line: credentials
+// never (the token header never reaches the input; query parameters and
+// headers whose names say they hold one are replaced), and nothing the
+// bundle's mask erases.
+func logInput(d *zerolog.Event, in *bundle.Input, tok *token.Verified, m *logMask) {
+	str := func(name, value string) {
+		if !m.field(name) {
+			d.Str(name, value)
+		}
+	}
+	str("method", in.Method)
+	str("path", in.Path)
+	str("raw_path", in.RawPath)
+	str("query", redact.Query(in.RawQuery))
+	if !m.field("headers") {
+		hdrs := zerolog.Dict()
+		for _, h := range in.Headers {
+			switch {
+			case m.child("headers", h.Name):
+			case redact.IsCredentialName(h.Name):
+				// The policy may read it; the audit log does not keep it.
+				hdrs.Str(h.Name, redacted)
+			default:
+				hdrs.Str(h.Name, h.Value)
+			}
+		}
+		d.Dict("headers", hdrs)
+	}
+	str("transaction", in.Transaction)
+	str("sender", in.Sender)
+	if !m.field("peer") {
+		peer := zerolog.Dict()
+		if !m.child("peer", "spiffe_id") {
+			peer.Str("spiffe_id", in.PeerID)
+		}
+		if !m.child("peer", "trust_domain") {
+			peer.Str("trust_domain", in.PeerTrustDomain)
+		}
+		d.Dict("peer", peer)
+	}
+	if !m.field("destination") && !m.child("destination", "spiffe_id") {
+		d.Dict("destination", zerolog.Dict().Str("spiffe_id", in.DestinationID))
+	}
+	if tok != nil && !m.field("token") {
+		// Serialized once per verified token, not per line (unless masked).
+		if claims := m.tokenJSON(tok.JSON); claims != nil {
+			d.RawJSON("token", claims)
+		}
+	}
 }
 
 func codeFor(status int) string {

@@ -213,3 +213,75 @@ func TestDecisionLogMasksCredentialHeaders(t *testing.T) {
 		t.Errorf("headers not logged as expected: %s", s)
 	}
 }
+
+func engineWith(t testing.TB, files map[string]string, opts bundle.Options) *bundle.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts.Source, opts.PollInterval = dir, time.Minute
+	e, err := bundle.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// A bundle's data.system.log.mask erases what it names from the decision
+// log, on a computed decision and on a cached one alike.
+func TestDecisionLogHonoursTheBundlesMask(t *testing.T) {
+	e := engineWith(t, map[string]string{
+		"authz.rego": "package warden.authz\nallow := {\"allow\": true, \"reason\": \"ok\"}\n",
+		"mask.rego": `package system.log
+mask contains "/input/headers/x-custom"
+mask contains "/input/peer/spiffe_id"
+mask contains "/input/query/page"
+`,
+	}, bundle.Options{CacheSize: 10, CacheTTL: time.Minute})
+	for i := range 2 {
+		var log bytes.Buffer
+		a := New(e, func() string { return ownID }, zerolog.New(&log))
+		if v := a.Check(request("GET", "/x?page=s3cret-page", "X-Custom", "custom-secret", "X-Color", "blue"), peerRequest("/x")); v.Status != 0 {
+			t.Fatalf("denied: %+v", v)
+		}
+		s := log.String()
+		for _, secret := range []string{"custom-secret", "s3cret-page", "ns/default/sa/client"} {
+			if strings.Contains(s, secret) {
+				t.Errorf("round %d: the log holds %q, which the mask erases: %s", i, secret, s)
+			}
+		}
+		if !strings.Contains(s, `"x-color":"blue"`) || !strings.Contains(s, `"trust_domain":"warden.test"`) || !strings.Contains(s, `"allow":true`) {
+			t.Errorf("round %d: the log lost what the mask keeps: %s", i, s)
+		}
+		if cached := strings.Contains(s, `"cached":true`); cached != (i == 1) {
+			t.Errorf("round %d: cached %v", i, cached)
+		}
+	}
+}
+
+// A policy that runs past WARDEN_POLICY_EVAL_TIMEOUT denies, and says so.
+func TestSlowPolicyIsDeniedAtTheDeadline(t *testing.T) {
+	e := engineWith(t, map[string]string{"authz.rego": `package warden.authz
+default allow := false
+allow if count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0
+`}, bundle.Options{EvalTimeout: 50 * time.Millisecond})
+	var events bytes.Buffer
+	a := New(e, func() string { return ownID }, zerolog.New(io.Discard), WithEventLog(zerolog.New(&events)))
+	start := time.Now()
+	v := a.Check(request("GET", "/x"), peerRequest("/x"))
+	if v.Status != fasthttp.StatusForbidden {
+		t.Fatalf("verdict %+v, want 403", v)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the evaluation ran %s", took)
+	}
+	if !strings.Contains(events.String(), `"event":"policy_eval_timeout"`) {
+		t.Errorf("no policy_eval_timeout event: %s", events.String())
+	}
+}
