@@ -22,7 +22,9 @@ import (
 	"time"
 
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
+
 	"github.com/open-policy-agent/opa/v1/loader/filter"
+	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 // defaultBundle is the policy shipped in the binary ("all:" keeps .manifest).
@@ -334,9 +336,7 @@ func unpack(raw []byte, base string) (*snapshot, error) {
 // info may hold a password, and the query of a signed URL (S3's
 // X-Amz-Signature, GCS's X-Goog-Signature) is a bearer credential: neither
 // may reach Status, an error or a log line.
-func redactURL(u *url.URL) string {
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
-}
+func redactURL(u *url.URL) string { return redact.URL(u.String()) }
 
 // urlSource is a bundle served over HTTP, polled with If-None-Match.
 type urlSource struct {
