@@ -22,8 +22,8 @@ import (
 	"time"
 
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
-
 	"github.com/open-policy-agent/opa/v1/loader/filter"
+
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
