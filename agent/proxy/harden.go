@@ -384,3 +384,49 @@ func equalFold(a, b []byte) bool {
 	}
 	return true
 }
+
+var refuseTrailer = &refusal{fasthttp.StatusBadRequest, "bad_request", "trailer field also sent as a header"}
+
+// dropTrailers discards the trailer fields of a chunked request body, as
+// RFC 9110 6.5.1 lets a recipient that removes the chunked coding do.
+// fasthttp would otherwise turn them into ordinary headers once the Trailer
+// header goes (it is hop-by-hop), after the header block was checked: a
+// trailer "X_User" or "X-Original-URL" would reach policy and app. A field
+// sent both as a header and as a trailer is refused: which one counts is the
+// kind of question warden does not let two parsers answer.
+func (hd *hardening) dropTrailers(h *fasthttp.RequestHeader, raw []byte) *refusal {
+	t := h.TrailerHeader()
+	if len(t) <= 2 {
+		return nil // just the final CRLF: no trailer fields
+	}
+	// t is fasthttp's scratch buffer: copy the names before deleting.
+	var names [][]byte
+	for len(t) > 0 {
+		line, rest := cutLine(t)
+		t = rest
+		if colon := indexByte(line, ':'); colon > 0 {
+			names = append(names, append([]byte(nil), line[:colon]...))
+		}
+	}
+	for _, name := range names {
+		if headerIn(raw, name) {
+			return refuseTrailer
+		}
+	}
+	for _, name := range names {
+		h.DelBytes(name)
+	}
+	return nil
+}
+
+// headerIn reports whether the raw header block has a field named name.
+func headerIn(raw, name []byte) bool {
+	for len(raw) > 0 {
+		line, rest := cutLine(raw)
+		raw = rest
+		if colon := indexByte(line, ':'); colon > 0 && equalFold(line[:colon], name) {
+			return true
+		}
+	}
+	return false
+}

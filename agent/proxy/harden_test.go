@@ -492,3 +492,57 @@ func TestMalformedRequestLogNamesNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// Trailer fields of a chunked body never reach the app or the policy:
+// fasthttp would turn them into headers after the header block was checked.
+func TestRequestTrailersAreDropped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		var b strings.Builder
+		req.Header.Write(&b)
+		req.Trailer.Write(&b)
+		got <- b.String() + "\n" + string(body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	}()
+	h := startProxy(t, func(o *Options) {
+		o.UpstreamAddr = ln.Addr().String()
+		o.Hardening.StripHeaders = []string{"X-Original-URL"}
+	})
+	status, _, _ := rawRequest(t, h.dialRaw(t, clientID), "POST /up HTTP/1.1\r\nHost: app\r\nTrailer: X-Original-URL\r\n"+
+		"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Original-URL: /admin\r\nX_User: root\r\n\r\n")
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, h.logs)
+	}
+	seen := <-got
+	for _, bad := range []string{"/admin", "root", "spiffe://evil"} {
+		if strings.Contains(seen, bad) {
+			t.Errorf("the app saw a trailer field (%s):\n%s", bad, seen)
+		}
+	}
+	if !strings.HasSuffix(seen, "\nhello") {
+		t.Errorf("the body did not arrive whole:\n%s", seen)
+	}
+	// The same field as a header and as a trailer: refused.
+	status, _, _ = rawRequest(t, h.dialRaw(t, clientID), "POST /up HTTP/1.1\r\nHost: app\r\nX-Mode: a\r\n"+
+		"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Mode: b\r\n\r\n")
+	if status != 400 {
+		t.Errorf("a field in both headers and trailer: %d, want 400", status)
+	}
+}

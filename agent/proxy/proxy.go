@@ -227,6 +227,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if bad == nil {
 		bad = s.harden.checkBody(h)
 	}
+	if bad == nil {
+		bad = s.harden.dropTrailers(h, h.RawHeaders())
+	}
 	if bad != nil {
 		s.refuseRequest(ctx, c, bad)
 		return
