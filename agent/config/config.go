@@ -653,25 +653,26 @@ func (p *parser) headerNames(name, none string) []string {
 	if v == none {
 		return nil
 	}
-	var out []string
-	for _, item := range strings.Split(v, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		if !isToken(item) {
-			p.fail(name, v, "comma-separated header names such as X-Original-URL,Forwarded, or "+none+" (at "+strconv.Quote(item)+")")
-			return nil
-		}
-		out = append(out, http.CanonicalHeaderKey(item))
+	names := p.tokens(name, v, "comma-separated header names such as X-Original-URL,Forwarded, or "+none)
+	for i, n := range names {
+		names[i] = http.CanonicalHeaderKey(n)
 	}
-	return out
+	return names
 }
 
 // methods parses a comma-separated list of request methods, which are
 // case-sensitive tokens (RFC 9110 section 9.1).
 func (p *parser) methods(name string) []string {
 	v := p.raw(name)
+	out := p.tokens(name, v, "comma-separated methods such as GET,POST")
+	if len(out) == 0 && p.err == nil {
+		p.fail(name, v, "at least one method, such as GET,POST")
+	}
+	return out
+}
+
+// tokens splits v on commas into RFC 9110 tokens, dropping empty items.
+func (p *parser) tokens(name, v, expected string) []string {
 	var out []string
 	for _, item := range strings.Split(v, ",") {
 		item = strings.TrimSpace(item)
@@ -679,13 +680,10 @@ func (p *parser) methods(name string) []string {
 			continue
 		}
 		if !isToken(item) {
-			p.fail(name, v, "comma-separated methods such as GET,POST (at "+strconv.Quote(item)+")")
+			p.fail(name, v, expected+" (at "+strconv.Quote(item)+")")
 			return nil
 		}
 		out = append(out, item)
-	}
-	if len(out) == 0 {
-		p.fail(name, v, "at least one method, such as GET,POST")
 	}
 	return out
 }

@@ -412,21 +412,29 @@ func TestHostAndRequestLineChecks(t *testing.T) {
 	}
 }
 
-// The app always gets HTTP/1.1, whatever the client spoke.
-func TestAppAlwaysReceivesHTTP11(t *testing.T) {
+// oneShotApp serves one connection with serve, and returns its address.
+func oneShotApp(t *testing.T, serve func(br *bufio.Reader, c net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	lines := make(chan string, 1)
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		br := bufio.NewReader(c)
+		serve(bufio.NewReader(c), c)
+	}()
+	return ln.Addr().String()
+}
+
+// The app always gets HTTP/1.1, whatever the client spoke.
+func TestAppAlwaysReceivesHTTP11(t *testing.T) {
+	lines := make(chan string, 1)
+	addr := oneShotApp(t, func(br *bufio.Reader, c net.Conn) {
 		line, _ := br.ReadString('\n')
 		lines <- line
 		for {
@@ -435,8 +443,8 @@ func TestAppAlwaysReceivesHTTP11(t *testing.T) {
 			}
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-	}()
-	h := startProxy(t, func(o *Options) { o.UpstreamAddr = ln.Addr().String() })
+	})
+	h := startProxy(t, func(o *Options) { o.UpstreamAddr = addr })
 	if status, _, _ := rawRequest(t, h.dialRaw(t, clientID), "GET /v HTTP/1.0\r\nHost: app\r\n\r\n"); status != 200 {
 		t.Fatalf("status %d", status)
 	}
@@ -496,19 +504,8 @@ func TestMalformedRequestLogNamesNoSecret(t *testing.T) {
 // Trailer fields of a chunked body never reach the app or the policy:
 // fasthttp would turn them into headers after the header block was checked.
 func TestRequestTrailersAreDropped(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	got := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReader(c)
+	addr := oneShotApp(t, func(br *bufio.Reader, c net.Conn) {
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			got <- err.Error()
@@ -520,9 +517,9 @@ func TestRequestTrailersAreDropped(t *testing.T) {
 		req.Trailer.Write(&b)
 		got <- b.String() + "\n" + string(body)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-	}()
+	})
 	h := startProxy(t, func(o *Options) {
-		o.UpstreamAddr = ln.Addr().String()
+		o.UpstreamAddr = addr
 		o.Hardening.StripHeaders = []string{"X-Original-URL"}
 	})
 	status, _, _ := rawRequest(t, h.dialRaw(t, clientID), "POST /up HTTP/1.1\r\nHost: app\r\nTrailer: X-Original-URL\r\n"+

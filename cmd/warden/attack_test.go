@@ -289,9 +289,9 @@ func startSidecar(t *testing.T, app *recordingApp, env ...string) *sidecar {
 	return s
 }
 
-// clientTLS is the client side of curlLikeClient as a tls.Config, for
-// requests written byte by byte.
-func clientTLS(t *testing.T, dir string) *tls.Config {
+// clientTLS is the TLS config of curlLikeClient, also for requests written
+// byte by byte.
+func clientTLS(t testing.TB, dir string) *tls.Config {
 	t.Helper()
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "svid_key.pem"))
 	if err != nil {
