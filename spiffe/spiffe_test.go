@@ -40,16 +40,33 @@ func TestPeerMatcher(t *testing.T) {
 			refused: []string{"spiffe://warden.test/ns/a/sa/bb", "spiffe://warden.test/ns/a", "spiffe://warden.test/ns/a/sa/b/c"},
 		},
 		{
-			name:    "a prefix matches on segment boundaries only",
+			name:    "a prefix admits the IDs under it, on segment boundaries only",
 			list:    "spiffe://warden.test/ns/default/*",
-			allowed: []string{"spiffe://warden.test/ns/default/sa/app", "spiffe://warden.test/ns/default/x/y"},
-			refused: []string{"spiffe://warden.test/ns/defaultevil/sa/app", "spiffe://other.test/ns/default/sa/app", "spiffe://warden.test/ns/other/sa/app"},
+			allowed: []string{"spiffe://warden.test/ns/default/sa/app", "spiffe://warden.test/ns/default/x/y", "spiffe://warden.test/ns/default/x"},
+			refused: []string{"spiffe://warden.test/ns/defaultevil/sa/app", "spiffe://warden.test/ns/defaultX/sa/x", "spiffe://warden.test/ns/defaultX",
+				"spiffe://other.test/ns/default/sa/app", "spiffe://warden.test/ns/other/sa/app", "spiffe://warden.test/ns", "spiffe://warden.test"},
 		},
 		{
-			name:    "a trust domain wildcard allows a federated domain",
+			name:    "a prefix does not admit the ID it is made of",
+			list:    "spiffe://warden.test/ns/default/*",
+			refused: []string{"spiffe://warden.test/ns/default"},
+		},
+		{
+			name:    "a prefix and the exact ID admit both",
+			list:    "spiffe://warden.test/ns/default/*, spiffe://warden.test/ns/default",
+			allowed: []string{"spiffe://warden.test/ns/default", "spiffe://warden.test/ns/default/sa/app"},
+		},
+		{
+			name:    "a trust domain wildcard allows a federated domain's workloads, not its own ID",
 			list:    "spiffe://partner.test/*",
-			allowed: []string{"spiffe://partner.test/anything"},
-			refused: []string{"spiffe://warden.test/a"},
+			allowed: []string{"spiffe://partner.test/anything", "spiffe://partner.test/ns/a/sa/b"},
+			refused: []string{"spiffe://warden.test/a", "spiffe://partner.test", "spiffe://partner.testx/a"},
+		},
+		{
+			name:    "the empty list's default trust domain does not admit its own ID",
+			list:    " , ",
+			allowed: []string{"spiffe://warden.test/a"},
+			refused: []string{"spiffe://warden.test"},
 		},
 	}
 	for _, tt := range tests {
