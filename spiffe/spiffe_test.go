@@ -294,3 +294,30 @@ func TestExpiredClientSVIDIsRefused(t *testing.T) {
 		t.Fatal("a client with an expired SVID got through")
 	}
 }
+
+// BenchmarkPeerMatcherAllowed is the per-connection peer check against a
+// list of exact IDs and prefixes, for an ID the last prefix admits and one
+// none does.
+func BenchmarkPeerMatcherAllowed(b *testing.B) {
+	m, err := ParsePeerMatcher("spiffe://warden.test/ns/a/sa/b, spiffe://warden.test/ns/ops/*, spiffe://partner.test/*, spiffe://warden.test/ns/default/*", td)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		id   spiffeid.ID
+		want bool
+	}{
+		{"admitted", spiffeid.RequireFromString("spiffe://warden.test/ns/default/sa/frontend"), true},
+		{"refused", spiffeid.RequireFromString("spiffe://warden.test/ns/defaultX/sa/frontend"), false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if m.Allowed(c.id) != c.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+	}
+}
