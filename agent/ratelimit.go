@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -10,8 +11,10 @@ import (
 )
 
 // startRateLimit starts the enforcer WARDEN_RATE_LIMIT_MODE asks for, for
-// the bound inbound address. In auto mode an eBPF failure is a warning and
-// the userspace limiter takes over; in ebpf mode it stops startup.
+// the bound inbound address. In auto mode eBPF is loaded only when a kernel
+// limit is set, an eBPF failure is a warning and the userspace limiter
+// takes over; in ebpf mode it stops startup. Either way warden holds no
+// CAP_BPF, CAP_NET_ADMIN or CAP_PERFMON afterwards, or warns why.
 func (a *Agent) startRateLimit(in *net.TCPAddr) (*ratelimit.Running, error) {
 	ip, _ := netip.AddrFromSlice(in.IP)
 	limits := ratelimit.Limits{
@@ -35,14 +38,22 @@ func (a *Agent) startRateLimit(in *net.TCPAddr) (*ratelimit.Running, error) {
 		return nil, err
 	}
 	st := rl.Status()
-	if rl.Fallback != nil {
+	if rl.Fallback != nil && !errors.Is(rl.Fallback, ratelimit.ErrNothingToEnforce) {
 		a.log.Warn().Str("event", "ratelimit_fallback").Err(rl.Fallback).Str("mode", st.Mode).
 			Msg("eBPF rate limiting could not start; the userspace limiter enforces the same limits")
 	}
-	a.log.Info().Str("event", "ratelimit_started").Str("mode", st.Mode).Str("interface", st.Interface).
+	if rl.CapabilitiesKept != nil {
+		a.log.Warn().Str("event", "capabilities_kept").Err(rl.CapabilitiesKept).
+			Msg("warden still holds CAP_BPF, CAP_NET_ADMIN or CAP_PERFMON")
+	}
+	e := a.log.Info().Str("event", "ratelimit_started").Str("mode", st.Mode).Str("interface", st.Interface).
 		Str("attach", st.Attach).Int("port", st.Port).Int("conn_rate", limits.ConnRate).
 		Int("conn_burst", limits.ConnBurst).Int("packet_rate", limits.PacketRate).
-		Int("packet_burst", limits.PacketBurst).Send()
+		Int("packet_burst", limits.PacketBurst)
+	if errors.Is(rl.Fallback, ratelimit.ErrNothingToEnforce) {
+		e = e.Str("fallback_reason", st.FallbackReason)
+	}
+	e.Send()
 	a.limiter.Store(rl)
 	return rl, nil
 }

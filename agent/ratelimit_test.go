@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,10 +101,11 @@ func TestRateLimitOff(t *testing.T) {
 
 // An eBPF program that can't attach (here: no such interface) is a
 // warning in auto mode, with the userspace limiter enforcing instead, and
-// a startup error naming the interface in ebpf mode.
+// a startup error naming the interface in ebpf mode, even with no limit.
 func TestRateLimitAutoFallsBackAndEBPFFails(t *testing.T) {
 	r, c := startLimitedAgent(t, map[string]string{
 		"WARDEN_RATE_LIMIT_MODE": "auto",
+		"WARDEN_CONN_RATE_LIMIT": "1000",
 		"WARDEN_BPF_INTERFACE":   "wd-missing0",
 	})
 	admin := r.admin(t)
@@ -116,7 +118,8 @@ func TestRateLimitAutoFallsBackAndEBPFFails(t *testing.T) {
 	}
 	var v ratelimit.Status
 	getJSON(t, admin+"/ratelimit", &v)
-	if v.Mode != "userspace" || v.RequestedMode != "auto" || v.FallbackReason == "" {
+	if v.Mode != "userspace" || v.RequestedMode != "auto" || !strings.Contains(v.FallbackReason, "wd-missing0") ||
+		!slices.Equal(v.KernelFeatures, []ratelimit.Feature{ratelimit.FeatureConnRate}) {
 		t.Fatalf("auto mode view: %+v", v)
 	}
 
@@ -134,5 +137,36 @@ func TestRateLimitAutoFallsBackAndEBPFFails(t *testing.T) {
 	err = New(cfg, testLogger()).Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), "wd-missing0") {
 		t.Fatalf("ebpf mode with a missing interface: %v", err)
+	}
+}
+
+// Auto mode with no kernel limit loads no eBPF and attaches nothing (the
+// missing interface would be the reason otherwise): the userspace limiter
+// runs so that Block works, /ratelimit says why, and nothing is logged as
+// a fallback.
+func TestRateLimitAutoWithoutLimitsLoadsNoEBPF(t *testing.T) {
+	r, c := startLimitedAgent(t, map[string]string{
+		"WARDEN_RATE_LIMIT_MODE": "auto",
+		"WARDEN_BPF_INTERFACE":   "wd-missing0",
+	})
+	var v ratelimit.Status
+	getJSON(t, r.admin(t)+"/ratelimit", &v)
+	if v.Mode != "userspace" || v.RequestedMode != "auto" || v.FallbackReason != ratelimit.ErrNothingToEnforce.Error() ||
+		v.KernelFeatures == nil || len(v.KernelFeatures) != 0 {
+		t.Fatalf("auto mode without limits: %+v", v)
+	}
+	line := r.logLine(t, "ratelimit_started")
+	if line["mode"] != "userspace" || line["fallback_reason"] != ratelimit.ErrNothingToEnforce.Error() {
+		t.Fatalf("ratelimit_started line %v", line)
+	}
+	out, _ := r.log.snapshot()
+	if strings.Contains(out, `"ratelimit_fallback"`) {
+		t.Fatalf("a fallback warning without a fallback:\n%s", out)
+	}
+	if err := r.agent.Block(netip.MustParseAddr("127.0.0.1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := call(c, r.inbound(t)); err == nil {
+		t.Fatal("a blocked source's new connection was served")
 	}
 }

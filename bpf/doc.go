@@ -94,6 +94,10 @@
 // verifier processes about 5,000 instructions for warden_xdp and 10,000 for
 // warden_tc. Loading and attaching need root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON
 // (without CAP_PERFMON the verifier refuses variable packet offsets).
+// Nothing after that does: the maps and the link are used through file
+// descriptors, and Limiter.DropCapabilities gives the three up for good,
+// except before Linux 5.19 with kernel.unprivileged_bpf_disabled set, where
+// every map access checks CAP_BPF and they are kept.
 // The LRU maps are allocated whole at Load: at the default sizes, about 6 MiB
 // for sources and 28 MiB for connections, charged to the process's cgroup;
 // the blocklist grows with its entries (about 100 bytes each).

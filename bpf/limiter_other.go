@@ -27,3 +27,9 @@ func InterfaceFor(netip.Addr) (string, error)          { return "", ErrNotSuppor
 
 // RaiseCapabilities has nothing to raise where Load is not supported.
 func RaiseCapabilities() error { return nil }
+
+// DropCapabilities has nothing to drop where Load is not supported.
+func DropCapabilities() error { return nil }
+
+// DropCapabilities has nothing to drop where Load is not supported.
+func (*Limiter) DropCapabilities() error { return nil }

@@ -40,16 +40,33 @@ func TestPeerMatcher(t *testing.T) {
 			refused: []string{"spiffe://warden.test/ns/a/sa/bb", "spiffe://warden.test/ns/a", "spiffe://warden.test/ns/a/sa/b/c"},
 		},
 		{
-			name:    "a prefix matches on segment boundaries only",
+			name:    "a prefix admits the IDs under it, on segment boundaries only",
 			list:    "spiffe://warden.test/ns/default/*",
-			allowed: []string{"spiffe://warden.test/ns/default/sa/app", "spiffe://warden.test/ns/default/x/y"},
-			refused: []string{"spiffe://warden.test/ns/defaultevil/sa/app", "spiffe://other.test/ns/default/sa/app", "spiffe://warden.test/ns/other/sa/app"},
+			allowed: []string{"spiffe://warden.test/ns/default/sa/app", "spiffe://warden.test/ns/default/x/y", "spiffe://warden.test/ns/default/x"},
+			refused: []string{"spiffe://warden.test/ns/defaultevil/sa/app", "spiffe://warden.test/ns/defaultX/sa/x", "spiffe://warden.test/ns/defaultX",
+				"spiffe://other.test/ns/default/sa/app", "spiffe://warden.test/ns/other/sa/app", "spiffe://warden.test/ns", "spiffe://warden.test"},
 		},
 		{
-			name:    "a trust domain wildcard allows a federated domain",
+			name:    "a prefix does not admit the ID it is made of",
+			list:    "spiffe://warden.test/ns/default/*",
+			refused: []string{"spiffe://warden.test/ns/default"},
+		},
+		{
+			name:    "a prefix and the exact ID admit both",
+			list:    "spiffe://warden.test/ns/default/*, spiffe://warden.test/ns/default",
+			allowed: []string{"spiffe://warden.test/ns/default", "spiffe://warden.test/ns/default/sa/app"},
+		},
+		{
+			name:    "a trust domain wildcard allows a federated domain's workloads, not its own ID",
 			list:    "spiffe://partner.test/*",
-			allowed: []string{"spiffe://partner.test/anything"},
-			refused: []string{"spiffe://warden.test/a"},
+			allowed: []string{"spiffe://partner.test/anything", "spiffe://partner.test/ns/a/sa/b"},
+			refused: []string{"spiffe://warden.test/a", "spiffe://partner.test", "spiffe://partner.testx/a"},
+		},
+		{
+			name:    "the empty list's default trust domain does not admit its own ID",
+			list:    " , ",
+			allowed: []string{"spiffe://warden.test/a"},
+			refused: []string{"spiffe://warden.test"},
 		},
 	}
 	for _, tt := range tests {
@@ -275,5 +292,32 @@ func TestExpiredClientSVIDIsRefused(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a client with an expired SVID got through")
+	}
+}
+
+// BenchmarkPeerMatcherAllowed is the per-connection peer check against a
+// list of exact IDs and prefixes, for an ID the last prefix admits and one
+// none does.
+func BenchmarkPeerMatcherAllowed(b *testing.B) {
+	m, err := ParsePeerMatcher("spiffe://warden.test/ns/a/sa/b, spiffe://warden.test/ns/ops/*, spiffe://partner.test/*, spiffe://warden.test/ns/default/*", td)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		id   spiffeid.ID
+		want bool
+	}{
+		{"admitted", spiffeid.RequireFromString("spiffe://warden.test/ns/default/sa/frontend"), true},
+		{"refused", spiffeid.RequireFromString("spiffe://warden.test/ns/defaultX/sa/frontend"), false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if m.Allowed(c.id) != c.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
 	}
 }

@@ -5,6 +5,11 @@
 // accept, per request in the proxy). Both apply the same token buckets to
 // the same keys, report the same Status, and accept the same blocks.
 //
-// Start picks the enforcer from WARDEN_RATE_LIMIT_MODE. The package does not
-// decide whom to block: callers (policy, later the honeypot) do.
+// Start picks the enforcer from WARDEN_RATE_LIMIT_MODE: in auto mode the
+// kernel's only when a kernel feature is asked for (a connection or packet
+// rate; a later feature adds its own Feature), since without one the
+// program would cost privileges and a hook for nothing. Once the program is
+// attached, or when it won't be, Start gives up CAP_BPF, CAP_NET_ADMIN and
+// CAP_PERFMON for good. The package does not decide whom to block: callers
+// (policy, later the honeypot) do.
 package ratelimit

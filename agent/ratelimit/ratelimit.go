@@ -46,6 +46,12 @@ type Status struct {
 	TopSources []SourceDrops `json:"top_sources"`
 	Blocklist  []BlockEntry  `json:"blocklist"`
 	Error      string        `json:"error,omitempty"` // reading the kernel's maps failed
+	// KernelFeatures are the kernel features the settings ask for; empty:
+	// none, so auto mode loads no eBPF (fallback_reason says so).
+	KernelFeatures []Feature `json:"kernel_features"`
+	// CapabilitiesKept is why warden still holds CAP_BPF, CAP_NET_ADMIN
+	// or CAP_PERFMON; absent when it holds none of them.
+	CapabilitiesKept string `json:"capabilities_kept,omitempty"`
 }
 
 // Counters are totals since start.

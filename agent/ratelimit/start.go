@@ -1,11 +1,14 @@
 package ratelimit
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/bpf"
 )
 
 // Settings configure Start.
@@ -19,7 +22,47 @@ type Settings struct {
 	Limits     Limits
 	MaxSources int
 	MaxConns   int
+	// Features are kernel features asked for besides the limits, which
+	// ask for their own (see KernelFeatures): a later feature that needs
+	// the program adds its Feature here.
+	Features []Feature
 }
+
+// Feature is something the eBPF program enforces that is worth loading it,
+// and holding CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON until it is attached,
+// for. In auto mode the program is loaded only when at least one is asked
+// for; Block alone is not one (the userspace limiter blocks as well).
+type Feature string
+
+// The kernel features of the limits.
+const (
+	FeatureConnRate   Feature = "conn_rate"   // Limits.ConnRate > 0
+	FeaturePacketRate Feature = "packet_rate" // Limits.PacketRate > 0
+)
+
+// KernelFeatures are the kernel features s asks for: those of the limits,
+// then s.Features, without repeats.
+func (s Settings) KernelFeatures() []Feature {
+	var fs []Feature
+	if s.Limits.ConnRate > 0 {
+		fs = append(fs, FeatureConnRate)
+	}
+	if s.Limits.PacketRate > 0 {
+		fs = append(fs, FeaturePacketRate)
+	}
+	for _, f := range s.Features {
+		if !slices.Contains(fs, f) {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+// ErrNothingToEnforce is Running.Fallback in auto mode when no kernel
+// feature is asked for: the eBPF program is not loaded and nothing is
+// attached; the userspace limiter runs, which costs nothing without limits
+// and keeps Block working.
+var ErrNothingToEnforce = errors.New("ratelimit: nothing to enforce in the kernel (no WARDEN_CONN_RATE_LIMIT or WARDEN_PACKET_RATE_LIMIT): eBPF not loaded; the userspace limiter serves Block")
 
 // Running is the enforcer Start chose.
 type Running struct {
@@ -27,51 +70,78 @@ type Running struct {
 	// Userspace is the userspace limiter when it runs: the proxy calls it
 	// at accept and per request. nil with eBPF or off.
 	Userspace *Userspace
-	// Fallback is why eBPF is not running in auto mode (nil otherwise).
+	// Fallback is why eBPF is not running in auto mode (nil otherwise):
+	// ErrNothingToEnforce, or the error that stopped it.
 	Fallback error
+	// CapabilitiesKept is why the process still holds CAP_BPF,
+	// CAP_NET_ADMIN or CAP_PERFMON after Start; nil when it holds none.
+	CapabilitiesKept error
 
 	requested string
+	features  []Feature
 }
 
-// Status adds the requested mode and the fallback reason.
+// Status adds the requested mode, the kernel features asked for, the
+// fallback reason and the capabilities kept.
 func (r *Running) Status() Status {
 	st := r.Enforcer.Status()
 	st.RequestedMode = r.requested
+	st.KernelFeatures = append([]Feature{}, r.features...)
 	if r.Fallback != nil {
 		st.FallbackReason = r.Fallback.Error()
+	}
+	if r.CapabilitiesKept != nil {
+		st.CapabilitiesKept = r.CapabilitiesKept.Error()
 	}
 	return st
 }
 
-// Start starts what s.Mode asks for: in ebpf mode an eBPF failure is the
-// error (with the kernel's words); in auto mode it is not an error, the
-// userspace limiter takes over and Running.Fallback says why.
+// Start starts what s.Mode asks for: in ebpf mode the program is loaded
+// and attached, and a failure is the error (with the kernel's words); in
+// auto mode it is loaded only when a kernel feature is asked for, and a
+// failure is not an error: the userspace limiter takes over and
+// Running.Fallback says why. Whatever it started, Start then gives up
+// CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON for good (bpf.DropCapabilities):
+// the attached program's maps and link need none of them, and nothing
+// else does; Running.CapabilitiesKept says why when it can't.
 func Start(s Settings) (*Running, error) {
-	r := &Running{requested: s.Mode}
+	r := &Running{requested: s.Mode, features: s.KernelFeatures()}
+	var k *kernel
 	switch s.Mode {
 	case config.RateLimitOff:
 		r.Enforcer = off{port: s.Port, limits: s.Limits}
-		return r, nil
 	case config.RateLimitUserspace:
-		r.Userspace = NewUserspace(s.Port, s.Limits, s.MaxSources)
-		r.Enforcer = r.Userspace
-		return r, nil
+		r.startUserspace(s)
 	case config.RateLimitEBPF, config.RateLimitAuto:
-		k, err := startKernel(s)
-		if err == nil {
-			r.Enforcer = k
-			return r, nil
+		if s.Mode == config.RateLimitAuto && len(r.features) == 0 {
+			r.Fallback = ErrNothingToEnforce
+			r.startUserspace(s)
+			break
 		}
-		if s.Mode == config.RateLimitEBPF {
-			return nil, err
+		var err error
+		if k, err = startKernel(s); err != nil {
+			if s.Mode == config.RateLimitEBPF {
+				return nil, err
+			}
+			r.Fallback = err
+			r.startUserspace(s)
+			break
 		}
-		r.Fallback = err
-		r.Userspace = NewUserspace(s.Port, s.Limits, s.MaxSources)
-		r.Enforcer = r.Userspace
-		return r, nil
+		r.Enforcer = k
 	default:
 		return nil, fmt.Errorf("ratelimit: unknown mode %q", s.Mode)
 	}
+	if k != nil {
+		r.CapabilitiesKept = k.l.DropCapabilities()
+	} else {
+		r.CapabilitiesKept = bpf.DropCapabilities()
+	}
+	return r, nil
+}
+
+func (r *Running) startUserspace(s Settings) {
+	r.Userspace = NewUserspace(s.Port, s.Limits, s.MaxSources)
+	r.Enforcer = r.Userspace
 }
 
 // off is WARDEN_RATE_LIMIT_MODE=off: nothing is limited or blocked.

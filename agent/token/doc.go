@@ -6,7 +6,8 @@
 // on a timer and when a token names an unknown kid; or the SPIFFE Workload
 // API's JWT bundles, through the Keys interface), the checks a token must
 // pass (size, algorithm, key, signature, exp/nbf/iat with a clock skew,
-// issuer, audience), the normalized claims and their digest (the decision
+// issuer, audience; for JWT-SVIDs also go-spiffe's typ, subject and
+// algorithm rules), the normalized claims and their digest (the decision
 // cache key), and a bounded cache of verified tokens so that a repeated
 // token costs one map lookup.
 //

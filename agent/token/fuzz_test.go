@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/warden-sidecar/warden/agent/token/tokentest"
 )
 
@@ -16,6 +18,7 @@ import (
 func FuzzVerify(f *testing.F) {
 	k := tokentest.NewKey(f, "ES256", "fuzz")
 	v := newVerifier(f, keysOf(k), func(o *Options) { o.CacheSize = 64 })
+	svid := newVerifier(f, keysOf(k), func(o *Options) { o.CacheSize, o.Issuers, o.JWTSVID = 64, nil, true })
 	valid := k.Mint(f, claims("alice", set("roles", []string{"a"}), set("scope", "x y")))
 	parts := strings.Split(valid, ".")
 	for _, seed := range []string{
@@ -23,6 +26,8 @@ func FuzzVerify(f *testing.F) {
 		tokentest.Unsigned(f, "fuzz", claims("alice")),
 		parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"exp":1e999,"aud":[null],"sub":"alice"}`)) + "." + parts[2],
 		parts[0] + ".." + parts[2],
+		k.MintTyp(f, "JOSE", claims("spiffe://warden.test/a")),
+		k.MintTyp(f, 1, claims("spiffe://warden.test/a")),
 		"eyJhbGciOiJFUzI1NiJ9.e30.",
 		"...",
 		"",
@@ -31,6 +36,13 @@ func FuzzVerify(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		if vt, err := svid.Verify(raw); err == nil {
+			if _, err := spiffeid.FromString(vt.Claims["sub"].(string)); err != nil {
+				t.Fatalf("accepted a JWT-SVID whose sub is no SPIFFE ID: %v", vt.Claims)
+			}
+		} else if vt != nil || ReasonOf(err) == "" {
+			t.Fatalf("JWT-SVID refusal %v with claims %v", err, vt)
+		}
 		vt, err := v.Verify(raw)
 		if err != nil {
 			if vt != nil {

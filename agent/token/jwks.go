@@ -41,7 +41,10 @@ const (
 
 // JWKSOptions configure a JWKS.
 type JWKSOptions struct {
-	// Source is a file path or an http(s):// URL.
+	// Source is a file path or an http(s):// URL. A URL's userinfo (sent
+	// as basic auth), query and fragment are used to fetch but never shown:
+	// JWKSUpdate.Source, the errors passed to OnError or returned, and
+	// refusals name the URL as RedactSource gives it.
 	Source string
 	// Refresh is how often the source is loaded again; 0: DefaultRefresh.
 	Refresh time.Duration
@@ -62,7 +65,7 @@ type JWKSOptions struct {
 
 // JWKSUpdate describes a newly loaded key set.
 type JWKSUpdate struct {
-	Source  string
+	Source  string   // RedactSource of JWKSOptions.Source
 	KIDs    []string // sorted
 	Skipped []string // keys left out, and why (encryption keys, symmetric keys, weak keys, ...)
 }
@@ -73,6 +76,7 @@ type JWKSUpdate struct {
 type JWKS struct {
 	opts   JWKSOptions
 	url    *url.URL // nil for a file
+	source string   // what messages name: RedactSource(opts.Source)
 	client *http.Client
 
 	set atomic.Pointer[map[string]Key]
@@ -102,14 +106,14 @@ func NewJWKS(opts JWKSOptions) (*JWKS, error) {
 	if opts.now == nil {
 		opts.now = time.Now
 	}
-	j := &JWKS{opts: opts, client: opts.HTTPClient, kick: make(chan struct{}, 1)}
+	j := &JWKS{opts: opts, source: RedactSource(opts.Source), client: opts.HTTPClient, kick: make(chan struct{}, 1)}
 	switch {
 	case opts.Source == "":
 		return nil, errors.New("token: JWKS: no source")
 	case strings.Contains(opts.Source, "://"):
 		u, err := url.Parse(opts.Source)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("token: JWKS %s: want an http:// or https:// URL or a file", opts.Source)
+			return nil, fmt.Errorf("token: JWKS %s: want an http:// or https:// URL or a file", j.source)
 		}
 		j.url = u
 		if j.client == nil {
@@ -131,7 +135,7 @@ func (j *JWKS) Generation() uint64 { return j.gen.Generation() }
 func (j *JWKS) Lookup(kid, _ string) (Key, error) {
 	set := j.set.Load()
 	if set == nil {
-		return Key{}, refuse(ReasonKeysUnavailable, "JWKS "+j.opts.Source+" not loaded yet")
+		return Key{}, refuse(ReasonKeysUnavailable, "JWKS "+j.source+" not loaded yet")
 	}
 	if k, ok := (*set)[kid]; ok {
 		return k, nil
@@ -244,7 +248,7 @@ func (j *JWKS) Load(ctx context.Context) error {
 	}
 	keys, skipped, err := ParseJWKS(body)
 	if err != nil {
-		return fmt.Errorf("token: JWKS %s: %w", j.opts.Source, err)
+		return fmt.Errorf("token: JWKS %s: %w", j.source, err)
 	}
 	j.set.Store(&keys)
 	j.lastDigest = digest
@@ -255,7 +259,7 @@ func (j *JWKS) Load(ctx context.Context) error {
 			kids = append(kids, kid)
 		}
 		slices.Sort(kids)
-		j.opts.OnUpdate(JWKSUpdate{Source: j.opts.Source, KIDs: kids, Skipped: skipped})
+		j.opts.OnUpdate(JWKSUpdate{Source: j.source, KIDs: kids, Skipped: skipped})
 	}
 	return nil
 }
@@ -268,13 +272,13 @@ func (j *JWKS) read(ctx context.Context) ([]byte, error) {
 			return nil, fmt.Errorf("token: JWKS: %w", err)
 		}
 		defer f.Close()
-		return readLimited(f, j.opts.Source)
+		return readLimited(f, j.source)
 	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("token: JWKS %s: %w", j.opts.Source, err)
+		return nil, j.fetchError(err)
 	}
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	if j.etag != "" && j.set.Load() != nil {
@@ -282,7 +286,7 @@ func (j *JWKS) read(ctx context.Context) ([]byte, error) {
 	}
 	resp, err := j.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("token: JWKS: %w", err)
+		return nil, j.fetchError(err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -293,14 +297,47 @@ func (j *JWKS) read(ctx context.Context) ([]byte, error) {
 		}
 		fallthrough
 	default:
-		return nil, fmt.Errorf("token: JWKS %s: status %d", j.opts.Source, resp.StatusCode)
+		return nil, fmt.Errorf("token: JWKS %s: status %d", j.source, resp.StatusCode)
 	}
-	body, err := readLimited(resp.Body, j.opts.Source)
+	body, err := readLimited(resp.Body, j.source)
 	if err != nil {
 		return nil, err
 	}
 	j.etag = resp.Header.Get("ETag")
 	return body, nil
+}
+
+// fetchError names the source, redacted, in an error of the HTTP client.
+// The client's *url.Error quotes the whole URL it fetched (query and user
+// name; the password as "***"), and after a redirect the URL redirected
+// to: it is replaced by its inner error, so that no error in the chain
+// holds a URL.
+func (j *JWKS) fetchError(err error) error {
+	op := "fetch"
+	for {
+		var ue *url.Error
+		if !errors.As(err, &ue) {
+			break
+		}
+		op, err = ue.Op, ue.Err
+	}
+	return fmt.Errorf("token: JWKS %s: %s: %w", j.source, op, err)
+}
+
+// RedactSource is a JWKS source as messages may show it: a file path as it
+// is; a URL as scheme://host/path, without the userinfo, query and
+// fragment that may hold credentials (a presigned URL's signature, a
+// token); a URL that does not parse as a placeholder, since where its
+// secrets end can't be told.
+func RedactSource(src string) string {
+	if !strings.Contains(src, "://") {
+		return src
+	}
+	u, err := url.Parse(src)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 func readLimited(r io.Reader, src string) ([]byte, error) {

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -344,4 +346,152 @@ func mustJSON(t *testing.T, v interface{ MarshalJSON() ([]byte, error) }) []byte
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The secrets a JWKS URL may carry: basic auth credentials, and a
+// presigned URL's signature in the query.
+const (
+	jwksUser = "jwksuser7"
+	jwksPass = "hunter2pw"
+	jwksSig  = "s3cr3tsig"
+)
+
+// noSecret fails t if msg holds any part of the JWKS URL's credentials.
+func noSecret(t *testing.T, what, msg string) {
+	t.Helper()
+	for _, s := range []string{jwksUser, jwksPass, jwksSig, "sig=", "@"} {
+		if strings.Contains(msg, s) {
+			t.Errorf("%s %q holds %q", what, msg, s)
+		}
+	}
+}
+
+// A JWKS URL's userinfo and query are used to fetch (basic auth, the
+// signature), and never shown: not in the update, the errors passed to
+// OnError or returned, the refusals, or any error in their chains.
+func TestJWKSURLCredentialsNeverShow(t *testing.T) {
+	k := tokentest.NewKey(t, "ES256", "k")
+	var mode atomic.Value // what the server does: "ok", "500", "garbage", "redirect-loop", "hang"
+	mode.Store("500")
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, _ := r.BasicAuth(); u != jwksUser || p != jwksPass {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		switch mode.Load() {
+		case "ok":
+			if r.URL.Query().Get("sig") != jwksSig {
+				w.WriteHeader(http.StatusForbidden)
+				return
+			}
+			w.Write(tokentest.JWKS(t, k))
+		case "garbage":
+			w.Write([]byte("<html>" + jwksSig))
+		case "redirect-loop":
+			http.Redirect(w, r, "/next?sig="+jwksSig+"&n="+r.URL.Query().Get("n")+"x", http.StatusFound)
+		case "hang":
+			<-r.Context().Done()
+		default:
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(hs.Close)
+	host := strings.TrimPrefix(hs.URL, "http://")
+	src := "http://" + jwksUser + ":" + jwksPass + "@" + host + "/keys/jwks.json?sig=" + jwksSig + "#frag"
+	shown := "http://" + host + "/keys/jwks.json"
+
+	var mu sync.Mutex
+	var onErr []error
+	var updates []JWKSUpdate
+	j, err := NewJWKS(JWKSOptions{Source: src, Refresh: time.Hour,
+		OnError:  func(err error) { mu.Lock(); onErr = append(onErr, err); mu.Unlock() },
+		OnUpdate: func(u JWKSUpdate) { mu.Lock(); updates = append(updates, u); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s: no error", what)
+		}
+		t.Logf("%s: %v", what, err)
+		noSecret(t, what, err.Error())
+		if !strings.Contains(err.Error(), shown) {
+			t.Errorf("%s %q does not name %s", what, err, shown)
+		}
+		for e := err; e != nil; e = errors.Unwrap(e) {
+			noSecret(t, what+" (in its chain)", e.Error())
+			var ue *url.Error
+			if errors.As(e, &ue) {
+				t.Errorf("%s holds a *url.Error: %v", what, ue)
+			}
+		}
+	}
+
+	// Before any key: the refusal names the source.
+	_, err = j.Lookup("k", "")
+	check("keys_unavailable refusal", err)
+
+	for _, m := range []string{"500", "garbage", "redirect-loop"} {
+		mode.Store(m)
+		check("load with the server answering "+m, j.Load(context.Background()))
+	}
+	mode.Store("hang")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	check("load from a server that does not answer", j.Load(ctx))
+	cancel()
+
+	// Through Run: OnError, then OnUpdate once the server answers.
+	mode.Store("500")
+	runJWKS(t, j)
+	waitUntil(t, "an OnError call", func() bool { mu.Lock(); defer mu.Unlock(); return len(onErr) > 0 })
+	mode.Store("ok")
+	waitUntil(t, "keys", j.Ready)
+	mu.Lock()
+	for _, e := range onErr {
+		check("OnError", e)
+	}
+	if len(updates) != 1 || updates[0].Source != shown || len(updates[0].KIDs) != 1 {
+		t.Errorf("updates %+v, want one naming %s", updates, shown)
+	}
+	mu.Unlock()
+
+	// The server refused to answer without the basic auth and the
+	// signature: the keys prove both were sent.
+	if _, err := j.Lookup("k", ""); err != nil {
+		t.Fatal(err)
+	}
+
+	hs.Close() // connection refused
+	check("load from a closed server", j.Load(context.Background()))
+}
+
+func TestNewJWKSDoesNotEchoAURLItRefuses(t *testing.T) {
+	for _, src := range []string{
+		"ftp://" + jwksUser + ":" + jwksPass + "@example.test/jwks?sig=" + jwksSig,
+		"https://" + jwksUser + ":" + jwksPass + "@/jwks?sig=" + jwksSig,
+		"https://" + jwksUser + ":" + jwksPass + "@exa mple.test/jwks?sig=" + jwksSig,
+	} {
+		_, err := NewJWKS(JWKSOptions{Source: src})
+		if err == nil {
+			t.Fatalf("%s accepted", src)
+		}
+		noSecret(t, "NewJWKS error", err.Error())
+	}
+}
+
+func TestRedactSource(t *testing.T) {
+	for src, want := range map[string]string{
+		"/etc/warden/jwks.json":                              "/etc/warden/jwks.json",
+		"https://sts.example/.well-known/jwks.json":          "https://sts.example/.well-known/jwks.json",
+		"https://u:p@sts.example:8443/jwks?sig=x&exp=1#frag": "https://sts.example:8443/jwks",
+		"http://u@[::1]:80/a%20b?x":                          "http://[::1]:80/a%20b",
+		"https://sts.example?token=x":                        "https://sts.example",
+		"https://u:p@exa mple/jwks?sig=x":                    "(unparsable URL)",
+	} {
+		if got := RedactSource(src); got != want {
+			t.Errorf("RedactSource(%q) = %q, want %q", src, got, want)
+		}
+	}
 }

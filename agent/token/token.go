@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // MaxTokenBytes bounds a token: a longer one is refused before any parsing.
@@ -75,7 +77,19 @@ type Options struct {
 	CacheSize int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// JWTSVID makes a token follow the JWT-SVID rules as go-spiffe's
+	// svid/jwtsvid (v2.9.0) applies them, on top of the checks above: the
+	// "typ" header, when present, is exactly "JWT" or "JOSE"; "sub" is
+	// present and a SPIFFE ID; and the algorithm is one of
+	// JWTSVIDAlgorithms (EdDSA is not), whatever Algorithms allows besides.
+	// A token breaking them is refused as malformed (typ, sub) or
+	// algorithm_not_allowed. Set it with SPIFFEKeys (WARDEN_JWT_JWKS=spiffe).
+	JWTSVID bool
 }
+
+// JWTSVIDAlgorithms are the algorithms a JWT-SVID may be signed with: the
+// JWT-SVID specification's list, the one go-spiffe's svid/jwtsvid accepts.
+var JWTSVIDAlgorithms = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
 
 // Verified is a verified token's meaning for the policy. It is shared by
 // every request that carries the same token: read-only.
@@ -101,6 +115,7 @@ type Verifier struct {
 	skew      time.Duration
 	now       func() time.Time
 	cache     *cache // nil: no cache
+	jwtSVID   bool
 }
 
 // New builds a Verifier.
@@ -118,6 +133,14 @@ func New(opts Options) (*Verifier, error) {
 	if err := CheckAlgorithms(algs); err != nil {
 		return nil, err
 	}
+	if opts.JWTSVID {
+		svidAlgs := slices.DeleteFunc(slices.Clone(algs), func(a string) bool { return !slices.Contains(JWTSVIDAlgorithms, a) })
+		if len(svidAlgs) == 0 {
+			return nil, fmt.Errorf("token: JWT-SVIDs: none of the allowed algorithms (%s) may sign one (%s)",
+				strings.Join(algs, ", "), strings.Join(JWTSVIDAlgorithms, ", "))
+		}
+		algs = svidAlgs
+	}
 	if opts.ClockSkew < 0 {
 		return nil, errors.New("token: negative clock skew")
 	}
@@ -127,6 +150,7 @@ func New(opts Options) (*Verifier, error) {
 		audiences: slices.Clone(opts.Audiences),
 		skew:      opts.ClockSkew,
 		now:       opts.Now,
+		jwtSVID:   opts.JWTSVID,
 	}
 	for _, a := range algs {
 		v.algs = append(v.algs, jose.SignatureAlgorithm(a))
@@ -197,11 +221,21 @@ func (v *Verifier) verify(raw []byte, now time.Time) (*Verified, error) {
 	// The claims are read before the signature is checked only to find the
 	// key (SPIFFE picks the bundle by subject); nothing else trusts them
 	// until Verify succeeded on these same bytes.
+	if v.jwtSVID {
+		if err := checkJWTSVIDType(hdr); err != nil {
+			return nil, err
+		}
+	}
 	claims, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
 	if err != nil {
 		return nil, err
 	}
 	sub, _ := claims["sub"].(string)
+	if v.jwtSVID {
+		if err := checkJWTSVIDSubject(claims); err != nil {
+			return nil, err
+		}
+	}
 	key, err := v.keys.Lookup(hdr.KeyID, sub)
 	if err != nil {
 		return nil, err
@@ -248,4 +282,33 @@ func (v *Verifier) validate(n normalized, now time.Time) error {
 		}
 	}
 	return refuse(ReasonAudience, fmt.Sprintf("aud names none of the %d accepted audiences", len(v.audiences)))
+}
+
+// checkJWTSVIDType applies jwtsvid's header rule: a typ other than "JWT"
+// or "JOSE" (of any JSON type, and case-sensitively) refuses the token.
+func checkJWTSVIDType(hdr jose.Header) error {
+	typ, present := hdr.ExtraHeaders[jose.HeaderType]
+	if !present || typ == "JWT" || typ == "JOSE" {
+		return nil
+	}
+	return refuse(ReasonMalformed, "typ "+quote(fmt.Sprint(typ))+" in the header of a JWT-SVID: want none, JWT or JOSE")
+}
+
+// checkJWTSVIDSubject applies jwtsvid's subject rule: sub is present and a
+// SPIFFE ID. Any Keys then sees a SPIFFE ID, not only SPIFFEKeys.
+func checkJWTSVIDSubject(claims map[string]any) error {
+	v, present := claims["sub"]
+	sub, isStr := v.(string)
+	switch {
+	case !present:
+		return refuse(ReasonMalformed, "no sub: a JWT-SVID names its SPIFFE ID")
+	case !isStr:
+		return refuse(ReasonMalformed, "sub is not a string")
+	case sub == "":
+		return refuse(ReasonMalformed, "empty sub: a JWT-SVID names its SPIFFE ID")
+	}
+	if _, err := spiffeid.FromString(sub); err != nil {
+		return refuse(ReasonMalformed, "sub "+quote(sub)+" of a JWT-SVID is not a SPIFFE ID: "+err.Error())
+	}
+	return nil
 }

@@ -353,3 +353,93 @@ func TestOptionsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// With JWTSVID, a token follows go-spiffe's svid/jwtsvid rules: typ absent,
+// "JWT" or "JOSE"; sub a SPIFFE ID; an algorithm of the JWT-SVID list. The
+// same tokens pass a verifier without the option, so each refusal is the
+// option's.
+func TestJWTSVIDRules(t *testing.T) {
+	es, rs, ed := key(t, "ES256"), key(t, "RS256"), key(t, "EdDSA")
+	keys := keysOf(es, rs, ed)
+	noIss := func(o *Options) { o.Issuers = nil }
+	svidRules := newVerifier(t, keys, noIss, func(o *Options) { o.JWTSVID = true })
+	plain := newVerifier(t, keys, noIss)
+	const id = "spiffe://warden.test/ns/shop/sa/frontend"
+	svid := func(mod ...func(map[string]any)) map[string]any {
+		c := claims(id, mod...)
+		delete(c, "iss")
+		return c
+	}
+	noSub := func(c map[string]any) { delete(c, "sub") }
+
+	tests := []struct {
+		name      string
+		token     string
+		want      Reason // with JWTSVID
+		plainWant Reason // without
+	}{
+		{"typ JWT is accepted", es.MintTyp(t, "JWT", svid()), "", ""},
+		{"typ JOSE is accepted", es.MintTyp(t, "JOSE", svid()), "", ""},
+		{"no typ is accepted", es.MintTyp(t, nil, svid()), "", ""},
+		{"RS256 is accepted", rs.MintTyp(t, "JWT", svid()), "", ""},
+		{"typ at+jwt is refused as malformed", es.MintTyp(t, "at+jwt", svid()), ReasonMalformed, ""},
+		{"typ jwt in lower case is refused, as go-spiffe does", es.MintTyp(t, "jwt", svid()), ReasonMalformed, ""},
+		{"typ that is a number is refused", es.MintTyp(t, 1, svid()), ReasonMalformed, ""},
+		{"sub that is not a SPIFFE ID is refused", es.Mint(t, svid(set("sub", "alice"))), ReasonMalformed, ""},
+		{"sub of another scheme is refused", es.Mint(t, svid(set("sub", "https://warden.test/ns/shop"))), ReasonMalformed, ""},
+		{"empty sub is refused", es.Mint(t, svid(set("sub", ""))), ReasonMalformed, ""},
+		{"missing sub is refused", es.Mint(t, svid(noSub)), ReasonMalformed, ""},
+		{"sub that is a number is refused", es.Mint(t, svid(set("sub", 7))), ReasonMalformed, ReasonMalformed},
+		{"EdDSA is not a JWT-SVID algorithm", ed.Mint(t, svid()), ReasonAlgorithm, ""},
+		{"missing exp is refused", es.Mint(t, svid(func(c map[string]any) { delete(c, "exp") })), ReasonMalformed, ReasonMalformed},
+		{"expired JWT-SVID is refused", es.Mint(t, svid(set("exp", time.Now().Add(-time.Hour).Unix()))), ReasonExpired, ReasonExpired},
+		{"JWT-SVID for another audience is refused", es.Mint(t, svid(set("aud", "payments"))), ReasonAudience, ReasonAudience},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, c := range []struct {
+				v    *Verifier
+				want Reason
+				name string
+			}{{svidRules, tt.want, "JWTSVID"}, {plain, tt.plainWant, "plain"}} {
+				vt, err := c.v.Verify([]byte(tt.token))
+				switch {
+				case c.want == "" && err != nil:
+					t.Errorf("%s: refused: %v", c.name, err)
+				case c.want != "" && err == nil:
+					t.Errorf("%s: accepted (%v), want reason %s", c.name, vt.Claims, c.want)
+				case c.want != "" && ReasonOf(err) != c.want:
+					t.Errorf("%s: got %v (%v), want reason %s", c.name, err, vt, c.want)
+				case c.want == ReasonMalformed && !strings.HasPrefix(err.Error(), "token: malformed: "):
+					t.Errorf("%s: error %q", c.name, err)
+				}
+			}
+		})
+	}
+}
+
+// The JWT-SVID rules hold with the Workload API's keys as with any others.
+func TestJWTSVIDWithSPIFFEKeys(t *testing.T) {
+	k := key(t, "ES256")
+	td := spiffeid.RequireTrustDomainFromString("warden.test")
+	bundles := &genBundles{Set: jwtbundle.NewSet(jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{k.KID: k.Private.Public()}))}
+	v := newVerifier(t, SPIFFEKeys(bundles), func(o *Options) { o.Issuers, o.JWTSVID = nil, true })
+	c := claims("spiffe://warden.test/ns/shop/sa/frontend")
+	delete(c, "iss")
+	if _, err := v.Verify([]byte(k.Mint(t, c))); err != nil {
+		t.Fatalf("JWT-SVID: %v", err)
+	}
+	if _, err := v.Verify([]byte(k.MintTyp(t, "secevent+jwt", c))); err == nil || ReasonOf(err) != ReasonMalformed || !strings.Contains(err.Error(), `typ "secevent+jwt"`) {
+		t.Fatalf("JWT-SVID with typ secevent+jwt: %v", err)
+	}
+}
+
+func TestJWTSVIDNeedsAJWTSVIDAlgorithm(t *testing.T) {
+	_, err := New(Options{Keys: StaticKeys{}, Audiences: []string{"a"}, Algorithms: []string{"EdDSA"}, JWTSVID: true})
+	if err == nil || err.Error() != "token: JWT-SVIDs: none of the allowed algorithms (EdDSA) may sign one (RS256, RS384, RS512, ES256, ES384, ES512, PS256, PS384, PS512)" {
+		t.Fatalf("EdDSA only, JWT-SVID: %v", err)
+	}
+	if _, err := New(Options{Keys: StaticKeys{}, Audiences: []string{"a"}, Algorithms: []string{"EdDSA", "ES256"}, JWTSVID: true}); err != nil {
+		t.Fatalf("EdDSA and ES256, JWT-SVID: %v", err)
+	}
+}

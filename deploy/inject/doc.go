@@ -9,7 +9,9 @@
 // environment variables of the container that reads them, validated with
 // agent/config's own parsers; an unknown or invalid annotation refuses the
 // pod with a message that names it. A pod that is left alone gets a Reason
-// code, never an error.
+// code, never an error. warden's container drops every capability and gets
+// NET_ADMIN, BPF and PERFMON back only when its settings make it load the
+// eBPF program (ebpf mode, or auto with a connection or packet rate).
 //
 // It does not serve HTTP or read certificates (deploy/admission does), and
 // it never reads the environment of the process it runs in.

@@ -367,7 +367,7 @@ type settings struct {
 	sidecarEnv, initEnv    []corev1.EnvVar
 	init                   config.Init // ports and uid, as warden init reads them
 	upstreamPort           int
-	ebpf                   bool
+	ebpf                   bool // warden will load its eBPF program: it gets NET_ADMIN, BPF and PERFMON
 	socket                 string
 	pprof                  bool
 	inboundPort, adminPort int
@@ -414,8 +414,7 @@ func (a annotations) settings(t *template) (settings, error) {
 		return s, fmt.Errorf("inject: annotation %s=%q: expected a wildcard address such as 0.0.0.0:15443 or [::]:15443: redirected connections arrive addressed to the pod's IP",
 			a.from["WARDEN_INBOUND_ADDR"], effective("WARDEN_INBOUND_ADDR"))
 	}
-	mode := effective("WARDEN_RATE_LIMIT_MODE")
-	s.ebpf = mode == config.RateLimitAuto || mode == config.RateLimitEBPF
+	s.ebpf = kernelFeatureAsked(effective)
 	s.pprof = effective("WARDEN_ADMIN_PPROF") == "true"
 	s.upstreamPort = portOf(effective("WARDEN_UPSTREAM_ADDR"))
 	if p := strings.TrimSpace(sidecarEnv["WARDEN_UPSTREAM_PORT"]); p != "" {
@@ -448,6 +447,24 @@ func (a annotations) settings(t *template) (settings, error) {
 	s.init = ic
 	s.inboundPort, s.adminPort = ic.InboundPort, ic.AdminPort
 	return s, nil
+}
+
+// kernelFeatureAsked says whether warden will load its eBPF program, and
+// so needs NET_ADMIN, BPF and PERFMON: as agent/ratelimit.Start decides it,
+// in ebpf mode always, in auto mode only for a connection or packet rate
+// above 0. effective gives a variable's value or its default, validated.
+func kernelFeatureAsked(effective func(string) string) bool {
+	rate := func(name string) int {
+		n, _ := strconv.Atoi(effective(name))
+		return n
+	}
+	switch effective("WARDEN_RATE_LIMIT_MODE") {
+	case config.RateLimitEBPF:
+		return true
+	case config.RateLimitAuto:
+		return rate("WARDEN_CONN_RATE_LIMIT") > 0 || rate("WARDEN_PACKET_RATE_LIMIT") > 0
+	}
+	return false
 }
 
 func portOf(addr string) int {

@@ -14,6 +14,9 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/agent/ratelimit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from what Patch returns now")
@@ -59,6 +62,7 @@ func TestPatchGolden(t *testing.T) {
 		{"not-opted-in", ScopeOptIn},
 		{"host-network", ScopeNamespace},
 		{"warnings", ScopeNamespace},
+		{"kernel-rate-limit", ScopeNamespace},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -145,9 +149,8 @@ func TestInjectedContainers(t *testing.T) {
 	}
 	sc := w.SecurityContext
 	if *sc.RunAsUser != 1337 || !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation ||
-		!reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
-		!reflect.DeepEqual(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "BPF", "PERFMON"}) {
-		t.Errorf("warden's security context %+v", sc)
+		!reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || sc.Capabilities.Add != nil {
+		t.Errorf("warden's security context %+v: want every capability dropped and none added (no kernel limit)", sc)
 	}
 	env := envMap(w.Env)
 	if env["WARDEN_IDENTITY"] != "workloadapi" || env["SPIFFE_ENDPOINT_SOCKET"] != "unix:///spiffe-workload-api/spire-agent.sock" ||
@@ -167,17 +170,59 @@ func TestInjectedContainers(t *testing.T) {
 		t.Errorf("warden-init's env %v", env)
 	}
 
-	for mode, caps := range map[string][]corev1.Capability{
-		"auto": {"NET_ADMIN", "BPF", "PERFMON"}, "ebpf": {"NET_ADMIN", "BPF", "PERFMON"}, "userspace": nil, "off": nil,
-	} {
-		pod.Annotations = map[string]string{"warden.io/rate-limit-mode": mode}
-		res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := res.Pod.Spec.InitContainers[1].SecurityContext.Capabilities; !reflect.DeepEqual(got.Add, caps) || len(got.Drop) != 1 {
-			t.Errorf("rate limit mode %s: capabilities %+v", mode, got)
-		}
+}
+
+// warden gets NET_ADMIN, BPF and PERFMON only when it will load its eBPF
+// program: ebpf mode, or auto mode with a connection or packet rate.
+// Otherwise it runs with every capability dropped.
+func TestCapabilitiesOnlyForAKernelFeature(t *testing.T) {
+	kernelCaps := []corev1.Capability{"NET_ADMIN", "BPF", "PERFMON"}
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		caps        []corev1.Capability
+	}{
+		{"no annotation: auto without limits", nil, nil},
+		{"auto with a connection rate", map[string]string{"warden.io/conn-rate-limit": "100"}, kernelCaps},
+		{"auto with a packet rate", map[string]string{"warden.io/packet-rate-limit": "1000"}, kernelCaps},
+		{"auto, explicit, with a connection rate", map[string]string{"warden.io/rate-limit-mode": "auto", "warden.io/conn-rate-limit": " 5 "}, kernelCaps},
+		{"auto with rates of 0", map[string]string{"warden.io/conn-rate-limit": "0", "warden.io/packet-rate-limit": "0"}, nil},
+		{"auto with bursts only", map[string]string{"warden.io/conn-burst": "10", "warden.io/packet-burst": "10"}, nil},
+		{"auto with another kernel setting only", map[string]string{"warden.io/bpf-attach": "tc", "warden.io/bpf-max-sources": "1024"}, nil},
+		{"ebpf without limits", map[string]string{"warden.io/rate-limit-mode": "ebpf"}, kernelCaps},
+		{"ebpf with a rate", map[string]string{"warden.io/rate-limit-mode": "ebpf", "warden.io/conn-rate-limit": "100"}, kernelCaps},
+		{"userspace with rates", map[string]string{"warden.io/rate-limit-mode": "userspace", "warden.io/conn-rate-limit": "100", "warden.io/packet-rate-limit": "100"}, nil},
+		{"off with a rate", map[string]string{"warden.io/rate-limit-mode": "off", "warden.io/conn-rate-limit": "100"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := readPod(t, "testdata/plain.yaml")
+			pod.Annotations = tt.annotations
+			res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := res.Pod.Spec.InitContainers[1].SecurityContext.Capabilities
+			if !reflect.DeepEqual(got.Add, tt.caps) || !reflect.DeepEqual(got.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("capabilities add %v drop %v, want add %v drop [ALL]", got.Add, got.Drop, tt.caps)
+			}
+			// The webhook and warden's own start decide alike.
+			env := envMap(res.Pod.Spec.InitContainers[1].Env)
+			cfg, err := config.FromEnv(func(name string) string {
+				if name == "WARDEN_IDENTITY" {
+					return "dev" // workloadapi would need the socket
+				}
+				return env[name]
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := ratelimit.Settings{Mode: cfg.RateLimitMode, Limits: ratelimit.Limits{ConnRate: cfg.ConnRateLimit, PacketRate: cfg.PacketRateLimit}}
+			loads := cfg.RateLimitMode == config.RateLimitEBPF || cfg.RateLimitMode == config.RateLimitAuto && len(st.KernelFeatures()) > 0
+			if loads != (got.Add != nil) {
+				t.Errorf("agent/ratelimit would load eBPF: %v; the webhook adds %v", loads, got.Add)
+			}
+		})
 	}
 }
 

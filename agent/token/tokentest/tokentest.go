@@ -80,6 +80,22 @@ func (k *Key) MintAs(tb testing.TB, alg, kid string, claims map[string]any) stri
 	return sign(tb, s, claims)
 }
 
+// MintTyp signs claims with the key with typ as the header's "typ": nil
+// leaves typ out, any other value (a string of any case, a number) is
+// written as it is.
+func (k *Key) MintTyp(tb testing.TB, typ any, claims map[string]any) string {
+	tb.Helper()
+	opts := (&jose.SignerOptions{}).WithHeader(jose.HeaderKey("kid"), k.KID)
+	if typ != nil {
+		opts = opts.WithHeader(jose.HeaderType, typ)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: k.Private}, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sign(tb, s, claims)
+}
+
 // MintHMAC signs claims with HS256 and secret (an attacker using a public
 // key as the shared secret) under kid.
 func MintHMAC(tb testing.TB, secret []byte, kid string, claims map[string]any) string {

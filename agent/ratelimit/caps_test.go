@@ -1,0 +1,271 @@
+//go:build linux
+
+package ratelimit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/bpf/bpftest"
+)
+
+// capsChildEnv makes this test binary startChild, the child of
+// TestStartDropsCapabilities, for the case it names.
+const capsChildEnv = "WARDEN_RATELIMIT_TEST_CAPS"
+
+func TestMain(m *testing.M) {
+	if c := os.Getenv(capsChildEnv); c != "" {
+		os.Exit(startChild(c))
+	}
+	os.Exit(m.Run())
+}
+
+// childSettings are the settings of each case of startChild.
+var childSettings = map[string]Settings{
+	"attached": {Mode: config.RateLimitAuto, Limits: Limits{ConnRate: 100}, Interface: "lo"},
+	"nothing":  {Mode: config.RateLimitAuto, Interface: "lo"},
+	"failed":   {Mode: config.RateLimitAuto, Limits: Limits{ConnRate: 100}, Interface: "wd-missing0"},
+}
+
+// childReport is what startChild says once Start returned.
+type childReport struct {
+	Mode, Fallback, CapabilitiesKept, StatusError string
+	Capabilities                                  string // "none", or what a thread still holds
+	Block                                         string // Block's and Unblock's error
+}
+
+// TestStartDropsCapabilities runs Start in a child that holds only
+// CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, permitted (warden's lot in a
+// pod), built without cgo as warden is (syscall.AllThreadsSyscall refuses
+// to run in a cgo binary, which -race makes this one), in a network
+// namespace of its own. Whether Start attached the program, had nothing to
+// enforce or fell back, afterwards no thread holds any capability, Block
+// works, and the kernel's maps still answer /ratelimit.
+func TestStartDropsCapabilities(t *testing.T) {
+	bpftest.RequirePrivileged(t)
+	bin := noCgoTestBinary(t)
+	for _, c := range []string{"attached", "nothing", "failed"} {
+		t.Run(c, func(t *testing.T) {
+			ns := bpftest.NewNetns(t)
+			cmd := ns.Command(bin, "-test.run=^$")
+			cmd.Env = append(os.Environ(), capsChildEnv+"="+c)
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			lines := make(chan string)
+			go func() {
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+			}()
+			next := func() string {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						_ = cmd.Wait()
+						t.Fatalf("the child stopped: %s", stderr.String())
+					}
+					return l
+				case <-time.After(60 * time.Second):
+					t.Fatalf("the child said nothing for 60s: %s", stderr.String())
+				}
+				return ""
+			}
+			var rep childReport
+			if l := next(); json.Unmarshal([]byte(l), &rep) != nil {
+				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			}
+			t.Logf("%+v", rep)
+			if rep.Capabilities != "none" || rep.CapabilitiesKept != "" {
+				t.Errorf("after Start: capabilities %s (kept: %q)", rep.Capabilities, rep.CapabilitiesKept)
+			}
+			if rep.Block != "" || rep.StatusError != "" {
+				t.Errorf("without capabilities: block %q, /ratelimit error %q", rep.Block, rep.StatusError)
+			}
+			wantMode, wantFallback := config.RateLimitUserspace, ""
+			switch c {
+			case "attached":
+				wantMode = config.RateLimitEBPF
+			case "nothing":
+				wantFallback = ErrNothingToEnforce.Error()
+			case "failed":
+				wantFallback = "wd-missing0"
+			}
+			if rep.Mode != wantMode || !strings.Contains(rep.Fallback, wantFallback) || (wantFallback == "") != (rep.Fallback == "") {
+				t.Errorf("mode %q fallback %q, want %q and %q", rep.Mode, rep.Fallback, wantMode, wantFallback)
+			}
+			if got := xdpOnLo(t, ns); got != (c == "attached") {
+				t.Errorf("XDP program on lo: %v", got)
+			}
+			fmt.Fprintln(stdin, "close")
+			if l := next(); l != "closed" {
+				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			}
+			if xdpOnLo(t, ns) {
+				t.Error("the program is still attached after Close")
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child: %v: %s", err, stderr.String())
+			}
+		})
+	}
+}
+
+func xdpOnLo(t *testing.T, ns *bpftest.Netns) bool {
+	t.Helper()
+	out, err := ns.Command("ip", "-j", "-d", "link", "show", "dev", "lo").Output()
+	if err != nil {
+		t.Fatalf("ip link show lo: %v", err)
+	}
+	var links []struct {
+		XDP json.RawMessage `json:"xdp"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip link show lo: %v: %s", err, out)
+	}
+	return links[0].XDP != nil
+}
+
+// noCgoTestBinary builds this package's tests with CGO_ENABLED=0, once.
+var noCgoTestBinary = func() func(t *testing.T) string {
+	var (
+		once sync.Once
+		bin  string
+		err  error
+		out  []byte
+	)
+	return func(t *testing.T) string {
+		t.Helper()
+		once.Do(func() {
+			dir, derr := os.MkdirTemp("", "warden-ratelimit-test")
+			if derr != nil {
+				err = derr
+				return
+			}
+			bin = filepath.Join(dir, "ratelimit.test")
+			build := exec.Command("go", "test", "-c", "-o", bin, ".")
+			build.Env = append(os.Environ(), "CGO_ENABLED=0")
+			out, err = build.CombinedOutput()
+		})
+		if err != nil {
+			t.Fatalf("go test -c with CGO_ENABLED=0: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
+		return bin
+	}
+}()
+
+// loaderCapMask is CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON as a
+// /proc/<pid>/status mask.
+var loaderCapMask uint64 = 1<<unix.CAP_BPF | 1<<unix.CAP_NET_ADMIN | 1<<unix.CAP_PERFMON
+
+func startChild(c string) int {
+	s, ok := childSettings[c]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "no case %q\n", c)
+		return 1
+	}
+	s.Port, s.Attach, s.MaxSources, s.MaxConns = 15443, "xdp", 256, 256
+	// Warden's lot in a pod: the three, permitted only, on every thread.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{{Permitted: uint32(loaderCapMask)}, {Permitted: uint32(loaderCapMask >> 32)}}
+	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		fmt.Fprintln(os.Stderr, "narrow the capabilities:", errno)
+		return 1
+	}
+	r, err := Start(s)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	rep := childReport{Mode: r.Status().Mode, Capabilities: "none"}
+	if r.Fallback != nil {
+		rep.Fallback = r.Fallback.Error()
+	}
+	if r.CapabilitiesKept != nil {
+		rep.CapabilitiesKept = r.CapabilitiesKept.Error()
+	}
+	if err := heldCapabilities(); err != nil {
+		rep.Capabilities = err.Error()
+	}
+	ip := netip.MustParseAddr("192.0.2.7")
+	if err := errors.Join(r.Block(ip, time.Minute), r.Unblock(ip), r.Block(ip, time.Minute)); err != nil {
+		rep.Block = err.Error()
+	}
+	st := r.Status()
+	rep.StatusError = st.Error
+	if len(st.Blocklist) != 1 || st.Blocklist[0].IP != ip.String() {
+		rep.StatusError += fmt.Sprintf(" blocklist %v", st.Blocklist)
+	}
+	b, _ := json.Marshal(rep)
+	fmt.Println(string(b))
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := r.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("closed")
+	return 0
+}
+
+// heldCapabilities returns an error naming a thread of the process that
+// holds a capability in its effective, permitted or inheritable set.
+func heldCapabilities() error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "status"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread ended
+		}
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			name, hex, ok := strings.Cut(line, ":\t")
+			if !ok || (name != "CapEff" && name != "CapPrm" && name != "CapInh") {
+				continue
+			}
+			if v, err := strconv.ParseUint(hex, 16, 64); err != nil || v != 0 {
+				return fmt.Errorf("thread %s: %s", task.Name(), line)
+			}
+		}
+	}
+	return nil
+}

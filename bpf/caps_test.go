@@ -1,0 +1,294 @@
+//go:build (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64 || wasm) && linux
+
+package bpf
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warden-sidecar/warden/bpf/bpftest"
+)
+
+// capsChildEnv makes this test binary capsChild, TestDropCapabilities's
+// child, for the attach mode it holds.
+const capsChildEnv = "WARDEN_BPF_TEST_CAPS"
+
+// loaderCapMask is loaderCaps as a /proc/<pid>/status mask.
+var loaderCapMask = func() uint64 {
+	var m uint64
+	for _, c := range loaderCaps {
+		m |= 1 << c
+	}
+	return m
+}()
+
+// TestDropCapabilities proves that warden can do without its capabilities
+// once the program is attached: a child that holds only CAP_BPF,
+// CAP_NET_ADMIN and CAP_PERFMON, permitted and not effective (warden's
+// lot in a pod), raises them, loads, attaches to lo, drops them and shows
+// that no thread holds any capability; then every map operation still
+// works, the capabilities can't come back (a second Load is refused), and
+// Close detaches the program. The child is this package's tests built
+// without cgo: syscall.AllThreadsSyscall, which raising and dropping on
+// every thread needs, refuses to run in a cgo binary, which -race makes
+// this one.
+func TestDropCapabilities(t *testing.T) {
+	ns := bpftest.NewNetns(t)
+	bin := noCgoTestBinary(t)
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			cmd := ns.Command(bin, "-test.run=^$")
+			cmd.Env = append(os.Environ(), capsChildEnv+"="+string(mode))
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			lines := make(chan string)
+			go func() {
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+			}()
+			next := func() string {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						_ = cmd.Wait()
+						t.Fatalf("the child stopped: %s", stderr.String())
+					}
+					return l
+				case <-time.After(60 * time.Second):
+					t.Fatalf("the child said nothing for 60s: %s", stderr.String())
+				}
+				return ""
+			}
+			if l := next(); l != "dropped" {
+				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			}
+			if !attached(t, ns, "lo", mode) {
+				t.Fatal("no program attached after the capabilities were dropped")
+			}
+			fmt.Fprintln(stdin, "close")
+			if l := next(); l != "closed" {
+				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			}
+			if attached(t, ns, "lo", mode) {
+				t.Fatal("the program is still attached after Close without capabilities")
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child: %v: %s", err, stderr.String())
+			}
+		})
+	}
+}
+
+// noCgoTestBinary builds this package's tests with CGO_ENABLED=0, once.
+var noCgoTestBinary = func() func(t *testing.T) string {
+	var (
+		once sync.Once
+		bin  string
+		err  error
+		out  []byte
+	)
+	return func(t *testing.T) string {
+		t.Helper()
+		once.Do(func() {
+			dir, derr := os.MkdirTemp("", "warden-bpf-test")
+			if derr != nil {
+				err = derr
+				return
+			}
+			bin = filepath.Join(dir, "bpf.test")
+			build := exec.Command("go", "test", "-c", "-o", bin, ".")
+			build.Env = append(os.Environ(), "CGO_ENABLED=0")
+			out, err = build.CombinedOutput()
+		})
+		if err != nil {
+			t.Fatalf("go test -c with CGO_ENABLED=0: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
+		return bin
+	}
+}()
+
+// capsChild is TestDropCapabilities's child: it prints "dropped" once the
+// capabilities are gone and the maps proved usable, closes the Limiter on
+// a line from stdin, prints "closed" and returns 0; on any failure it says
+// why on stderr and returns 1.
+func capsChild(mode AttachMode) int {
+	if err := capsChildRun(mode); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func capsChildRun(mode AttachMode) error {
+	// Warden's lot in a pod: the three, permitted only.
+	hdr, data, err := capget()
+	if err != nil {
+		return err
+	}
+	data[0] = unix.CapUserData{Permitted: uint32(loaderCapMask)}
+	data[1] = unix.CapUserData{Permitted: uint32(loaderCapMask >> 32)}
+	if errno := capsetAllThreads(&hdr, &data); errno != 0 {
+		return fmt.Errorf("narrow the capabilities: %w", errno)
+	}
+	if err := threadCaps(func(eff, prm, inh uint64) error {
+		if eff != 0 || prm != loaderCapMask {
+			return fmt.Errorf("CapEff %x CapPrm %x, want 0 and %x", eff, prm, loaderCapMask)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("before the raise: %w", err)
+	}
+	if err := RaiseCapabilities(); err != nil {
+		return err
+	}
+	cfg := Config{Port: inPort, MaxSources: 1024, MaxConns: 1024}
+	l, err := Load(cfg)
+	if err != nil {
+		return err
+	}
+	if err := l.Attach("lo", mode); err != nil {
+		return err
+	}
+	if err := l.DropCapabilities(); err != nil {
+		return err
+	}
+	if err := threadCaps(func(eff, prm, inh uint64) error {
+		if eff|prm|inh != 0 {
+			return fmt.Errorf("CapEff %x CapPrm %x CapInh %x, want none (pid %d)", eff, prm, inh, os.Getpid())
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("after the drop: %w", err)
+	}
+
+	// Every use of the maps, from goroutines on several threads.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			ip := netip.AddrFrom4([4]byte{10, 9, 8, byte(i + 1)})
+			if err := l.Block(ip, time.Minute); err != nil {
+				errs <- err
+				return
+			}
+			if err := l.Unblock(ip); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := errors.Join(drain(errs)...); err != nil {
+		return fmt.Errorf("block and unblock without capabilities: %w", err)
+	}
+	blocked := netip.MustParseAddr("2001:db8::7")
+	if err := l.Block(blocked, time.Minute); err != nil {
+		return err
+	}
+	if b, err := l.Blocked(); err != nil || len(b) != 1 || b[0].Addr != blocked {
+		return fmt.Errorf("Blocked() = %v, %v; want %s", b, err, blocked)
+	}
+	cfg.ConnRate, cfg.PacketRate = 5, 50
+	if err := l.SetLimits(cfg); err != nil {
+		return err
+	}
+	if _, err := l.Counters(); err != nil {
+		return err
+	}
+	if _, err := l.TopSources(10); err != nil {
+		return err
+	}
+
+	// The drop holds: nothing to raise, nothing to load with.
+	if err := RaiseCapabilities(); err != nil {
+		return err
+	}
+	if l2, err := Load(cfg); !errors.Is(err, unix.EPERM) {
+		if l2 != nil {
+			l2.Close()
+		}
+		return fmt.Errorf("Load after the drop: %v, want EPERM", err)
+	}
+
+	fmt.Println("dropped")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return err
+	}
+	if err := l.Close(); err != nil {
+		return err
+	}
+	fmt.Println("closed")
+	return nil
+}
+
+func drain(c <-chan error) []error {
+	var out []error
+	for err := range c {
+		out = append(out, err)
+	}
+	return out
+}
+
+// threadCaps calls check with the effective, permitted and inheritable
+// sets of every thread of the process, from /proc.
+func threadCaps(check func(eff, prm, inh uint64) error) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "status"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread ended
+		}
+		if err != nil {
+			return err
+		}
+		sets := map[string]uint64{}
+		for _, line := range strings.Split(string(b), "\n") {
+			name, hex, ok := strings.Cut(line, ":\t")
+			if ok && (name == "CapEff" || name == "CapPrm" || name == "CapInh") {
+				if sets[name], err = strconv.ParseUint(hex, 16, 64); err != nil {
+					return fmt.Errorf("task %s: %s: %w", task.Name(), line, err)
+				}
+			}
+		}
+		if len(sets) != 3 {
+			return fmt.Errorf("task %s: no capability sets in its status", task.Name())
+		}
+		if err := check(sets["CapEff"], sets["CapPrm"], sets["CapInh"]); err != nil {
+			return fmt.Errorf("thread %s: %w", task.Name(), err)
+		}
+	}
+	return nil
+}
