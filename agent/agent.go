@@ -398,6 +398,8 @@ func (a *Agent) startTokens(ctx context.Context) ([]authz.Option, func(), error)
 		Audiences:  a.cfg.JWTAudiences,
 		Algorithms: a.cfg.JWTAlgorithms,
 		ClockSkew:  a.cfg.JWTClockSkew,
+		// JWT-SVIDs follow go-spiffe's jwtsvid rules (typ, sub, algorithms).
+		JWTSVID: a.cfg.JWTJWKS == config.JWKSSPIFFE,
 	})
 	if err != nil {
 		stop()

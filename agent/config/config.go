@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -213,7 +214,7 @@ var Vars = []Var{
 	{"WARDEN_JWT_CLOCK_SKEW", "30s", "tolerance on a token's `exp`, `nbf` and `iat`"},
 	{"WARDEN_JWT_REQUIRED", "true", "`true`: a request without a token gets 401; `false`: it reaches the policy without `input.token` (an invalid token still gets 401)"},
 	{"WARDEN_JWT_HEADER", "Authorization", "the request header carrying the token (`Bearer ` prefix; optional in another header); never the query string"},
-	{"WARDEN_RATE_LIMIT_MODE", "auto", "`auto` (eBPF if it loads, else the userspace limiter, with a warning), `ebpf` (startup fails with the kernel's error if it can't load), `userspace` or `off`"},
+	{"WARDEN_RATE_LIMIT_MODE", "auto", "`auto` (eBPF when a conn or packet rate is set and it loads, else the userspace limiter), `ebpf` (startup fails with the kernel's error if it can't load), `userspace` or `off`"},
 	{"WARDEN_BPF_INTERFACE", "", "interface the eBPF program attaches to; empty: the one that carries the route to the inbound address (`eth0` in a pod)"},
 	{"WARDEN_BPF_ATTACH", "xdp", "`xdp` (native where the driver supports it, else generic) or `tc` (TCX ingress)"},
 	{"WARDEN_CONN_RATE_LIMIT", "0", "new connections (SYNs) per second per source IP to the inbound port; 0: unlimited"},
@@ -371,6 +372,10 @@ func checkJWT(c Config, getenv func(string) string) error {
 	}
 	if c.JWTJWKS == JWKSSPIFFE && c.Identity != IdentityWorkloadAPI {
 		return fmt.Errorf("config: WARDEN_JWT_JWKS=%s needs WARDEN_IDENTITY=workloadapi (JWT bundles come from the Workload API), not WARDEN_IDENTITY=%s; in dev mode use a JWKS file or URL", JWKSSPIFFE, c.Identity)
+	}
+	if c.JWTJWKS == JWKSSPIFFE && !slices.ContainsFunc(c.JWTAlgorithms, func(a string) bool { return slices.Contains(token.JWTSVIDAlgorithms, a) }) {
+		return fmt.Errorf("config: WARDEN_JWT_ALGORITHMS=%q: expected at least one JWT-SVID algorithm (%s) with WARDEN_JWT_JWKS=%s",
+			strings.Join(c.JWTAlgorithms, ","), strings.Join(token.JWTSVIDAlgorithms, ", "), JWKSSPIFFE)
 	}
 	if c.JWTJWKS != JWKSSPIFFE && len(c.JWTIssuers) == 0 {
 		return fmt.Errorf("config: WARDEN_JWT_ISSUERS is empty: expected the comma-separated iss values tokens verified with WARDEN_JWT_JWKS=%s may carry", c.JWTJWKS)

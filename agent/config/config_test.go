@@ -324,3 +324,14 @@ func TestURLCredentialsAreNeverEchoed(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+func TestJWTSVIDNeedsAJWTSVIDAlgorithm(t *testing.T) {
+	base := map[string]string{"SPIFFE_ENDPOINT_SOCKET": "unix:///run/agent.sock", "WARDEN_JWT_JWKS": "spiffe", "WARDEN_JWT_AUDIENCES": "app"}
+	if _, err := FromEnv(env(base)); err != nil {
+		t.Fatalf("the default algorithms: %v", err)
+	}
+	base["WARDEN_JWT_ALGORITHMS"] = "EdDSA"
+	if _, err := FromEnv(env(base)); err == nil || !strings.Contains(err.Error(), "WARDEN_JWT_ALGORITHMS") {
+		t.Errorf("EdDSA alone with JWT-SVIDs: %v, want an error naming WARDEN_JWT_ALGORITHMS", err)
+	}
+}

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 const (
@@ -44,7 +46,7 @@ type JWKSOptions struct {
 	// Source is a file path or an http(s):// URL. A URL's userinfo (sent
 	// as basic auth), query and fragment are used to fetch but never shown:
 	// JWKSUpdate.Source, the errors passed to OnError or returned, and
-	// refusals name the URL as RedactSource gives it.
+	// refusals name the URL as redact.URL gives it.
 	Source string
 	// Refresh is how often the source is loaded again; 0: DefaultRefresh.
 	Refresh time.Duration
@@ -65,7 +67,7 @@ type JWKSOptions struct {
 
 // JWKSUpdate describes a newly loaded key set.
 type JWKSUpdate struct {
-	Source  string   // RedactSource of JWKSOptions.Source
+	Source  string   // JWKSOptions.Source as redact.URL shows it
 	KIDs    []string // sorted
 	Skipped []string // keys left out, and why (encryption keys, symmetric keys, weak keys, ...)
 }
@@ -76,7 +78,7 @@ type JWKSUpdate struct {
 type JWKS struct {
 	opts   JWKSOptions
 	url    *url.URL // nil for a file
-	source string   // what messages name: RedactSource(opts.Source)
+	source string   // what messages name: redact.URL(opts.Source)
 	client *http.Client
 
 	set atomic.Pointer[map[string]Key]
@@ -106,7 +108,7 @@ func NewJWKS(opts JWKSOptions) (*JWKS, error) {
 	if opts.now == nil {
 		opts.now = time.Now
 	}
-	j := &JWKS{opts: opts, source: RedactSource(opts.Source), client: opts.HTTPClient, kick: make(chan struct{}, 1)}
+	j := &JWKS{opts: opts, source: redact.URL(opts.Source), client: opts.HTTPClient, kick: make(chan struct{}, 1)}
 	switch {
 	case opts.Source == "":
 		return nil, errors.New("token: JWKS: no source")
@@ -322,22 +324,6 @@ func (j *JWKS) fetchError(err error) error {
 		op, err = ue.Op, ue.Err
 	}
 	return fmt.Errorf("token: JWKS %s: %s: %w", j.source, op, err)
-}
-
-// RedactSource is a JWKS source as messages may show it: a file path as it
-// is; a URL as scheme://host/path, without the userinfo, query and
-// fragment that may hold credentials (a presigned URL's signature, a
-// token); a URL that does not parse as a placeholder, since where its
-// secrets end can't be told.
-func RedactSource(src string) string {
-	if !strings.Contains(src, "://") {
-		return src
-	}
-	u, err := url.Parse(src)
-	if err != nil || u.Host == "" {
-		return "(unparsable URL)"
-	}
-	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 func readLimited(r io.Reader, src string) ([]byte, error) {

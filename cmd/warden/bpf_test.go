@@ -413,7 +413,7 @@ func TestBPFFileCapabilities(t *testing.T) {
 				}
 				openPath(t, devDir)
 				return srv.Command("setpriv", "--reuid="+uid, "--regid="+uid, "--clear-groups", "--inh-caps=-all", bin)
-			}, "WARDEN_RATE_LIMIT_MODE=auto")
+			}, "WARDEN_RATE_LIMIT_MODE=auto", "WARDEN_CONN_RATE_LIMIT=1000")
 			v := s.rateLimitView(t)
 			if v.Mode != tc.mode {
 				t.Fatalf("mode %q, want %q (fallback reason: %q)", v.Mode, tc.mode, v.FallbackReason)
@@ -424,8 +424,36 @@ func TestBPFFileCapabilities(t *testing.T) {
 			if !tc.fileCaps && !strings.Contains(v.FallbackReason, "CAP_BPF") {
 				t.Fatalf("fallback reason %q does not name the missing capability", v.FallbackReason)
 			}
+			// Attached or not, warden keeps no capability afterwards.
+			if held := heldCapabilities(t, s.cmd.Process.Pid); held != "" || v.CapabilitiesKept != "" {
+				t.Fatalf("after startup: %s (capabilities_kept %q)", held, v.CapabilitiesKept)
+			}
 		})
 	}
+}
+
+// heldCapabilities names the first thread of pid that has a capability in
+// its effective, permitted or inheritable set; "" when none has.
+func heldCapabilities(t *testing.T, pid int) string {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "status"))
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			name, hex, _ := strings.Cut(line, ":\t")
+			if (name == "CapEff" || name == "CapPrm" || name == "CapInh") && strings.Trim(hex, "0") != "" {
+				return "thread " + task.Name() + ": " + line
+			}
+		}
+	}
+	return ""
 }
 
 // unprivilegedCopy copies the warden binary where any user can run it and,

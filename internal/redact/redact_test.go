@@ -11,6 +11,7 @@ func TestURLShowsSchemeHostAndPathOnly(t *testing.T) {
 		{"http://127.0.0.1:8181/jwks", "http://127.0.0.1:8181/jwks"},
 		{"/etc/warden/bundle.tar.gz", "/etc/warden/bundle.tar.gz"},
 		{"http://%zz", "[unparsable URL]"},
+		{"https://u:p@exa mple/jwks?sig=x", "[unparsable URL]"},
 	}
 	for _, tt := range tests {
 		if got := URL(tt.in); got != tt.want {
