@@ -25,59 +25,72 @@ func URL(s string) string {
 }
 
 // credentialWords are the parts of a header or parameter name that say its
-// value is a credential.
-var credentialWords = []string{"auth", "token", "key", "secret", "cookie", "session", "password", "passwd", "signature", "credential"}
+// value is a credential, by their first letter: IsCredentialName looks at
+// each position of a name once, and compares only the words that could
+// start there.
+var credentialWords = [256][]string{
+	'a': {"auth"},
+	'c': {"cookie", "credential"},
+	'k': {"key"},
+	'p': {"password", "passwd"},
+	's': {"secret", "session", "signature"},
+	't': {"token"},
+}
 
 // IsCredentialName reports whether a header or parameter name suggests its
 // value is a credential (X-Api-Key, X-Auth-Token, Session-Id, ...). It
-// folds ASCII case and allocates nothing.
+// folds ASCII case and allocates nothing; it runs for every header of every
+// logged decision, so it reads the name once.
 func IsCredentialName(name string) bool {
-	for _, w := range credentialWords {
-		if containsFold(name, w) {
-			return true
+	for i := 0; i < len(name); i++ {
+		for _, w := range credentialWords[lower(name[i])] {
+			if hasFoldAt(name, i, w) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// containsFold reports whether s contains the lower-case ASCII word w,
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hasFoldAt reports whether s holds the lower-case ASCII word w at i,
 // ignoring ASCII case in s.
-func containsFold(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		j := 0
-		for ; j < len(w); j++ {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != w[j] {
-				break
-			}
-		}
-		if j == len(w) {
-			return true
+func hasFoldAt(s string, i int, w string) bool {
+	if len(s)-i < len(w) {
+		return false
+	}
+	for j := 1; j < len(w); j++ {
+		if lower(s[i+j]) != w[j] {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // secretParams are query parameters whose values are credentials although
-// their names do not all say so.
-var secretParams = []string{
-	"access_token", "id_token", "refresh_token", "token", "jwt", "code",
-	"api_key", "apikey", "password", "client_secret",
-	"x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature", "x-goog-credential", "sig",
-}
+// their names do not say so the way IsCredentialName reads them
+// (access_token, client_secret, X-Amz-Signature, X-Goog-Credential and
+// api_key do).
+var secretParams = []string{"jwt", "code", "sig"}
 
 // IsSecretParam reports whether the query parameter name (decoded) holds a
 // credential.
 func IsSecretParam(name string) bool {
+	if IsCredentialName(name) {
+		return true
+	}
 	for _, s := range secretParams {
 		if strings.EqualFold(name, s) {
 			return true
 		}
 	}
-	return IsCredentialName(name)
+	return false
 }
 
 // Query returns the raw query q with the values of secret parameters

@@ -28,6 +28,7 @@ func TestQueryRedactsSecretsWhateverTheirEncoding(t *testing.T) {
 		{"X-Amz-Signature=s3&page=2", "X-Amz-Signature=REDACTED&page=2"},
 		{"my_api_key=s4", "my_api_key=REDACTED"},
 		{"session%2Did=s5", "session%2Did=REDACTED"},
+		{"jwt=s1&code=s2&sig=s3&X-Goog-Credential=s4&refresh_token=s5&id_token=s1", "jwt=REDACTED&code=REDACTED&sig=REDACTED&X-Goog-Credential=REDACTED&refresh_token=REDACTED&id_token=REDACTED"},
 	}
 	for _, tt := range tests {
 		got := Query(tt.in)
@@ -59,5 +60,17 @@ func BenchmarkQueryWithoutSecrets(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = Query("page=2&size=50&sort=name")
+	}
+}
+
+func BenchmarkIsCredentialName(b *testing.B) {
+	names := []string{"x-api-version", "user-agent", "accept", "content-type", "x-forwarded-for"}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, n := range names {
+			if IsCredentialName(n) {
+				b.Fatal(n)
+			}
+		}
 	}
 }
