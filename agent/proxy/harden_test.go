@@ -543,3 +543,20 @@ func TestRequestTrailersAreDropped(t *testing.T) {
 		t.Errorf("a field in both headers and trailer: %d, want 400", status)
 	}
 }
+
+// After a request that two parsers could read differently, warden closes
+// the connection: what follows on it cannot be trusted to be framed as the
+// client claims.
+func TestRefusedRequestClosesTheConnection(t *testing.T) {
+	h := startProxy(t, nil)
+	conn := h.dialRaw(t, clientID)
+	status, _, _ := rawRequest(t, conn, "POST /a HTTP/1.1\r\nHost: app\r\nX-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\n\r\n")
+	if status != 400 {
+		t.Fatalf("status %d, want 400", status)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := conn.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
+		t.Errorf("the connection stayed open (%v)", err)
+	}
+}

@@ -324,6 +324,9 @@ func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
 	if r == refuseMethod && s.harden.allow != "" {
 		ctx.Response.Header.SetCanonical(headerAllow, []byte(s.harden.allow))
 	}
+	// A client that sent a request two parsers could read differently does
+	// not get to send more on this connection, whose framing is in doubt.
+	ctx.SetConnectionClose()
 	s.access(ctx, c)
 }
 
