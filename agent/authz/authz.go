@@ -160,7 +160,7 @@ func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.V
 	switch {
 	case errors.Is(err, bundle.ErrEvalTimeout):
 		a.events.Warn().Str("event", "policy_eval_timeout").Str("revision", d.Revision).
-			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", req.Path).
+			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 			Msg("policy evaluation exceeded WARDEN_POLICY_EVAL_TIMEOUT: denied")
 		return proxy.Verdict{Status: fasthttp.StatusForbidden, Code: "forbidden"}
 	case err != nil:
@@ -186,11 +186,13 @@ func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.V
 // checkToken verifies the request's token and puts its claims into the
 // input; ok is false when the request is refused with v.
 func (a *Authorizer) checkToken(ctx *fasthttp.RequestCtx, st *state, req *proxy.Request) (v proxy.Verdict, ok bool) {
-	raw, present := a.tokenFrom(st)
+	raw, present, malformed := a.tokenFrom(st)
 	switch {
 	case st.tokenCount > 1:
 		// Which one would the app read? Refuse rather than guess.
 		return a.refuseToken(ctx, req, token.ReasonMalformed, "several token headers"), false
+	case malformed:
+		return a.refuseToken(ctx, req, token.ReasonMalformed, "Bearer scheme not followed by spaces and one token"), false
 	case !present && a.tokenRequired:
 		return a.refuseToken(ctx, req, token.ReasonMissing, "no bearer token"), false
 	case !present:
@@ -215,20 +217,45 @@ var bearer = []byte("bearer")
 
 // tokenFrom reads the token out of the token header's value. In
 // Authorization, a scheme other than Bearer means no token (Basic
-// credentials are the app's business).
-func (a *Authorizer) tokenFrom(st *state) ([]byte, bool) {
+// credentials are the app's business). malformed is set when the value is
+// the Bearer scheme but not "Bearer" 1*SP token (RFC 6750 2.1): a tab, a
+// no-break space or another separator after the scheme is refused rather
+// than taken for another scheme, since apps that split on any whitespace
+// would find a token there that warden never verified.
+func (a *Authorizer) tokenFrom(st *state) (raw []byte, present, malformed bool) {
 	if st.tokenCount == 0 {
-		return nil, false
+		return nil, false, false
 	}
-	v := bytes.TrimSpace(st.tokenValue)
+	v := bytes.TrimLeft(st.tokenValue, " \t")
 	n := len(bearer)
-	if len(v) >= n && asciiEqualFold(v[:n], bearer) && (len(v) == n || v[n] == ' ') {
-		return bytes.TrimLeft(v[n:], " "), true // "Bearer" alone: an empty, malformed token
+	if len(v) >= n && asciiEqualFold(v[:n], bearer) && (len(v) == n || !tokenChar(v[n])) {
+		rest := bytes.TrimLeft(v[n:], " ")
+		if len(rest) == 0 || len(rest) == len(v)-n || bytes.ContainsAny(rest, " \t") || hasNonASCII(rest) {
+			// "Bearer" alone, no space after it, or whitespace or non-ASCII
+			// bytes within what follows.
+			return nil, true, true
+		}
+		return rest, true, false
 	}
 	if a.bearerPrefix {
-		return nil, false
+		return nil, false, false
 	}
-	return v, true
+	return bytes.TrimRight(v, " \t"), true, false
+}
+
+// tokenChar reports whether c may continue an auth-scheme name (RFC 9110
+// token characters).
+func tokenChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+}
+
+func hasNonASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 func asciiEqualFold(b, lower []byte) bool {
@@ -248,7 +275,7 @@ func asciiEqualFold(b, lower []byte) bool {
 func (a *Authorizer) refuseToken(ctx *fasthttp.RequestCtx, req *proxy.Request, reason token.Reason, detail string) proxy.Verdict {
 	ctx.Response.Header.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	a.events.Warn().Str("event", "token_refused").Str("reason", string(reason)).Str("detail", detail).
-		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", req.Path).
+		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 		Msg("request token refused")
 	return proxy.Verdict{Status: fasthttp.StatusUnauthorized, Code: "unauthorized"}
 }
@@ -334,8 +361,9 @@ func logInput(d *zerolog.Event, in *bundle.Input, tok *token.Verified, m *logMas
 		}
 	}
 	str("method", in.Method)
-	str("path", in.Path)
-	str("raw_path", in.RawPath)
+	// Path parameters (WARDEN_PATH_SEMICOLON=keep) can be session ids.
+	str("path", redact.Path(in.Path))
+	str("raw_path", redact.Path(in.RawPath))
 	str("query", redact.Query(in.RawQuery))
 	if !m.field("headers") {
 		hdrs := zerolog.Dict()

@@ -174,6 +174,13 @@ func TestTokenRefusals(t *testing.T) {
 		{"optional token missing reaches the policy without input.token", false, nil, "/public", "", 0},
 		{"optional token invalid is still refused", false, []string{"Authorization", "Bearer " + expired}, "/public", token.ReasonExpired, 401},
 		{"scheme name is case-insensitive", true, []string{"Authorization", "bEaReR " + f.mint(t, "alice")}, "/account/alice", "", 0},
+		{"spaces after the scheme are one separator", true, []string{"Authorization", "Bearer   " + f.mint(t, "alice")}, "/account/alice", "", 0},
+		// Apps that split on any whitespace would find the expired token:
+		// warden must not take these for another scheme.
+		{"a tab after Bearer is malformed, even when optional", false, []string{"Authorization", "Bearer\t" + expired}, "/public", token.ReasonMalformed, 401},
+		{"a no-break space after Bearer is malformed", false, []string{"Authorization", "Bearer\xa0" + expired}, "/public", token.ReasonMalformed, 401},
+		{"whitespace inside the token is malformed", false, []string{"Authorization", "Bearer x \t" + expired}, "/public", token.ReasonMalformed, 401},
+		{"another scheme named like Bearer is another scheme", false, []string{"Authorization", "Bearerish " + expired}, "/public", "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

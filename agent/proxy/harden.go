@@ -315,8 +315,8 @@ func validHost(h []byte) bool {
 			}
 			i++
 		}
-		if i == 0 {
-			return false
+		if i == 0 || h[0] == '.' || i >= 2 && h[i-1] == '.' && h[i-2] == '.' {
+			return false // "", ".x" or "x.." names nothing
 		}
 	}
 	if i == len(h) {
@@ -429,4 +429,56 @@ func headerIn(raw, name []byte) bool {
 		}
 	}
 	return false
+}
+
+// canonicalHost lower-cases Host and drops the trailing dot of its name
+// ("ADMIN.internal." is admin.internal), so that the policy and the app see
+// the name the app's router will match: nginx, Envoy and most frameworks
+// match hosts without regard to case or the root dot. A Host already
+// canonical, the common case, is left as it is without copying. buf is
+// scratch space, returned for reuse.
+func canonicalHost(h *fasthttp.RequestHeader, buf []byte) []byte {
+	host := h.Host()
+	nameEnd := len(host)
+	if len(host) > 0 && host[0] != '[' {
+		if i := indexByte(host, ':'); i >= 0 {
+			nameEnd = i
+		}
+	}
+	dirty := nameEnd > 0 && host[nameEnd-1] == '.'
+	for _, b := range host {
+		if 'A' <= b && b <= 'Z' {
+			dirty = true
+			break
+		}
+	}
+	if !dirty {
+		return buf
+	}
+	buf = buf[:0]
+	for i, b := range host {
+		if i == nameEnd-1 && b == '.' {
+			continue
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		buf = append(buf, b)
+	}
+	h.SetHostBytes(buf)
+	return buf
+}
+
+var refuseQuerySemicolon = &refusal{fasthttp.StatusBadRequest, "bad_request", "';' in the query"}
+
+// checkQuery refuses a raw ';' in the query unless semicolons are kept:
+// some parsers (Rack 2, Python's parse_qs before 3.9.2, Jetty) split pairs
+// on it as on '&', others do not, so "?x=1;debug=1" would hide a parameter
+// from the policy (input.query) that such an app reads. An encoded ';'
+// (%3B) is data to every parser.
+func (hd *hardening) checkQuery(q []byte) *refusal {
+	if !hd.KeepSemicolons && indexByte(q, ';') >= 0 {
+		return refuseQuerySemicolon
+	}
+	return nil
 }

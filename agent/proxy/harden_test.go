@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // rawApp is an app written at the socket: it reads request heads, ignores
@@ -390,6 +392,8 @@ func TestHostAndRequestLineChecks(t *testing.T) {
 		{"absolute form with the same authority", "GET http://App.Local:80/x HTTP/1.1\r\nHost: app.local:80\r\n\r\n", 200},
 		{"IPv6 Host", "GET / HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n", 200},
 		{"HTTP/1.0 without Host", "GET /old HTTP/1.0\r\n\r\n", 200},
+		{"a dot alone", "GET / HTTP/1.1\r\nHost: .\r\n\r\n", 400},
+		{"a leading dot", "GET / HTTP/1.1\r\nHost: .admin\r\n\r\n", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -558,5 +562,54 @@ func TestRefusedRequestClosesTheConnection(t *testing.T) {
 	_, err := conn.Read(make([]byte, 1))
 	if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
 		t.Errorf("the connection stayed open (%v)", err)
+	}
+}
+
+// The policy and the app see one Host, in the form routers match it: lower
+// case, without the root dot.
+func TestHostIsCanonical(t *testing.T) {
+	for _, tt := range []struct{ sent, want string }{
+		{"ADMIN.internal", "admin.internal"},
+		{"Admin.Internal.:8443", "admin.internal:8443"},
+		{"admin.internal.", "admin.internal"},
+		{"[::1]:8443", "[::1]:8443"},
+		{"app.local", "app.local"},
+	} {
+		g := &hostGuard{}
+		h := startProxy(t, func(o *Options) { o.Guard = g })
+		if status, _, _ := rawRequest(t, h.dialRaw(t, clientID), "GET /h HTTP/1.1\r\nHost: "+tt.sent+"\r\n\r\n"); status != 200 {
+			t.Fatalf("%s: status %d", tt.sent, status)
+		}
+		reqs := h.upstream.requests()
+		if g.host != tt.want || len(reqs) != 1 || reqs[0].headers.Get("Host") != tt.want {
+			t.Errorf("Host %q: the guard saw %q, the app %v; want %q", tt.sent, g.host, reqs, tt.want)
+		}
+	}
+}
+
+// hostGuard records the Host the policy would see.
+type hostGuard struct{ host string }
+
+func (g *hostGuard) Check(ctx *fasthttp.RequestCtx, _ *Request) Verdict {
+	g.host = string(ctx.Request.Header.Host())
+	return Verdict{}
+}
+
+// A ';' in the query is a pair separator to some parsers and data to
+// others: refused unless semicolons are kept.
+func TestSemicolonInTheQuery(t *testing.T) {
+	h := startProxy(t, nil)
+	if status, _, _ := rawRequest(t, h.dialRaw(t, clientID), "GET /public?x=1;debug=1 HTTP/1.1\r\nHost: app\r\n\r\n"); status != 400 {
+		t.Errorf("raw ';': %d, want 400", status)
+	}
+	if status, _, _ := rawRequest(t, h.dialRaw(t, clientID), "GET /public?x=1%3Bdebug=1 HTTP/1.1\r\nHost: app\r\n\r\n"); status != 200 {
+		t.Errorf("encoded ';': %d, want 200", status)
+	}
+	keep := startProxy(t, func(o *Options) { o.Hardening.KeepSemicolons = true })
+	if status, _, _ := rawRequest(t, keep.dialRaw(t, clientID), "GET /public?x=1;y=2 HTTP/1.1\r\nHost: app\r\n\r\n"); status != 200 {
+		t.Errorf("kept ';': %d, want 200", status)
+	}
+	if reqs := keep.upstream.requests(); len(reqs) != 1 || reqs[0].uri != "/public?x=1;y=2" {
+		t.Errorf("the app saw %+v", reqs)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/ratelimit"
+	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 // Options configure the inbound proxy. All durations and sizes must be
@@ -234,17 +235,22 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.refuseRequest(ctx, c, bad)
 		return
 	}
+	c.scratch = canonicalHost(h, c.scratch)
 
 	uri := ctx.URI()
 	var err error
 	c.path, c.target, err = NormalizePath(c.path[:0], c.target[:0], uri.PathOriginal(), s.harden.KeepSemicolons)
 	if err != nil {
-		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", uri.PathOriginal()).
+		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", redact.Path(uri.PathOriginal())).
 			Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("ambiguous request path")
 		s.refuse(ctx, c, fasthttp.StatusBadRequest, "bad_request")
 		return
 	}
 	if q := uri.QueryString(); len(q) > 0 {
+		if bad := s.harden.checkQuery(q); bad != nil {
+			s.refuseRequest(ctx, c, bad)
+			return
+		}
 		c.target = append(c.target, '?')
 		c.target = append(c.target, q...)
 	}
@@ -318,7 +324,7 @@ func (s *Server) UpstreamDesyncs() uint64 { return s.desyncs.Load() }
 // why (the reason, the method and the path; never a header value).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
 	s.log.Warn().Str("event", "request_refused").Str("reason", r.reason).Int("status", r.status).
-		Bytes("method", ctx.Method()).Bytes("raw_path", ctx.URI().PathOriginal()).
+		Bytes("method", ctx.Method()).Bytes("raw_path", redact.Path(ctx.URI().PathOriginal())).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before policy")
 	s.reject(ctx, c, r.status, r.code)
 	if r == refuseMethod && s.harden.allow != "" {
@@ -467,7 +473,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	// message may quote the raw request, credentials included.
 	method, path := c.requestLine()
 	s.log.Warn().Str("event", "bad_request").Str("error_class", parseErrorClass(err)).Int("status", status).
-		Bytes("method", method).Bytes("raw_path", path).
+		Bytes("method", method).Bytes("raw_path", redact.Path(path)).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
 	s.refuse(ctx, c, status, code)
 	ctx.SetConnectionClose()
@@ -561,7 +567,7 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
 	}
 	e.Str("event", "access").
 		Bytes("method", ctx.Method()).
-		Bytes("path", path).
+		Bytes("path", redact.Path(path)).
 		Int("status", ctx.Response.StatusCode()).
 		Str("peer_id", c.peerStr).
 		Str("client_ip", c.clientIP).

@@ -5,10 +5,9 @@ package main
 // secrets reach a log. Each runs against the real binary with the recording
 // app of attack_test.go.
 //
-// The tests named TestRedTeam...Finding fail on the code they were written
-// against and pass once the finding is fixed; TestRedTeamStoppedAttacks
-// passes: it pins attacks warden already stops that the attack tests do not
-// cover.
+// Each numbered finding was a bypass of the code it was written against,
+// fixed since; TestRedTeamStoppedAttacks pins attacks warden already
+// stopped that the attack tests do not cover.
 
 import (
 	"os"
@@ -31,7 +30,7 @@ import (
 // Django REST framework (simplejwt's header.split()), flask-jwt-extended,
 // Python's str.split() generally (it splits on U+00A0 too, and WSGI hands
 // header values over as Latin-1 strings).
-func TestRedTeamTokenAfterTabIsNeverVerifiedFinding(t *testing.T) {
+func TestRedTeamTokenAfterTabIsNeverVerified(t *testing.T) {
 	k := tokentest.NewKey(t, "ES256", "rt-key")
 	file := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(file, tokentest.JWKS(t, k), 0o600); err != nil {
@@ -81,7 +80,7 @@ func TestRedTeamTokenAfterTabIsNeverVerifiedFinding(t *testing.T) {
 // id (";jsessionid="), the userinfo of an absolute-form target, an OAuth
 // implicit-flow token after '#', or a query string the client encoded into
 // the path. For bad_request, conn.requestLine cuts the target at '?' only.
-func TestRedTeamCredentialsInTheRequestLineAreNeverLoggedFinding(t *testing.T) {
+func TestRedTeamCredentialsInTheRequestLineAreNeverLogged(t *testing.T) {
 	app := startApp(t, appOptions{})
 	s := startSidecar(t, app, "WARDEN_POLICY_BUNDLE="+policyDir(t, logPolicy))
 	tests := []struct {
@@ -128,7 +127,7 @@ func TestRedTeamCredentialsInTheRequestLineAreNeverLoggedFinding(t *testing.T) {
 // Envoy's virtual hosts and Express's vhost route "ADMIN.internal" and
 // "admin.internal." to admin.internal, while the policy compares strings.
 // The attack tests' own hostPolicy is bypassed.
-func TestRedTeamHostIsNotCanonicalFinding(t *testing.T) {
+func TestRedTeamHostIsNotCanonical(t *testing.T) {
 	exact := `package warden.authz
 default allow := false
 allow if object.get(input.headers, "host", "") != "admin.internal"
@@ -165,7 +164,7 @@ allow if object.get(input.headers, "host", "") != "admin.internal"
 // 3.9.2 / 3.8.8 / 3.7.10 / 3.6.13 (and bottle, web.py and others built on the
 // old default) and Jetty (";" in query) also split on ';', so
 // "?x=1;debug=1" carries a parameter the policy never saw.
-func TestRedTeamSemicolonInQueryFinding(t *testing.T) {
+func TestRedTeamSemicolonInQuery(t *testing.T) {
 	policy := `package warden.authz
 default allow := false
 allow if {

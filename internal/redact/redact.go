@@ -141,3 +141,59 @@ func decodeName(s string) string {
 	}
 	return s
 }
+
+// Path returns what of a request path or target may be logged: the path
+// without query, fragment or path parameters, whose values can be
+// credentials (";jsessionid=", an OAuth "#access_token=", a token in a
+// "%3F"-encoded query), and without the scheme and authority of an
+// absolute-form target, which can hold a password. Parameters are replaced
+// by ";REDACTED"; a clean path is returned as it is, without allocating.
+func Path[T ~string | ~[]byte](p T) T {
+	if i := strings.Index(string(p), "://"); i >= 0 && i < 16 {
+		rest := p[i+3:]
+		j := 0
+		for j < len(rest) && rest[j] != '/' {
+			j++
+		}
+		p = rest[j:]
+	}
+	end, params := len(p), false
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '?' || c == '#':
+			end = i
+		case c == ';':
+			params = true
+		case c == '%' && i+2 < len(p):
+			switch string(p[i+1:i+3]) {
+			case "3F", "3f", "23":
+				end = i
+			case "3B", "3b":
+				params = true
+			}
+		}
+		if end < len(p) {
+			break
+		}
+	}
+	if !params {
+		return p[:end]
+	}
+	out := make([]byte, 0, end+len(";REDACTED"))
+	for i := 0; i < end; i++ {
+		semi := p[i] == ';'
+		if !semi && p[i] == '%' && i+2 < end {
+			s := string(p[i+1 : i+3])
+			semi = s == "3B" || s == "3b"
+		}
+		if !semi {
+			out = append(out, p[i])
+			continue
+		}
+		out = append(out, ";REDACTED"...)
+		for i+1 < end && p[i+1] != '/' {
+			i++
+		}
+	}
+	return T(out)
+}

@@ -74,3 +74,30 @@ func BenchmarkIsCredentialName(b *testing.B) {
 		}
 	}
 }
+
+func TestPathDropsWhatCanHoldCredentials(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/public/items", "/public/items"},
+		{"/public;jsessionid=S1", "/public;REDACTED"},
+		{"/a;x=S1/b;y=S2", "/a;REDACTED/b;REDACTED"},
+		{"/a%3Bjsessionid=S1/b", "/a;REDACTED/b"},
+		{"/public?access_token=S1", "/public"},
+		{"/public#access_token=S1", "/public"},
+		{"/public%3Faccess_token=S1", "/public"},
+		{"/public%23access_token=S1", "/public"},
+		{"http://alice:S1@app.local/public?x=S2", "/public"},
+		{"https://app.local", ""},
+	}
+	for _, tt := range tests {
+		if got := Path(tt.in); got != tt.want {
+			t.Errorf("Path(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if got := Path([]byte(tt.in)); string(got) != tt.want {
+			t.Errorf("Path([]byte(%q)) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	clean := []byte("/api/v1/items")
+	if n := testing.AllocsPerRun(100, func() { _ = Path(clean) }); n != 0 {
+		t.Errorf("a clean path costs %v allocations", n)
+	}
+}
