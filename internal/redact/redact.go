@@ -165,7 +165,7 @@ func Path[T ~string | ~[]byte](p T) T {
 		case c == ';':
 			params = true
 		case c == '%' && i+2 < len(p):
-			switch string(p[i+1:i+3]) {
+			switch string(p[i+1 : i+3]) {
 			case "3F", "3f", "23":
 				end = i
 			case "3B", "3b":
