@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -85,6 +86,20 @@ func (d Decision) owned() Decision {
 	return d
 }
 
+// size is what the cache counts for d besides the Decision itself: its
+// strings and the arrays of its slices. The revision is not counted: the
+// compiled revision owns it.
+func (d *Decision) size() int {
+	n := len(d.Reason) + cap(d.Headers)*int(unsafe.Sizeof(Header{})) + cap(d.Mask)*int(unsafe.Sizeof(""))
+	for _, h := range d.Headers {
+		n += len(h.Name) + len(h.Value)
+	}
+	for _, m := range d.Mask {
+		n += len(m)
+	}
+	return n
+}
+
 // Decide evaluates the active revision's decision for in. It fails closed:
 // with no active bundle, an undefined or malformed result, or an evaluation
 // error, the decision denies; in the error cases err says why.
@@ -106,8 +121,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	}
 	buf := keyPool.Get().(*[]byte)
 	key := appendKey((*buf)[:0], &c.key, in)
-	h := c.cache.hash(key)
-	d, ok := c.cache.get(h, key)
+	d, ok := c.cache.Get(key)
 	if !ok {
 		var ttl time.Duration
 		var err error
@@ -116,7 +130,8 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 			return d, err
 		}
 		if ttl > 0 {
-			c.cache.put(h, key, d, ttl)
+			kept := d.owned()
+			c.cache.Put(key, kept, kept.size(), ttl)
 		}
 	} else {
 		d.Cached = true

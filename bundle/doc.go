@@ -18,7 +18,9 @@
 // and the error is kept in Status. Every decision fails closed: an undefined
 // result, a malformed result or an evaluation error denies.
 //
-// The package owns the bundle sources, their polling and the decision cache.
+// The package owns the bundle sources, their polling and the decision cache:
+// what it keys on, what a decision counts in bytes and when it is dropped;
+// internal/cache holds the entries.
 // It must not log (errors go back to the caller and to Options.OnError), read
 // the environment, or import agent: the agent wires it and logs for it.
 // bundle/default/ is the policy shipped in the binary.

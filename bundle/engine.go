@@ -19,6 +19,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/warden-sidecar/warden/internal/cache"
 )
 
 // DefaultDecision is the rule asked when Options.Decision is empty.
@@ -167,7 +169,7 @@ type compiled struct {
 	mask     *rego.PreparedEvalQuery // data.system.log.mask; nil when the bundle has none
 	key      keySpec                 // what of the input the decisions depend on
 	cacheKey []string
-	cache    *cache // nil when disabled
+	cache    *cache.Cache[Decision] // nil when disabled
 	ttl      time.Duration
 	timeout  time.Duration // of one evaluation; 0: none
 }
@@ -449,7 +451,7 @@ func (e *Engine) compile(ctx context.Context, snap *snapshot) (*compiled, error)
 	}
 	c.cacheKey = c.key.names()
 	if e.opts.CacheSize > 0 {
-		c.cache = newCache(e.opts.CacheSize, e.opts.CacheBytes)
+		c.cache = cache.New[Decision](cache.Options{Entries: e.opts.CacheSize, Bytes: e.opts.CacheBytes})
 	}
 	return c, nil
 }

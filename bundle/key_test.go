@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/warden-sidecar/warden/internal/cache"
 )
 
 // Status.CacheKey shows what the compiled rules read of the input.
@@ -154,7 +156,7 @@ func BenchmarkCacheHitRatio(b *testing.B) {
 			e := benchEngine(b, 10000)
 			c := *e.state.Load()
 			c.key = tt.key(&c)
-			c.cache = newCache(10000, 32<<20)
+			c.cache = cache.New[Decision](cache.Options{Entries: 10000, Bytes: 32 << 20})
 			e.state.Store(&c)
 			in := benchInput()
 			agent := slices.IndexFunc(in.Headers, func(h Header) bool { return h.Name == "user-agent" })

@@ -1,114 +1,80 @@
 package token
 
 import (
-	"hash/maphash"
-	"sync"
-	"time"
+	"encoding/json"
+	"unsafe"
+
+	"github.com/warden-sidecar/warden/internal/cache"
 )
 
-// seed is random per process: nobody outside can craft tokens whose hashes
-// collide, and a collision would only cost a miss, since a hit compares the
-// whole token.
-var seed = maphash.MakeSeed()
+// DefaultCacheBytes bounds what the verified tokens kept hold when
+// Options.CacheSize is 0: about 4000 typical tokens (see cacheEntryBytes),
+// fewer large ones.
+const DefaultCacheBytes = 16 << 20
 
-// cache keeps verified tokens until they expire: shards of maps bounded in
-// entries and in token bytes, with random eviction (preferring an expired
-// entry) when full. Only verified tokens are stored, so an attacker sending
-// garbage cannot evict anything.
-type cache struct {
-	shards   []shard
-	mask     uint64
-	perShard int
-	perBytes int
+// cacheEntryBytes is about what the cache counts for a typical token, a
+// 700-byte Keycloak access token: the token, its claims decoded, their JSON
+// and digest, and the entry. A cache of an explicit size gets that much per
+// entry, so that its size is what bounds it for such tokens.
+const cacheEntryBytes = 4 << 10
+
+// cached is what the cache keeps for a token: the verification and the key
+// set generation it was made with. Only verified tokens are stored, so an
+// attacker sending garbage cannot evict anything.
+type cached struct {
+	v   *Verified
+	gen uint64
 }
 
-type shard struct {
-	mu    sync.RWMutex
-	m     map[uint64]*entry
-	bytes int
-	_     [24]byte // keeps shards' locks on separate cache lines
-}
-
-// entry is immutable once stored.
-type entry struct {
-	raw   string // the whole token: a hit compares it
-	v     *Verified
-	gen   uint64    // the key set generation it was verified with
-	until time.Time // exp + clock skew
-}
-
-func newCache(size, bytes int) *cache {
-	n := 1
-	for n < 32 && n*64 <= size {
-		n *= 2
+// newCache follows Options.CacheSize; nil keeps no tokens.
+func newCache(size int) *cache.Cache[cached] {
+	switch {
+	case size == 0:
+		return cache.New[cached](cache.Options{Entries: DefaultCacheSize, Bytes: DefaultCacheBytes})
+	case size > 0:
+		return cache.New[cached](cache.Options{Entries: size, Bytes: max(int64(size)*cacheEntryBytes, 1<<20)})
 	}
-	c := &cache{shards: make([]shard, n), mask: uint64(n - 1), perShard: max(size/n, 1), perBytes: max(bytes/n, MaxTokenBytes)}
-	for i := range c.shards {
-		c.shards[i].m = make(map[uint64]*entry)
-	}
-	return c
+	return nil
 }
 
-func (c *cache) hash(raw []byte) uint64 { return maphash.Bytes(seed, raw) }
-
-// get returns the verified token raw is, if it was verified with the
-// current key set and has not expired.
-func (c *cache) get(h uint64, raw []byte, gen uint64, now time.Time) *Verified {
-	s := &c.shards[h&c.mask]
-	s.mu.RLock()
-	e := s.m[h]
-	s.mu.RUnlock()
-	if e == nil || e.raw != string(raw) || e.gen != gen || !now.Before(e.until) {
-		return nil
-	}
-	return e.v
+// size estimates what vt holds: the Verified, its JSON and digest, and its
+// claims with all they point to, so that the cache's byte bound is a bound
+// on the memory it keeps (the claims are most of it, several times their
+// JSON).
+func (vt *Verified) size() int {
+	return int(unsafe.Sizeof(*vt)) + len(vt.JSON) + len(vt.Key) + claimSize(vt.Claims)
 }
 
-func (c *cache) put(h uint64, raw []byte, v *Verified, gen uint64, until, now time.Time) {
-	e := &entry{raw: string(raw), v: v, gen: gen, until: until}
-	s := &c.shards[h&c.mask]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.m[h]; ok {
-		s.bytes -= len(old.raw)
-		delete(s.m, h)
-	}
-	for len(s.m) > 0 && (len(s.m) >= c.perShard || s.bytes+len(raw) > c.perBytes) {
-		s.evict(now)
-	}
-	s.m[h] = e
-	s.bytes += len(raw)
-}
-
-// evict drops an expired entry among the first few it meets, or else the
-// first one: a random entry (Go's map iteration starts anywhere).
-func (s *shard) evict(now time.Time) {
-	const look = 8
-	var victim uint64
-	i := 0
-	for h, e := range s.m {
-		if i == 0 {
-			victim = h
+// claimSize estimates the bytes a claim value decoded from JSON and
+// normalized holds beyond the interface that holds it: a string or number
+// is boxed with its bytes; a list is boxed with its array; a map has a
+// header and a power of two of slots (a string key, an interface and a
+// control byte each), at least 8, filled up to 7/8.
+func claimSize(v any) int {
+	const header, iface = 16, 16
+	switch v := v.(type) {
+	case string:
+		return header + len(v)
+	case json.Number:
+		return header + len(v)
+	case int64, float64:
+		return 8
+	case []any:
+		n := 24 + iface*cap(v)
+		for _, e := range v {
+			n += claimSize(e)
 		}
-		if !now.Before(e.until) {
-			victim = h
-			break
+		return n
+	case map[string]any:
+		slots := 8
+		for slots*7/8 < len(v) {
+			slots *= 2
 		}
-		if i++; i == look {
-			break
+		n := 48 + (header+iface+1)*slots
+		for k, e := range v {
+			n += len(k) + claimSize(e)
 		}
+		return n
 	}
-	s.bytes -= len(s.m[victim].raw)
-	delete(s.m, victim)
-}
-
-// len counts the entries, for tests.
-func (c *cache) len() int {
-	n := 0
-	for i := range c.shards {
-		c.shards[i].mu.RLock()
-		n += len(c.shards[i].m)
-		c.shards[i].mu.RUnlock()
-	}
-	return n
+	return 0 // nil and booleans are not allocated
 }

@@ -8,8 +8,9 @@
 // pass (size, algorithm, key, signature, exp/nbf/iat with a clock skew,
 // issuer, audience; for JWT-SVIDs also go-spiffe's typ, subject and
 // algorithm rules), the normalized claims and their digest (the decision
-// cache key), and a bounded cache of verified tokens so that a repeated
-// token costs one map lookup.
+// cache key), and a cache of verified tokens (an internal/cache.Cache
+// bounded in entries and bytes) so that a repeated token costs one map
+// lookup.
 //
 // Signatures are checked by go-jose, never by hand. The package must not
 // read the environment, log, or import agent: the agent passes values in and

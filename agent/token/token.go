@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/warden-sidecar/warden/internal/cache"
 )
 
 // MaxTokenBytes bounds a token: a longer one is refused before any parsing.
@@ -72,8 +74,9 @@ type Options struct {
 	// ClockSkew is the tolerance on exp, nbf and iat.
 	ClockSkew time.Duration
 	// CacheSize bounds the verified tokens kept; 0 means DefaultCacheSize,
-	// a negative value keeps none. Their total size is bounded too: 16 MiB
-	// by default, else 2 KiB per entry (at least 1 MiB).
+	// a negative value keeps none. What they hold is bounded too, each
+	// counting its token, its claims and its entry: DefaultCacheBytes by
+	// default, else 4 KiB per entry (at least 1 MiB).
 	CacheSize int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -114,7 +117,8 @@ type Verifier struct {
 	algs      []jose.SignatureAlgorithm
 	skew      time.Duration
 	now       func() time.Time
-	cache     *cache // nil: no cache
+	ownClock  bool                 // Options.Now was set: cached tokens are checked against it too
+	cache     *cache.Cache[cached] // nil: no cache
 	jwtSVID   bool
 }
 
@@ -155,15 +159,10 @@ func New(opts Options) (*Verifier, error) {
 	for _, a := range algs {
 		v.algs = append(v.algs, jose.SignatureAlgorithm(a))
 	}
-	if v.now == nil {
+	if v.ownClock = v.now != nil; !v.ownClock {
 		v.now = time.Now
 	}
-	switch size := opts.CacheSize; {
-	case size == 0:
-		v.cache = newCache(DefaultCacheSize, 16<<20)
-	case size > 0:
-		v.cache = newCache(size, max(size*2<<10, 1<<20))
-	}
+	v.cache = newCache(opts.CacheSize)
 	return v, nil
 }
 
@@ -177,21 +176,23 @@ func (v *Verifier) Verify(raw []byte) (*Verified, error) {
 	if len(raw) == 0 {
 		return nil, refuse(ReasonMalformed, "empty token")
 	}
-	now := v.now()
 	gen := v.keys.Generation()
-	var h uint64
 	if v.cache != nil {
-		h = v.cache.hash(raw)
-		if vt := v.cache.get(h, raw, gen, now); vt != nil {
-			return vt, nil
+		// A token is cached until exp + skew, counted from its verification
+		// on the monotonic clock: a step of the wall clock neither extends
+		// nor cuts it, and a hit reads no other clock, unless Options.Now
+		// gave one of its own.
+		if c, ok := v.cache.Get(raw); ok && c.gen == gen && (!v.ownClock || v.now().Before(c.v.Expiry.Add(v.skew))) {
+			return c.v, nil
 		}
 	}
+	now := v.now()
 	vt, err := v.verify(raw, now)
 	if err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(h, raw, vt, gen, vt.Expiry.Add(v.skew), now)
+		v.cache.Put(raw, cached{vt, gen}, vt.size(), vt.Expiry.Add(v.skew).Sub(now))
 	}
 	return vt, nil
 }

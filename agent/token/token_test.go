@@ -297,7 +297,7 @@ func TestCacheIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := v.cache.len(); n > 10 {
+	if n := v.cache.Len(); n > 10 {
 		t.Errorf("cache holds %d tokens, limit 10", n)
 	}
 }
