@@ -29,7 +29,8 @@ func TestErrorsThatQuoteASecretAreRewritten(t *testing.T) {
 		{"a *url.Error wrapped in another error", fmt.Errorf("through a proxy: %w", &url.Error{Op: "Get", URL: raw, Err: refused})},
 		{"a *url.Error wrapping an error that quotes the URL", &url.Error{Op: "Get", URL: raw, Err: fmt.Errorf("%s: %w", raw, refused)}},
 		{"an error quoting the redirect's URL", fmt.Errorf("at %s: %w", hop, refused)},
-		{"an error quoting a user name", fmt.Errorf("user u-s3cret: %w", refused)},
+		{"an error quoting the URL with its password masked", fmt.Errorf("%s: %w", asked.Redacted(), refused)},
+		{"an error quoting the URL unescaped", fmt.Errorf("%s: %w", raw, refused)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,8 +43,14 @@ func TestErrorsThatQuoteASecretAreRewritten(t *testing.T) {
 			}
 		})
 	}
-	// An error that quotes nothing secret keeps its chain.
-	if err := newError("GET", raw, []*url.URL{asked}, &url.Error{Op: "Get", URL: raw, Err: refused}); !errors.Is(err, refused) {
-		t.Errorf("%v lost its chain", err)
+	// An error that quotes nothing secret keeps its chain and its text,
+	// even where a short secret is an ordinary word.
+	short, err := url.Parse("http://u:p@bundles.example/?a#b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := errors.New("404 Not Found: a user, a path, a b")
+	if err := newError("GET", raw, []*url.URL{short}, &url.Error{Op: "Get", URL: raw, Err: found}); err.Err != found {
+		t.Errorf("%v was rewritten", err)
 	}
 }

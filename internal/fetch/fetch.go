@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -340,8 +339,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // newError makes err safe to show. The *url.Errors net/http wraps its
 // errors in are replaced by what they wrap. Should the text left still
-// hold a secret part of a URL asked for (an error net/http does not wrap,
-// a future one), it is rewritten, at the cost of the error's chain.
+// quote a URL asked for with a secret part (an error net/http does not
+// wrap, a future one), that part is replaced, at the cost of the error's
+// chain.
 func newError(op, rawURL string, asked []*url.URL, err error) *Error {
 	for {
 		var ue *url.Error
@@ -350,30 +350,39 @@ func newError(op, rawURL string, asked []*url.URL, err error) *Error {
 		}
 		err = ue.Err
 	}
-	msg := err.Error()
-	clean := msg
+	var quoted []string
 	for _, u := range asked {
-		for _, s := range secretsOf(u) {
-			clean = strings.ReplaceAll(clean, s, "REDACTED")
-		}
+		quoted = append(quoted, secretsOf(u)...)
 	}
-	if clean != msg {
+	msg := err.Error()
+	if clean := strings.NewReplacer(quoted...).Replace(msg); clean != msg {
 		err = errors.New(clean)
 	}
 	return &Error{Op: op, URL: redact.URL(rawURL), Err: err}
 }
 
-// secretsOf lists the parts of u that redact.URL leaves out and that may be
-// credentials: the userinfo, the query (a signed URL's signature), the
-// fragment.
+// secretsOf lists the parts of u that redact.URL leaves out, as they read
+// where u is quoted, each followed by its replacement: the user name after
+// "//" (also when the password is masked, as url.URL.Redacted does), the
+// password between ":" and "@", the query after "?" (a signed URL's
+// signature), the fragment after "#". Looking for them in their place, not
+// alone, spares ordinary words: a user "u" is in "404 Not Found".
 func secretsOf(u *url.URL) []string {
 	var s []string
 	if u.User != nil {
-		s = append(s, u.User.Username())
-		if p, ok := u.User.Password(); ok {
-			s = append(s, p)
+		name, pass, hasPass := strings.Cut(u.User.String(), ":") // escaped as quoted
+		if name != "" {
+			s = append(s, "//"+name, "//REDACTED")
+		}
+		if hasPass && pass != "" {
+			s = append(s, ":"+pass+"@", ":REDACTED@")
 		}
 	}
-	s = append(s, u.RawQuery, u.Fragment)
-	return slices.DeleteFunc(s, func(v string) bool { return v == "" })
+	if u.RawQuery != "" {
+		s = append(s, "?"+u.RawQuery, "?REDACTED")
+	}
+	if f := u.EscapedFragment(); f != "" {
+		s = append(s, "#"+f, "#REDACTED")
+	}
+	return s
 }
