@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"github.com/warden-sidecar/warden/internal/cache"
+	"github.com/warden-sidecar/warden/internal/fetch"
 )
 
 // DefaultDecision is the rule asked when Options.Decision is empty.
@@ -30,7 +30,7 @@ const (
 	// maxBundleBytes bounds what one load may hold in memory: the downloaded
 	// or read archive, and the files it expands to.
 	maxBundleBytes = 64 << 20
-	// fetchTimeout bounds one download, whatever the HTTP client allows.
+	// fetchTimeout bounds one download: connections, redirects and the body.
 	fetchTimeout = 60 * time.Second
 	// Backoff of Run's first load; later polls follow PollInterval.
 	minBackoff = 200 * time.Millisecond
@@ -93,9 +93,11 @@ type Options struct {
 	// mask together; a decision not made in time denies, with an error
 	// wrapping ErrEvalTimeout, and is not cached. 0: no bound.
 	EvalTimeout time.Duration
-	// HTTPClient fetches URL sources; nil uses a client with timeouts that
-	// refuses redirects from https to http.
-	HTTPClient *http.Client
+	// FetchOptions configure the fetcher of a URL source (trust roots, a
+	// client certificate, the proxy), after the bundle's own limits (64 MiB,
+	// 60s for a download), which they may change. See internal/fetch for
+	// its timeouts and redirect rules.
+	FetchOptions []fetch.Option
 	// OnActivate is called after a new revision became active, and OnError
 	// when a load attempt failed (the active revision stays; the same bad
 	// content is reported once, an unreachable source at every poll). Both
@@ -199,10 +201,7 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = defaultHTTPClient()
-	}
-	src, err := newSource(opts.Source, opts.HTTPClient)
+	src, err := newSource(opts.Source, opts.FetchOptions)
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path"
@@ -24,6 +22,7 @@ import (
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/loader/filter"
 
+	"github.com/warden-sidecar/warden/internal/fetch"
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
@@ -81,7 +80,7 @@ func newSnapshot(files []file) (*snapshot, error) {
 	return s, nil
 }
 
-func newSource(src string, client *http.Client) (source, error) {
+func newSource(src string, fetchOpts []fetch.Option) (source, error) {
 	switch {
 	case src == "":
 		return &embeddedSource{}, nil
@@ -95,17 +94,12 @@ func newSource(src string, client *http.Client) (source, error) {
 			}
 			return nil, fmt.Errorf("bundle: source is not a valid URL: %w", err)
 		}
+		name := redact.URL(src)
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("bundle: source %s: want an http(s):// URL, a .tar.gz file or a directory", redactURL(u))
+			return nil, fmt.Errorf("bundle: source %s: want an http(s):// URL, a .tar.gz file or a directory", name)
 		}
-		s := &urlSource{url: src, name: redactURL(u), client: client}
-		if u.RawQuery != "" {
-			s.secrets = append(s.secrets, u.RawQuery)
-		}
-		if p, ok := u.User.Password(); ok && p != "" {
-			s.secrets = append(s.secrets, p)
-		}
-		return s, nil
+		opts := append([]fetch.Option{fetch.WithMaxBytes(maxBundleBytes), fetch.WithTimeouts(fetch.Timeouts{Total: fetchTimeout})}, fetchOpts...)
+		return &urlSource{url: src, name: name, fetcher: fetch.New(opts...)}, nil
 	case strings.HasSuffix(src, ".tar.gz") || strings.HasSuffix(src, ".tgz"):
 		return &tarballSource{path: src}, nil
 	default:
@@ -282,23 +276,12 @@ func (s *tarballSource) fetch(context.Context) (*snapshot, error) {
 	if s.have && info.Size() == s.size && info.ModTime().Equal(s.mtime) {
 		return nil, nil
 	}
-	raw, err := readBounded(f)
+	raw, err := fetch.ReadAll(f, maxBundleBytes)
 	if err != nil {
 		return fail(err)
 	}
 	s.size, s.mtime, s.have = info.Size(), info.ModTime(), true
 	return untar(raw, s.path), nil
-}
-
-func readBounded(r io.Reader) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, maxBundleBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > maxBundleBytes {
-		return nil, fmt.Errorf("bundle is larger than %d MiB", maxBundleBytes>>20)
-	}
-	return raw, nil
 }
 
 // untar reads a bundle archive with OPA's tarball loader. That loader expands
@@ -332,18 +315,14 @@ func unpack(raw []byte, base string) (*snapshot, error) {
 	return newSnapshot(files)
 }
 
-// redactURL is how a source URL is shown: scheme, host and path. The user
-// info may hold a password, and the query of a signed URL (S3's
-// X-Amz-Signature, GCS's X-Goog-Signature) is a bearer credential: neither
-// may reach Status, an error or a log line.
-func redactURL(u *url.URL) string { return redact.URL(u.String()) }
-
-// urlSource is a bundle served over HTTP, polled with If-None-Match.
+// urlSource is a bundle served over HTTP, polled with If-None-Match. Its
+// URL's userinfo and query (a signed URL's signature) are sent, and never
+// shown: name, in errors and Status, is scheme://host/path, and the
+// fetcher's errors show no more.
 type urlSource struct {
-	url     string   // what is fetched, credentials included
-	name    string   // redactURL(url), for errors and Status
-	secrets []string // the parts of url that must never be shown
-	client  *http.Client
+	url     string // what is fetched, credentials included
+	name    string // redact.URL(url)
+	fetcher *fetch.Fetcher
 	etag    string // of the last complete download
 }
 
@@ -352,93 +331,17 @@ func (s *urlSource) changes() bool  { return true }
 func (s *urlSource) forget()        { s.etag = "" }
 
 func (s *urlSource) fetch(ctx context.Context) (*snapshot, error) {
-	fail := func(err error) (*snapshot, error) {
-		return nil, &LoadError{Source: s.name, Stage: "fetch", Err: s.scrub(err)}
-	}
-	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	doc, err := s.fetcher.Fetch(ctx, s.url, s.etag)
 	if err != nil {
-		return fail(err)
+		return nil, &LoadError{Source: s.name, Stage: "fetch", Err: err}
 	}
-	if s.etag != "" {
-		req.Header.Set("If-None-Match", s.etag)
-	}
-	req.Header.Set("User-Agent", "warden")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fail(err)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotModified:
-		if s.etag == "" {
-			return fail(errors.New("304 Not Modified to a request without If-None-Match"))
-		}
+	if doc.NotModified {
 		return nil, nil
-	default:
-		return fail(fmt.Errorf("GET: %s", resp.Status))
-	}
-	if resp.ContentLength > maxBundleBytes {
-		return fail(fmt.Errorf("bundle is larger than %d MiB", maxBundleBytes>>20))
-	}
-	raw, err := readBounded(resp.Body)
-	if err != nil {
-		return fail(err)
 	}
 	// The download is complete: whatever it holds, asking again for the same
 	// ETag would give the same verdict.
-	s.etag = resp.Header.Get("ETag")
-	return untar(raw, s.name), nil
-}
-
-// scrub makes a fetch error safe to show. net/http's errors (*url.Error)
-// quote the URL requested, query included, and after a redirect that is the
-// target's URL, which may carry a signature of its own: the URL is replaced
-// by the source's redacted name. Should some other error still quote a
-// secret part of the URL, its text is rewritten, at the cost of the error's
-// chain.
-func (s *urlSource) scrub(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		err = &url.Error{Op: ue.Op, URL: s.name, Err: ue.Err}
-	}
-	msg := err.Error()
-	leaked := false
-	for _, secret := range s.secrets {
-		if strings.Contains(msg, secret) {
-			msg = strings.ReplaceAll(msg, secret, "REDACTED")
-			leaked = true
-		}
-	}
-	if leaked {
-		return errors.New(msg)
-	}
-	return err
-}
-
-func defaultHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: fetchTimeout,
-		Transport: &http.Transport{
-			// No Proxy: only agent/config reads the environment.
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 30 * time.Second,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConns:          2,
-			ForceAttemptHTTP2:     true,
-		},
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
-				return errors.New("stopped after 5 redirects")
-			}
-			if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-				return errors.New("refusing a redirect from https to http")
-			}
-			return nil
-		},
-	}
+	s.etag = doc.ETag
+	return untar(doc.Body, s.name), nil
 }
 
 // memLoader serves a snapshot to OPA's bundle.Reader. Paths are slash-rooted,

@@ -7,9 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/warden-sidecar/warden/internal/fetch"
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
@@ -36,6 +34,7 @@ const (
 
 	maxJWKSBytes = 256 << 10
 	maxJWKSKeys  = 100
+	// fetchTimeout bounds one fetch: connections, redirects and the body.
 	fetchTimeout = 10 * time.Second
 	minBackoff   = 200 * time.Millisecond
 	maxBackoff   = 30 * time.Second
@@ -53,9 +52,11 @@ type JWKSOptions struct {
 	// MinRefresh and KIDWait: see DefaultMinRefresh and DefaultKIDWait.
 	MinRefresh time.Duration
 	KIDWait    time.Duration
-	// HTTPClient fetches URL sources; nil: a client with timeouts that
-	// refuses redirects from https to http.
-	HTTPClient *http.Client
+	// FetchOptions configure the fetcher of a URL source (trust roots, a
+	// client certificate, the proxy), after the JWKS's own limits (256 KiB,
+	// 10s a fetch), which they may change. See internal/fetch for its
+	// timeouts and redirect rules.
+	FetchOptions []fetch.Option
 	// OnUpdate is called when a load brought a different key set (the
 	// first one included), OnError when a load failed (the keys loaded
 	// before stay). They run on Run's goroutine.
@@ -76,10 +77,9 @@ type JWKSUpdate struct {
 // or at a URL, loaded by Run and swapped atomically; Lookup reads it
 // without locking.
 type JWKS struct {
-	opts   JWKSOptions
-	url    *url.URL // nil for a file
-	source string   // what messages name: redact.URL(opts.Source)
-	client *http.Client
+	opts    JWKSOptions
+	source  string         // what messages name: redact.URL(opts.Source)
+	fetcher *fetch.Fetcher // nil for a file
 
 	set atomic.Pointer[map[string]Key]
 	gen generation
@@ -108,7 +108,7 @@ func NewJWKS(opts JWKSOptions) (*JWKS, error) {
 	if opts.now == nil {
 		opts.now = time.Now
 	}
-	j := &JWKS{opts: opts, source: redact.URL(opts.Source), client: opts.HTTPClient, kick: make(chan struct{}, 1)}
+	j := &JWKS{opts: opts, source: redact.URL(opts.Source), kick: make(chan struct{}, 1)}
 	switch {
 	case opts.Source == "":
 		return nil, errors.New("token: JWKS: no source")
@@ -117,10 +117,12 @@ func NewJWKS(opts JWKSOptions) (*JWKS, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("token: JWKS %s: want an http:// or https:// URL or a file", j.source)
 		}
-		j.url = u
-		if j.client == nil {
-			j.client = defaultHTTPClient()
+		own := []fetch.Option{
+			fetch.WithMaxBytes(maxJWKSBytes),
+			fetch.WithTimeouts(fetch.Timeouts{Total: fetchTimeout}),
+			fetch.WithAccept("application/jwk-set+json, application/json"),
 		}
+		j.fetcher = fetch.New(append(own, opts.FetchOptions...)...)
 	}
 	return j, nil
 }
@@ -268,73 +270,31 @@ func (j *JWKS) Load(ctx context.Context) error {
 
 // read returns the document, or nil when the server says it has not changed.
 func (j *JWKS) read(ctx context.Context) ([]byte, error) {
-	if j.url == nil {
+	if j.fetcher == nil {
 		f, err := os.Open(j.opts.Source)
 		if err != nil {
 			return nil, fmt.Errorf("token: JWKS: %w", err)
 		}
 		defer f.Close()
-		return readLimited(f, j.source)
-	}
-	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url.String(), nil)
-	if err != nil {
-		return nil, j.fetchError(err)
-	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	if j.etag != "" && j.set.Load() != nil {
-		req.Header.Set("If-None-Match", j.etag)
-	}
-	resp, err := j.client.Do(req)
-	if err != nil {
-		return nil, j.fetchError(err)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotModified:
-		if j.etag != "" {
-			return nil, nil
+		body, err := fetch.ReadAll(f, maxJWKSBytes)
+		if err != nil {
+			return nil, fmt.Errorf("token: JWKS %s: %w", j.source, err)
 		}
-		fallthrough
-	default:
-		return nil, fmt.Errorf("token: JWKS %s: status %d", j.source, resp.StatusCode)
+		return body, nil
 	}
-	body, err := readLimited(resp.Body, j.source)
+	etag := j.etag
+	if j.set.Load() == nil {
+		etag = "" // no keys to keep on a 304
+	}
+	doc, err := j.fetcher.Fetch(ctx, j.opts.Source, etag)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("token: JWKS %s: %w", j.source, err)
 	}
-	j.etag = resp.Header.Get("ETag")
-	return body, nil
-}
-
-// fetchError names the source, redacted, in an error of the HTTP client.
-// The client's *url.Error quotes the whole URL it fetched (query and user
-// name; the password as "***"), and after a redirect the URL redirected
-// to: it is replaced by its inner error, so that no error in the chain
-// holds a URL.
-func (j *JWKS) fetchError(err error) error {
-	op := "fetch"
-	for {
-		var ue *url.Error
-		if !errors.As(err, &ue) {
-			break
-		}
-		op, err = ue.Op, ue.Err
+	if doc.NotModified {
+		return nil, nil
 	}
-	return fmt.Errorf("token: JWKS %s: %s: %w", j.source, op, err)
-}
-
-func readLimited(r io.Reader, src string) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(r, maxJWKSBytes+1))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("token: JWKS %s: read: %w", src, err)
-	case len(body) > maxJWKSBytes:
-		return nil, fmt.Errorf("token: JWKS %s: larger than %d bytes", src, maxJWKSBytes)
-	}
-	return body, nil
+	j.etag = doc.ETag
+	return doc.Body, nil
 }
 
 // ParseJWKS reads a JSON Web Key Set and returns its signature keys by kid.
@@ -401,30 +361,4 @@ func keyIDOf(raw json.RawMessage) string {
 	}
 	_ = json.Unmarshal(raw, &k)
 	return k.KID
-}
-
-func defaultHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: fetchTimeout,
-		Transport: &http.Transport{
-			// No Proxy: only agent/config reads the environment.
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: fetchTimeout,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConns:          2,
-			ForceAttemptHTTP2:     true,
-		},
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
-				return errors.New("stopped after 5 redirects")
-			}
-			for _, prev := range via {
-				if prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
-					return errors.New("refusing a redirect from https to http")
-				}
-			}
-			return nil
-		},
-	}
 }

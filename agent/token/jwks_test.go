@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/warden-sidecar/warden/agent/token/tokentest"
+	"github.com/warden-sidecar/warden/internal/fetch"
 )
 
 // jwksServer serves the JWKS document the test sets, with an ETag, and
@@ -246,9 +248,9 @@ func TestJWKSLimits(t *testing.T) {
 		_, plainURL := startJWKSServer(t, 200, tokentest.JWKS(t, k))
 		tlsSrv := httptest.NewTLSServer(http.RedirectHandler(plainURL, http.StatusFound))
 		t.Cleanup(tlsSrv.Close)
-		client := defaultHTTPClient()
-		client.Transport.(*http.Transport).TLSClientConfig = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig
-		j, _ := NewJWKS(JWKSOptions{Source: tlsSrv.URL + "/jwks", HTTPClient: client})
+		roots := x509.NewCertPool()
+		roots.AddCert(tlsSrv.Certificate())
+		j, _ := NewJWKS(JWKSOptions{Source: tlsSrv.URL + "/jwks", FetchOptions: []fetch.Option{fetch.WithRootCAs(roots)}})
 		if err := j.Load(context.Background()); err == nil || !strings.Contains(err.Error(), "https to http") {
 			t.Errorf("https→http redirect: %v", err)
 		}
