@@ -62,26 +62,15 @@ func quickstart(ctx context.Context, getenv func(string) string, stdout, stderr 
 	defer out.Close()
 	log := agent.NewLogger(out, cfg.LogLevel, cfg.LogFormat)
 	a := agent.New(cfg, log)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if in, adm := a.Addrs(); in != nil {
-			printInstructions(stdout, in, adm, cfg.DevDir, clientDir, intruderDir, client, intruder)
-			return <-done
+	addrs, err := a.Start(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
-		select {
-		case err := <-done:
-			return err
-		case <-deadline.C:
-			return fmt.Errorf("quickstart: warden did not start listening within 30s")
-		case <-tick.C:
-		}
+		return err
 	}
+	printInstructions(stdout, addrs.Inbound, addrs.Admin, cfg.DevDir, clientDir, intruderDir, client, intruder)
+	return a.Wait(ctx)
 }
 
 func printInstructions(w io.Writer, inbound, adm net.Addr, devDir, clientDir, intruderDir string, client, intruder spiffeid.ID) {

@@ -1,0 +1,203 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/warden-sidecar/warden/agent/authz"
+	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/agent/token"
+	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/spiffe"
+)
+
+// policy is the component of the decision engine (bundle loading and
+// polling), the token keys and the decision log, and the PEP (authz) that
+// the inbound proxy asks.
+type policy struct {
+	a    *Agent
+	stop func()
+}
+
+func (c *policy) name() string { return "policy" }
+
+func (c *policy) ready() error {
+	switch e := c.a.engine.Load(); {
+	case e == nil || !e.Ready():
+		return errors.New("policy not loaded")
+	case !c.a.tokenKeys.Load():
+		return errors.New("jwks not loaded")
+	}
+	return nil
+}
+
+func (c *policy) start(ctx context.Context, _ func(func() error)) error {
+	guard, stop, err := c.a.startPolicy(ctx)
+	if err != nil {
+		return err
+	}
+	c.a.guard, c.stop = guard, stop
+	return nil
+}
+
+func (c *policy) shutdown(context.Context) error {
+	c.stop()
+	return nil
+}
+
+// startPolicy builds the decision engine and the PEP in front of it. The
+// engine loads the first bundle in the background (readiness waits for it;
+// until then every request is denied) and keeps polling for new revisions.
+func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), error) {
+	plog := a.log.With().Str("component", "policy").Logger()
+	engine, err := bundle.New(bundle.Options{
+		Source:              a.cfg.PolicyBundle,
+		PollInterval:        a.cfg.PolicyPollInterval,
+		VerificationKeyPath: a.cfg.PolicyVerificationKey,
+		VerificationAlg:     a.cfg.PolicyVerificationAlg,
+		Decision:            a.cfg.PolicyDecision,
+		CacheSize:           a.cfg.PolicyCacheSize,
+		CacheTTL:            a.cfg.PolicyCacheTTL,
+		CacheBytes:          a.cfg.PolicyCacheBytes,
+		AllowNetwork:        a.cfg.PolicyAllowNetwork,
+		EvalTimeout:         a.cfg.PolicyEvalTimeout,
+		OnActivate: func(st bundle.Status) {
+			plog.Info().Str("event", "policy_activated").Str("source", st.Source).
+				Str("revision", st.Revision).Time("loaded_at", st.LoadedAt).Send()
+		},
+		OnError: func(err error) {
+			plog.Error().Str("event", "policy_rejected").Err(err).Msg("bundle not activated; the active revision stays")
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: policy: %w", err)
+	}
+	a.engine.Store(engine)
+
+	dlog, closeLog, err := a.decisionLogger()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts, stopTokens, err := a.startTokens(ctx)
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := engine.Run(runCtx); err != nil && runCtx.Err() == nil {
+			plog.Error().Str("event", "policy_stopped").Err(err).Send()
+		}
+	}()
+	stop := func() {
+		cancel()
+		<-done
+		stopTokens()
+		closeLog()
+	}
+	ownID := func() string { return a.ownID().String() }
+	return authz.New(engine, ownID, dlog, opts...), stop, nil
+}
+
+// startTokens builds the token verifier WARDEN_JWT_JWKS asks for, with its
+// keys: a JWKS file or URL loaded in the background (readiness waits for
+// the first keys; until then tokens are refused), or the Workload API's JWT
+// bundles, which startup waits for as it waits for the SVID.
+func (a *Agent) startTokens(ctx context.Context) ([]authz.Option, func(), error) {
+	if a.cfg.JWTJWKS == "" {
+		a.tokenKeys.Store(true)
+		return nil, func() {}, nil
+	}
+	tlog := a.log.With().Str("component", "token").Logger()
+	var keys token.Keys
+	var stop func()
+	if a.cfg.JWTJWKS == config.JWKSSPIFFE {
+		ws, ok := a.source.(*spiffe.WorkloadSource)
+		if !ok {
+			return nil, nil, fmt.Errorf("agent: WARDEN_JWT_JWKS=%s needs the Workload API identity", config.JWKSSPIFFE)
+		}
+		wctx, cancel := context.WithTimeout(ctx, a.cfg.IdentityTimeout)
+		defer cancel()
+		b, err := ws.JWTBundles(wctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: WARDEN_JWT_JWKS=%s: %w", config.JWKSSPIFFE, err)
+		}
+		tlog.Info().Str("event", "jwt_bundles_loaded").Str("socket", a.cfg.SPIFFESocket).Send()
+		keys, stop = token.SPIFFEKeys(b), func() { _ = b.Close() }
+	} else {
+		jwks, err := token.NewJWKS(token.JWKSOptions{
+			Source:  a.cfg.JWTJWKS,
+			Refresh: a.cfg.JWTJWKSRefresh,
+			OnUpdate: func(u token.JWKSUpdate) {
+				a.tokenKeys.Store(true)
+				e := tlog.Info().Str("event", "jwks_loaded").Str("source", u.Source).Strs("kids", u.KIDs)
+				if len(u.Skipped) > 0 {
+					e = e.Strs("skipped", u.Skipped)
+				}
+				e.Send()
+			},
+			OnError: func(err error) {
+				if !a.tokenKeys.Load() {
+					tlog.Error().Str("event", "jwks_error").Err(err).Msg("no token keys yet: tokens are refused and /readyz is 503; retrying")
+					return
+				}
+				tlog.Warn().Str("event", "jwks_error").Err(err).Msg("JWKS refresh failed; the keys loaded before stay")
+			},
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: WARDEN_JWT_JWKS: %w", err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = jwks.Run(runCtx) }()
+		keys, stop = jwks, func() { cancel(); <-done }
+	}
+	v, err := token.New(token.Options{
+		Keys:       keys,
+		Issuers:    a.cfg.JWTIssuers,
+		Audiences:  a.cfg.JWTAudiences,
+		Algorithms: a.cfg.JWTAlgorithms,
+		ClockSkew:  a.cfg.JWTClockSkew,
+		// JWT-SVIDs follow go-spiffe's jwtsvid rules (typ, sub, algorithms).
+		JWTSVID: a.cfg.JWTJWKS == config.JWKSSPIFFE,
+	})
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("agent: tokens: %w", err)
+	}
+	if a.cfg.JWTJWKS == config.JWKSSPIFFE {
+		a.tokenKeys.Store(true)
+	}
+	return []authz.Option{authz.WithTokens(v, a.cfg.JWTHeader, a.cfg.JWTRequired)}, stop, nil
+}
+
+// decisionLogger is the audit log: JSON lines with event "decision", always
+// at info level whatever WARDEN_LOG_LEVEL says, batched off the request path.
+func (a *Agent) decisionLogger() (zerolog.Logger, func(), error) {
+	switch a.cfg.DecisionLog {
+	case "stderr":
+		return a.log.Level(zerolog.InfoLevel).With().Str("component", "decision").Logger(), func() {}, nil
+	case "stdout":
+		w := NewBatchWriter(os.Stdout, 0)
+		return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close() }, nil
+	}
+	f, err := os.OpenFile(a.cfg.DecisionLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return zerolog.Logger{}, nil, fmt.Errorf("agent: WARDEN_DECISION_LOG: %w", err)
+	}
+	w := NewBatchWriter(f, 0)
+	return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close(); _ = f.Close() }, nil
+}
+func (a *Agent) policyView() any {
+	if e := a.engine.Load(); e != nil {
+		return e.Status()
+	}
+	return bundle.Status{}
+}
