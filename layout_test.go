@@ -56,6 +56,11 @@ var layoutRules = []struct {
 			"(read a peer's SPIFFE ID with go-spiffe's x509svid, not warden's spiffe package, whose Workload API client is gRPC)",
 	},
 	{
+		from: []string{"..."},
+		deny: []string{"spiffe/spiffetest", "agent/token/tokentest", "bpf/bpftest", "deploy/kubetest"},
+		why:  "test helpers are imported by _test.go files only",
+	},
+	{
 		from:  []string{"..."},
 		deny:  []string{"cmd/..."},
 		tests: true,
