@@ -7,8 +7,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/ratelimit"
 )
+
+// The proxy names only its own Limiter interface (agent/ratelimit must not
+// be in its imports): the userspace limiter is checked against it here,
+// where both are known.
+var _ proxy.Limiter = (*ratelimit.Userspace)(nil)
 
 // startRateLimit starts the enforcer WARDEN_RATE_LIMIT_MODE asks for, for
 // the bound inbound address. In auto mode eBPF is loaded only when a kernel

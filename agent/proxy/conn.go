@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
-	"github.com/warden-sidecar/warden/agent/ratelimit"
-	"github.com/warden-sidecar/warden/spiffe"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // conn is an inbound TLS connection with what warden learns about its peer
@@ -29,8 +27,8 @@ type conn struct {
 	clientIP string
 	xfcc     []byte
 
-	addr   netip.Addr       // the client's address, from accept
-	bucket ratelimit.Bucket // the userspace limiter's request bucket
+	addr       netip.Addr // the client's address, from accept
+	limitState int64      // the Limiter's per-connection slot (see Limiter.AllowRequest)
 
 	requestID []byte
 	scratch   []byte
@@ -220,8 +218,14 @@ func (c *conn) resolve(ownID string, allow func(spiffeid.ID) bool) {
 	if addr, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		c.clientIP = addr.IP.String()
 	}
+	// x509svid rather than warden's spiffe package (spiffe.PeerID does
+	// the same): that one brings the Workload API client, and with it
+	// gRPC, into the data path's dependencies.
 	cs := c.ConnectionState()
-	id, err := spiffe.PeerID(&cs)
+	if len(cs.PeerCertificates) == 0 {
+		return
+	}
+	id, err := x509svid.IDFromCert(cs.PeerCertificates[0])
 	if err != nil {
 		return
 	}

@@ -6,5 +6,9 @@
 // It holds no identity or policy logic of its own: who may connect is a
 // function it is given (evaluated once per connection), and what a request
 // may do is a Guard (evaluated per request). It must not keep references to
-// a fasthttp.RequestCtx after the handler returns.
+// a fasthttp.RequestCtx after the handler returns. It imports nothing of
+// warden's but internal/ (TestLayout checks): the rate limiter is its
+// Limiter interface, whose per-connection state is a word the proxy keeps
+// and never reads, and a peer's ID comes from go-spiffe's x509svid, so the
+// data path does not pull in the eBPF loader, JOSE or gRPC.
 package proxy

@@ -15,7 +15,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/valyala/fasthttp"
 
-	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
@@ -65,9 +64,13 @@ type Limiter interface {
 	// AllowConn runs at accept, before the TLS handshake; false closes the
 	// connection at once.
 	AllowConn(ip netip.Addr) bool
-	// AllowRequest runs first for each request, with the connection's own
-	// bucket; false answers 429 with Retry-After.
-	AllowRequest(ip netip.Addr, b *ratelimit.Bucket) (ok bool, retryAfter time.Duration)
+	// AllowRequest runs first for each request; false answers 429 with
+	// Retry-After. state is the connection's own slot for the limiter's
+	// per-connection state (its request bucket): zero when the connection
+	// is accepted, written only by the limiter, never read by the proxy.
+	// A plain word rather than the limiter's type, so that the proxy does
+	// not import the limiter (and through it the eBPF loader).
+	AllowRequest(ip netip.Addr, state *int64) (ok bool, retryAfter time.Duration)
 }
 
 // Request is what warden established about a request; valid during Check.
@@ -207,7 +210,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		c.requestID = s.ids.Append(c.requestID)
 	}
 	if s.opts.Limiter != nil {
-		if ok, wait := s.opts.Limiter.AllowRequest(c.addr, &c.bucket); !ok {
+		if ok, wait := s.opts.Limiter.AllowRequest(c.addr, &c.limitState); !ok {
 			s.tooManyRequests(ctx, c, wait)
 			return
 		}

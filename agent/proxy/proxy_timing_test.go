@@ -10,6 +10,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/valyala/fasthttp"
+
+	"github.com/warden-sidecar/warden/agent/ratelimit"
 )
 
 // helloApp is a minimal fasthttp app for benchmarks (no recording).
@@ -29,10 +31,20 @@ func helloApp(b *testing.B) string {
 // authorized connection: header rewriting, the upstream round trip on a
 // pooled keep-alive connection, and the access log line (JSON to a discarding
 // writer). TLS record work and the client's side are not in it.
-func BenchmarkHandle(b *testing.B) {
+func BenchmarkHandle(b *testing.B) { benchmarkHandle(b, nil) }
+
+// BenchmarkHandleLimited is BenchmarkHandle with the userspace limiter
+// deciding each request against the connection's bucket (a rate it never
+// reaches): the limiter must add no allocation.
+func BenchmarkHandleLimited(b *testing.B) {
+	benchmarkHandle(b, ratelimit.NewUserspace(0, ratelimit.Limits{PacketRate: 1_000_000_000}, 1024))
+}
+
+func benchmarkHandle(b *testing.B, lim Limiter) {
 	opts := defaultOptions(helloApp(b))
 	opts.AllowPeer = func(spiffeid.ID) bool { return true }
 	opts.Log = zerolog.New(io.Discard)
+	opts.Limiter = lim
 	s := New(opts)
 	c := &conn{resolved: true, allowed: true, clientIP: "127.0.0.1", peerStr: clientID.String()}
 	c.xfcc = []byte("By=" + ownID.String() + ";URI=" + clientID.String())

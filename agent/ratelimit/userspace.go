@@ -123,10 +123,14 @@ func (u *Userspace) AllowConn(ip netip.Addr) bool {
 	return true
 }
 
-// AllowRequest decides a request on a connection from ip whose bucket is b.
-// When it refuses, retryAfter says when the connection may send again
-// (for a blocked source: when the block ends).
-func (u *Userspace) AllowRequest(ip netip.Addr, b *Bucket) (ok bool, retryAfter time.Duration) {
+// AllowRequest decides a request on a connection from ip. tat is the
+// connection's request bucket, its GCRA theoretical arrival time, which the
+// caller keeps per connection (zero for a new one) and leaves to this
+// method: a word rather than a type of this package, so that the proxy
+// holding it need not import this one. When it refuses, retryAfter says
+// when the connection may send again (for a blocked source: when the block
+// ends).
+func (u *Userspace) AllowRequest(ip netip.Addr, tat *int64) (ok bool, retryAfter time.Duration) {
 	if u.request.unlimited() && len(u.blocked.Load().until) == 0 {
 		u.passed.Add(1)
 		return true, 0
@@ -139,7 +143,7 @@ func (u *Userspace) AllowRequest(ip netip.Addr, b *Bucket) (ok bool, retryAfter 
 		return false, left
 	}
 	if !u.request.unlimited() {
-		if ok, wait := u.request.allow(&b.tat, now); !ok {
+		if ok, wait := u.request.allow(tat, now); !ok {
 			u.dropRequest.Add(1)
 			u.countDrop(ip)
 			return false, wait

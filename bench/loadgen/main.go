@@ -1,11 +1,3 @@
-// Command loadgen is warden's load generator: HTTP/1.1 over mTLS with a
-// client certificate, closed loop (-c workers as fast as they can) or open
-// loop (-rate, latency from intended send times), on loopback only.
-//
-//	go run ./bench/loadgen -url https://127.0.0.1:8443/ \
-//	    -cert client.pem -key client-key.pem -cacert ca.pem -c 32 -d 4s -json
-//
-// The core is the importable package bench/loadgen/load.
 package main
 
 import (

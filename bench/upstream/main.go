@@ -1,7 +1,3 @@
-// Command upstream is the app of warden's benchmarks: a fasthttp server on
-// loopback answering every request with a fixed body. With -mtls it
-// terminates mTLS itself with an SVID from warden's development CA: the
-// "no proxy hop" case every mTLS sidecar is measured against.
 package main
 
 import (

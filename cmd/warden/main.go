@@ -1,5 +1,3 @@
-// Command warden is the per-pod security sidecar. main only parses the
-// subcommand, builds the configuration and wires the parts; agent runs them.
 package main
 
 import (

@@ -1,0 +1,8 @@
+// Command upstream is the app of warden's benchmarks: a fasthttp server on
+// loopback answering every request with a fixed body. With -mtls it
+// terminates mTLS itself with an SVID from warden's development CA: the
+// "no proxy hop" case every mTLS sidecar is measured against.
+//
+// It must stay that small: it is the constant every case shares, so the
+// cases differ only in what sits in front of it.
+package main
