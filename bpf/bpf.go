@@ -89,10 +89,6 @@ var (
 	ErrNotSupported = errors.New("bpf: not supported on this platform")
 )
 
-// maxRate is the highest rate with a whole number of nanoseconds between
-// packets; higher rates are treated as this one.
-const maxRate = uint32(time.Second)
-
 // normalized fills in the defaults and checks cfg.
 func (c Config) normalized() (Config, error) {
 	if c.MaxSources == 0 {
@@ -110,18 +106,4 @@ func (c Config) normalized() (Config, error) {
 		}
 	}
 	return c, nil
-}
-
-// gcra converts a rate and burst to GCRA's emission interval and limit
-// (how far a bucket's theoretical arrival time may run ahead of now), in
-// nanoseconds; 0, 0 for unlimited.
-func gcra(rate, burst uint32) (interval, limit uint64) {
-	if rate == 0 {
-		return 0, 0
-	}
-	if burst == 0 {
-		burst = rate
-	}
-	interval = uint64(time.Second) / uint64(min(rate, maxRate))
-	return interval, uint64(burst) * interval
 }

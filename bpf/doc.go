@@ -55,7 +55,10 @@
 // means another CPU took a token meanwhile): exact when several CPUs carry
 // packets of the same source or connection, with no lock (bpf_spin_lock is
 // not allowed in LRU maps) and no per-CPU approximation (per-CPU buckets
-// would give a source spread over N CPUs N times its rate).
+// would give a source spread over N CPUs N times its rate). The loader
+// turns rates into interval and limit with internal/gcra, whose Next is
+// the same step in Go, the one the userspace limiter takes:
+// TestKernelStepIsGCRA holds the program to it.
 //
 // Buckets live in LRU maps sized at Load. A forgotten source or connection
 // starts again with a full bucket: under a flood of new sources, the limits

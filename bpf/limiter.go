@@ -17,6 +17,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/warden-sidecar/warden/internal/gcra"
 )
 
 // Limiter owns the loaded programs, their maps and at most one attachment.
@@ -89,8 +91,10 @@ func (l *Limiter) SetLimits(cfg Config) error {
 // the old and new limits; later packets see the new ones.
 func (l *Limiter) writeLimits(cfg Config) error {
 	var v ratelimitLimits
-	v.ConnIntervalNs, v.ConnLimitNs = gcra(cfg.ConnRate, cfg.ConnBurst)
-	v.PktIntervalNs, v.PktLimitNs = gcra(cfg.PacketRate, cfg.PacketBurst)
+	conn := gcra.New(int64(cfg.ConnRate), int64(cfg.ConnBurst))
+	pkt := gcra.New(int64(cfg.PacketRate), int64(cfg.PacketBurst))
+	v.ConnIntervalNs, v.ConnLimitNs = conn.Interval, conn.Tolerance
+	v.PktIntervalNs, v.PktLimitNs = pkt.Interval, pkt.Tolerance
 	for _, p := range append([]uint16{cfg.Port}, cfg.Ports...) {
 		if p != 0 {
 			v.Ports[p/64] |= 1 << (p % 64)

@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/warden-sidecar/warden/bpf/bpftest"
+	"github.com/warden-sidecar/warden/internal/gcra"
 )
 
 // Verdicts as prog.Run reports them.
@@ -387,6 +390,74 @@ func TestSetLimits(t *testing.T) {
 	}
 	if err := l.SetLimits(Config{}); err == nil {
 		t.Fatal("SetLimits accepted no port")
+	}
+}
+
+// TestKernelStepIsGCRA checks that the program steps a bucket exactly as
+// internal/gcra does, from the TAT it finds to the verdict and the TAT it
+// leaves, so that the kernel and the userspace limiter cannot drift apart.
+// Each TAT is set relative to the kernel's clock with a margin of 10ms
+// around the boundary, far more than the time the run takes.
+func TestKernelStepIsGCRA(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	p := gcra.New(10, 3) // interval 100ms, tolerance 300ms
+	tests := []struct {
+		name  string
+		ahead int64 // the bucket's TAT minus now, in ns
+	}{
+		{"a TAT long past is a full bucket", -3600_000 * ms},
+		{"a TAT just past", -10 * ms},
+		{"a TAT ahead by a token", 100 * ms},
+		{"a TAT ahead, the last token left", 190 * ms},
+		{"a TAT ahead by the burst: refused", 210 * ms},
+		{"a TAT far ahead: refused", 1000 * ms},
+	}
+	monotonic := func() uint64 {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return uint64(ts.Nano()) // bpf_ktime_get_ns's clock
+	}
+	for _, h := range hooks {
+		for _, tt := range tests {
+			t.Run(h.name+"/"+tt.name, func(t *testing.T) {
+				l := loadTest(t, Config{ConnRate: 10, ConnBurst: 3})
+				var cfg ratelimitLimits
+				if err := l.objs.Config.Lookup(uint32(0), &cfg); err != nil {
+					t.Fatal(err)
+				}
+				if cfg.ConnIntervalNs != p.Interval || cfg.ConnLimitNs != p.Tolerance {
+					t.Fatalf("config map holds %d, %d; gcra %+v", cfg.ConnIntervalNs, cfg.ConnLimitNs, p)
+				}
+				key := ratelimitSourceKey{Addr: cli4.As16()}
+				before := monotonic()
+				tat := uint64(int64(before) + tt.ahead)
+				if err := l.objs.Sources.Put(key, ratelimitSourceState{TatNs: tat}); err != nil {
+					t.Fatal(err)
+				}
+				ret := run(t, h.prog(l), syn4(1))
+				after := monotonic()
+				var got ratelimitSourceState
+				if err := l.objs.Sources.Lookup(key, &got); err != nil {
+					t.Fatal(err)
+				}
+				lo, ok, _ := p.Next(tat, before)
+				hi, okAfter, _ := p.Next(tat, after)
+				if ok != okAfter {
+					t.Fatalf("the run took too long to tell (%v)", time.Duration(after-before))
+				}
+				if passed := ret == h.pass; passed != ok {
+					t.Fatalf("kernel passed=%v, gcra admits=%v", passed, ok)
+				}
+				if !ok {
+					lo, hi = tat, tat
+				}
+				if got.TatNs < lo || got.TatNs > hi {
+					t.Errorf("kernel left TAT %d, gcra between %d and %d", got.TatNs, lo, hi)
+				}
+			})
+		}
 	}
 }
 

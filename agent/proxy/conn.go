@@ -28,7 +28,7 @@ type conn struct {
 	xfcc     []byte
 
 	addr       netip.Addr // the client's address, from accept
-	limitState int64      // the Limiter's per-connection slot (see Limiter.AllowRequest)
+	limitState uint64     // the Limiter's per-connection slot (see Limiter.AllowRequest)
 
 	requestID []byte
 	scratch   []byte

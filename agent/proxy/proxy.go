@@ -70,7 +70,7 @@ type Limiter interface {
 	// is accepted, written only by the limiter, never read by the proxy.
 	// A plain word rather than the limiter's type, so that the proxy does
 	// not import the limiter (and through it the eBPF loader).
-	AllowRequest(ip netip.Addr, state *int64) (ok bool, retryAfter time.Duration)
+	AllowRequest(ip netip.Addr, state *uint64) (ok bool, retryAfter time.Duration)
 }
 
 // Request is what warden established about a request; valid during Check.

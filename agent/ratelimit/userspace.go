@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/internal/gcra"
 )
 
 // Userspace is the limiter that runs where the eBPF programs can't: it
@@ -22,8 +23,8 @@ import (
 type Userspace struct {
 	port        int
 	limits      Limits
-	conn        rateParams
-	request     rateParams
+	conn        gcra.Params
+	request     gcra.Params
 	clock       func() time.Duration // monotonic; time.Since(start) outside tests
 	maxPerShard int
 	seed        maphash.Seed
@@ -46,7 +47,7 @@ type sourceShard struct {
 
 type source struct {
 	addr    netip.Addr
-	tat     int64
+	tat     uint64
 	dropped uint64
 }
 
@@ -61,8 +62,8 @@ func NewUserspace(port int, l Limits, maxSources int) *Userspace {
 	u := &Userspace{
 		port:        port,
 		limits:      l,
-		conn:        newRateParams(l.ConnRate, l.ConnBurst),
-		request:     newRateParams(l.PacketRate, l.PacketBurst),
+		conn:        gcra.New(int64(l.ConnRate), int64(l.ConnBurst)),
+		request:     gcra.New(int64(l.PacketRate), int64(l.PacketBurst)),
 		maxPerShard: max(1, maxSources/sourceShards),
 		seed:        maphash.MakeSeed(),
 	}
@@ -93,7 +94,7 @@ func (u *Userspace) blockedFor(ip netip.Addr, now int64) time.Duration {
 // AllowConn decides a new connection from ip, at accept.
 func (u *Userspace) AllowConn(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	if u.conn.unlimited() && len(u.blocked.Load().until) == 0 {
+	if u.conn.Unlimited() && len(u.blocked.Load().until) == 0 {
 		u.passed.Add(1)
 		return true
 	}
@@ -103,14 +104,14 @@ func (u *Userspace) AllowConn(ip netip.Addr) bool {
 		u.countDrop(ip)
 		return false
 	}
-	if u.conn.unlimited() {
+	if u.conn.Unlimited() {
 		u.passed.Add(1)
 		return true
 	}
 	sh := &u.shards[maphash.Comparable(u.seed, ip)%sourceShards]
 	sh.mu.Lock()
 	s := sh.get(ip, u.maxPerShard)
-	ok, _ := u.conn.allow(&s.tat, now)
+	ok, _ := u.conn.Take(&s.tat, uint64(now))
 	if !ok {
 		s.dropped++
 	}
@@ -130,8 +131,8 @@ func (u *Userspace) AllowConn(ip netip.Addr) bool {
 // holding it need not import this one. When it refuses, retryAfter says
 // when the connection may send again (for a blocked source: when the block
 // ends).
-func (u *Userspace) AllowRequest(ip netip.Addr, tat *int64) (ok bool, retryAfter time.Duration) {
-	if u.request.unlimited() && len(u.blocked.Load().until) == 0 {
+func (u *Userspace) AllowRequest(ip netip.Addr, tat *uint64) (ok bool, retryAfter time.Duration) {
+	if u.request.Unlimited() && len(u.blocked.Load().until) == 0 {
 		u.passed.Add(1)
 		return true, 0
 	}
@@ -142,8 +143,8 @@ func (u *Userspace) AllowRequest(ip netip.Addr, tat *int64) (ok bool, retryAfter
 		u.countDrop(ip)
 		return false, left
 	}
-	if !u.request.unlimited() {
-		if ok, wait := u.request.allow(tat, now); !ok {
+	if !u.request.Unlimited() {
+		if ok, wait := u.request.Take(tat, uint64(now)); !ok {
 			u.dropRequest.Add(1)
 			u.countDrop(ip)
 			return false, wait

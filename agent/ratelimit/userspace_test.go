@@ -70,7 +70,7 @@ func TestUnlimitedByDefault(t *testing.T) {
 	if got := countConns(u, srcA, 1000); got != 1000 {
 		t.Fatalf("no limits: %d of 1000 connections allowed", got)
 	}
-	var b int64
+	var b uint64
 	for i := range 1000 {
 		if ok, _ := u.AllowRequest(srcA, &b); !ok {
 			t.Fatalf("no limits: request %d refused", i)
@@ -80,7 +80,7 @@ func TestUnlimitedByDefault(t *testing.T) {
 
 func TestRequestRatePerConnection(t *testing.T) {
 	u, clk := newTestLimiter(Limits{PacketRate: 2, PacketBurst: 3}, 1024)
-	var b1, b2 int64
+	var b1, b2 uint64
 	for i := range 3 {
 		if ok, _ := u.AllowRequest(srcA, &b1); !ok {
 			t.Fatalf("request %d of the burst refused", i+1)
@@ -117,7 +117,7 @@ func TestBlockExpiresByItself(t *testing.T) {
 		t.Fatal("unblocked source refused")
 	}
 	// A connection opened before the block is refused too, until expiry.
-	var b int64
+	var b uint64
 	clk.t += 500 * time.Millisecond
 	ok, wait := u.AllowRequest(srcA, &b)
 	if ok || wait != 1500*time.Millisecond {
@@ -195,7 +195,7 @@ func TestTopSourcesOrder(t *testing.T) {
 
 func BenchmarkAllowRequestUnlimited(b *testing.B) {
 	u := NewUserspace(15443, Limits{}, 1024)
-	var bk int64
+	var bk uint64
 	b.ReportAllocs()
 	for b.Loop() {
 		u.AllowRequest(srcA, &bk)
@@ -204,7 +204,7 @@ func BenchmarkAllowRequestUnlimited(b *testing.B) {
 
 func BenchmarkAllowRequestLimited(b *testing.B) {
 	u := NewUserspace(15443, Limits{PacketRate: 1_000_000_000}, 1024)
-	var bk int64
+	var bk uint64
 	b.ReportAllocs()
 	for b.Loop() {
 		u.AllowRequest(srcA, &bk)

@@ -13,26 +13,18 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
-// RequirePrivileged skips t when the process is not root, or fails it when
-// WARDEN_REQUIRE_PRIVILEGED_TESTS is set: a skipped kernel test must never
-// pass for a run that is meant to exercise the kernel.
+// RequirePrivileged skips t when the process is not root or lacks the ip
+// command, or fails it when WARDEN_REQUIRE_PRIVILEGED_TESTS is set: a
+// skipped kernel test must never pass for a run that is meant to exercise
+// the kernel (internal/testenv's rule).
 func RequirePrivileged(t testing.TB) {
 	t.Helper()
-	var missing string
-	if os.Geteuid() != 0 {
-		missing = "root (network namespaces, BPF and iptables need it)"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		missing = "the ip command (iproute2)"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("WARDEN_REQUIRE_PRIVILEGED_TESTS") != "" {
-		t.Fatalf("WARDEN_REQUIRE_PRIVILEGED_TESTS is set but this test lacks %s", missing)
-	}
-	t.Skipf("needs %s; set WARDEN_REQUIRE_PRIVILEGED_TESTS=1 to make this a failure", missing)
+	testenv.RequirePrivileged(t, "network namespaces, BPF and iptables need it")
+	testenv.NeedTool(t, "ip", "iproute2")
 }
 
 // Netns is a named network namespace (ip netns) owned by one test.

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
 // appRequest is one request as the app received it.
@@ -285,7 +287,7 @@ func startSidecar(t *testing.T, app *recordingApp, env ...string) *sidecar {
 		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0", "WARDEN_UPSTREAM_ADDR=" + app.addr,
 	}, env...)...)
 	s := &sidecar{process: p, addr: p.listenAddr(t, "inbound"), admin: "http://" + p.listenAddr(t, "admin"), tls: clientTLS(t, clientDir)}
-	waitFor(t, "readiness", func() bool { code, _ := get(t, s.admin+"/readyz"); return code == 200 })
+	testenv.Poll(t, "readiness", 15*time.Second, func() bool { code, _ := get(t, s.admin+"/readyz"); return code == 200 })
 	return s
 }
 
@@ -465,7 +467,7 @@ func TestAttackRequestDesync(t *testing.T) {
 			if n := app.receivedTarget("/admin/secret"); n > 0 {
 				// The app read the body as a request: let its stray answer
 				// reach warden's connection before the next client's request.
-				waitFor(t, "the app to answer the smuggled request", func() bool { return app.answeredTarget("/admin/secret") == n })
+				testenv.Poll(t, "the app to answer the smuggled request", 15*time.Second, func() bool { return app.answeredTarget("/admin/secret") == n })
 			}
 			other := s.send(t, ordinary)
 			if !noSmuggledAnswer(t, fmt.Sprintf("round %d: another client's GET /public", round), other) {
@@ -991,7 +993,7 @@ func TestAttackSecretsInLogs(t *testing.T) {
 			t.Fatalf("got %s, want 200", got)
 		}
 		id := got.header.Get("X-Request-Id")
-		waitFor(t, "the decision line", func() bool {
+		testenv.Poll(t, "the decision line", 15*time.Second, func() bool {
 			b, _ := os.ReadFile(decisions)
 			return strings.Contains(string(b), `"request_id":"`+id+`"`)
 		})

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/warden-sidecar/warden/bpf/bpftest"
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
 // `warden init --dry-run` prints exactly the golden files of deploy/netinit,
@@ -75,12 +76,7 @@ func TestInitRefusesBadInputInOneLine(t *testing.T) {
 // deploy/netinit's TestRedirectInNetns.
 func TestInitInstallsTheRulesInNetns(t *testing.T) {
 	bpftest.RequirePrivileged(t)
-	if _, err := exec.LookPath("iptables-restore"); err != nil {
-		if os.Getenv("WARDEN_REQUIRE_PRIVILEGED_TESTS") != "" {
-			t.Fatal("WARDEN_REQUIRE_PRIVILEGED_TESTS is set but iptables-restore is missing (apt-get install iptables)")
-		}
-		t.Skip("needs iptables-restore (apt-get install iptables)")
-	}
+	testenv.NeedTool(t, "iptables-restore", "apt-get install iptables")
 	ns := bpftest.NewNetns(t)
 	for run := 1; run <= 2; run++ {
 		cmd := ns.Command(wardenBin, "init")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warden-sidecar/warden/agent/token/tokentest"
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
 const (
@@ -85,7 +86,7 @@ func TestJWTEndToEnd(t *testing.T) {
 		"WARDEN_JWT_JWKS="+hs.URL+"/jwks.json", "WARDEN_JWT_ISSUERS="+jwtIssuer, "WARDEN_JWT_AUDIENCES="+jwtAudience)
 	alice, bob := secret(t, "bearer token", k1.Mint(t, userClaims("alice"))), secret(t, "bearer token", k1.Mint(t, userClaims("bob")))
 
-	waitFor(t, "/readyz to wait for the JWKS", func() bool {
+	testenv.Poll(t, "/readyz to wait for the JWKS", 15*time.Second, func() bool {
 		code, body := get(t, w.admin+"/readyz")
 		return code == 503 && strings.Contains(body, "jwks not loaded")
 	})
@@ -94,7 +95,7 @@ func TestJWTEndToEnd(t *testing.T) {
 	}
 	w.find(t, func(l map[string]any) bool { return l["event"] == "token_refused" && l["reason"] == "keys_unavailable" })
 	jwks.set(200, tokentest.JWKS(t, k1))
-	waitFor(t, "readiness once the keys arrived", func() bool { code, _ := get(t, w.admin+"/readyz"); return code == 200 })
+	testenv.Poll(t, "readiness once the keys arrived", 15*time.Second, func() bool { code, _ := get(t, w.admin+"/readyz"); return code == 200 })
 
 	steps := []struct {
 		name, method, path, token string
@@ -157,7 +158,7 @@ func TestJWTEndToEnd(t *testing.T) {
 
 	// The decision log: the claims, per user; alice's repeat came from the
 	// cache and bob's first decision did not; no token anywhere in the logs.
-	waitFor(t, "decision log lines", func() bool {
+	testenv.Poll(t, "decision log lines", 15*time.Second, func() bool {
 		b, _ := os.ReadFile(decisions)
 		return bytes.Count(b, []byte(`"event":"decision"`)) >= len(steps)
 	})
@@ -189,7 +190,7 @@ func TestJWTOptionalWithAJWKSFile(t *testing.T) {
 	}
 	w := startDevSidecar(t, "WARDEN_POLICY_BUNDLE="+policyDir(t, accountsPolicy), "WARDEN_JWT_JWKS="+file,
 		"WARDEN_JWT_ISSUERS="+jwtIssuer, "WARDEN_JWT_AUDIENCES="+jwtAudience, "WARDEN_JWT_REQUIRED=false")
-	waitFor(t, "readiness", func() bool { code, _ := get(t, w.admin+"/readyz"); return code == 200 })
+	testenv.Poll(t, "readiness", 15*time.Second, func() bool { code, _ := get(t, w.admin+"/readyz"); return code == 200 })
 	if code, _, _ := call(t, w.client, "GET", w.inbound+"/public", ""); code != 200 {
 		t.Errorf("no token, optional: %d", code)
 	}

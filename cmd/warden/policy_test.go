@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/compile"
+
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
 // docServer serves whatever document (a bundle, a JWKS) or failure the test
@@ -93,18 +95,6 @@ func readPolicy(t *testing.T, admin string) policyStatus {
 	return st
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func status(t *testing.T, c *http.Client, url string) int {
 	t.Helper()
 	resp, err := c.Get(url)
@@ -128,7 +118,7 @@ func TestPolicyBundleFromServerHotReloads(t *testing.T) {
 	w := startDevSidecar(t, "WARDEN_POLICY_BUNDLE="+hs.URL+"/bundle.tar.gz",
 		"WARDEN_POLICY_POLL_INTERVAL=100ms", "WARDEN_DECISION_LOG="+decisions)
 	admin, inbound, client := w.admin, w.inbound, w.client
-	waitFor(t, "readiness", func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
+	testenv.Poll(t, "readiness", 15*time.Second, func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
 	if st := readPolicy(t, admin); st.Revision != "r1" || !st.Active || st.LoadedAt == "" {
 		t.Fatalf("/policy %+v, want revision r1 active", st)
 	}
@@ -141,7 +131,7 @@ func TestPolicyBundleFromServerHotReloads(t *testing.T) {
 	}
 
 	srv.set(200, []byte("this is not a bundle"))
-	waitFor(t, "the broken bundle to be refused", func() bool { return readPolicy(t, admin).LastError != "" })
+	testenv.Poll(t, "the broken bundle to be refused", 15*time.Second, func() bool { return readPolicy(t, admin).LastError != "" })
 	if st := readPolicy(t, admin); st.Revision != "r1" {
 		t.Fatalf("a broken bundle replaced the good one: %+v", st)
 	}
@@ -150,13 +140,13 @@ func TestPolicyBundleFromServerHotReloads(t *testing.T) {
 	}
 
 	srv.set(200, opaBundle(t, "r2", publicAndPrivate))
-	waitFor(t, "revision r2", func() bool { return readPolicy(t, admin).Revision == "r2" })
+	testenv.Poll(t, "revision r2", 15*time.Second, func() bool { return readPolicy(t, admin).Revision == "r2" })
 	if s := status(t, client, inbound+"/private"); s != 200 {
 		t.Errorf("/private under r2: %d, want 200", s)
 	}
 
 	// The audit log: one line per decision, with the input and the outcome.
-	waitFor(t, "decision log lines", func() bool {
+	testenv.Poll(t, "decision log lines", 15*time.Second, func() bool {
 		b, _ := os.ReadFile(decisions)
 		return bytes.Count(b, []byte(`"event":"decision"`)) >= 4
 	})

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/warden-sidecar/warden/internal/testenv"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -46,26 +46,20 @@ var (
 // them the test skips, unless WARDEN_REQUIRE_PRIVILEGED_TESTS says it must run.
 func spireBins(t *testing.T) (server, agent string) {
 	t.Helper()
+	const install = "run `make spire` and set WARDEN_SPIRE_BIN_DIR, or use `make unit`"
 	dir := os.Getenv("WARDEN_SPIRE_BIN_DIR")
-	server, agent = filepath.Join(dir, "spire-server"), filepath.Join(dir, "spire-agent")
-	for _, bin := range []string{server, agent} {
-		if info, err := os.Stat(bin); dir == "" || err != nil || info.Mode()&0o111 == 0 {
-			msg := fmt.Sprintf("no SPIRE binaries (WARDEN_SPIRE_BIN_DIR=%q): run `make spire` and set WARDEN_SPIRE_BIN_DIR, or use `make unit`", dir)
-			if os.Getenv("WARDEN_REQUIRE_PRIVILEGED_TESTS") != "" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
+	if dir == "" {
+		testenv.Missing(t, "SPIRE binaries ("+install+")")
 	}
-	return server, agent
+	return testenv.NeedTool(t, filepath.Join(dir, "spire-server"), install),
+		testenv.NeedTool(t, filepath.Join(dir, "spire-agent"), install)
 }
 
 // spire is a SPIRE server and agent on loopback.
 type spire struct {
 	dir, serverBin, agentBin string
 	serverSock, agentSock    string
-	agent                    *exec.Cmd
-	agentDone                chan struct{}
+	agent                    *testenv.Process
 }
 
 // AgentAddr is the Workload API address, for SPIFFE_ENDPOINT_SOCKET.
@@ -82,7 +76,7 @@ func startSPIRE(t *testing.T) *spire {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	s := &spire{dir: dir, serverBin: serverBin, agentBin: agentBin,
 		serverSock: filepath.Join(dir, "server.sock"), agentSock: filepath.Join(dir, "agent.sock")}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 
 	// Workload X.509-SVIDs live a minute, so the agent rotates them every
 	// half-minute or so; the server reloads entries and the agent syncs
@@ -117,8 +111,8 @@ plugins {
     }
 }
 `, port, s.serverSock, spireTD, filepath.Join(dir, "server"), filepath.Join(dir, "server", "datastore.sqlite3")))
-	s.start(t, "spire-server", serverBin, "run", "-config", filepath.Join(dir, "server.conf"))
-	poll(t, "spire-server healthy", 60*time.Second, func() bool {
+	testenv.StartProcess(t, "spire-server", exec.Command(serverBin, "run", "-config", filepath.Join(dir, "server.conf")))
+	testenv.Poll(t, "spire-server healthy", 60*time.Second, func() bool {
 		return exec.Command(serverBin, "healthcheck", "-socketPath", s.serverSock).Run() == nil
 	})
 
@@ -156,38 +150,11 @@ plugins {
     }
 }
 `, filepath.Join(dir, "agent"), port, s.agentSock, filepath.Join(dir, "bundle.pem"), spireTD))
-	s.agent, s.agentDone = s.start(t, "spire-agent", agentBin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token)
-	poll(t, "spire-agent healthy", 60*time.Second, func() bool {
+	s.agent = testenv.StartProcess(t, "spire-agent", exec.Command(agentBin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token))
+	testenv.Poll(t, "spire-agent healthy", 60*time.Second, func() bool {
 		return exec.Command(agentBin, "healthcheck", "-socketPath", s.agentSock).Run() == nil
 	})
 	return s
-}
-
-// start runs a SPIRE binary with its output in dir/name.log, shown when
-// the test fails, and stops it when the test ends.
-func (s *spire) start(t *testing.T, name, bin string, args ...string) (*exec.Cmd, chan struct{}) {
-	t.Helper()
-	logPath := filepath.Join(s.dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("%s log:\n%s", name, b)
-		}
-	})
-	return cmd, done
 }
 
 // server runs a spire-server CLI command against the running server.
@@ -210,9 +177,9 @@ func (s *spire) entry(t *testing.T, id spiffeid.ID, path string) {
 // stopAgent stops the SPIRE agent, as when its pod or node goes away.
 func (s *spire) stopAgent(t *testing.T) {
 	t.Helper()
-	_ = s.agent.Process.Signal(syscall.SIGTERM)
+	_ = s.agent.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.agentDone:
+	case <-s.agent.Done():
 	case <-time.After(20 * time.Second):
 		t.Fatal("spire-agent did not stop")
 	}
@@ -257,7 +224,7 @@ func TestSPIRE(t *testing.T) {
 	direct := spiffeHTTPClient(clientSrc, ordersID, false)
 
 	t.Run("warden serves with its SPIRE-issued SVID to a SPIRE-identified client", func(t *testing.T) {
-		poll(t, "orders ready", 30*time.Second, func() bool { code, _ := get(t, ordersAdmin+"/readyz"); return code == 200 })
+		testenv.Poll(t, "orders ready", 30*time.Second, func() bool { code, _ := get(t, ordersAdmin+"/readyz"); return code == 200 })
 		var view struct {
 			SPIFFEID           string   `json:"spiffe_id"`
 			BundleTrustDomains []string `json:"bundle_trust_domains"`
@@ -313,7 +280,7 @@ func TestSPIRE(t *testing.T) {
 		jw := startWardenBin(t, ordersBin, append(common, "WARDEN_OUTBOUND_ADDR=off",
 			"WARDEN_JWT_JWKS=spiffe", "WARDEN_JWT_AUDIENCES="+ordersID.String())...)
 		in, admin := "https://"+jw.listenAddr(t, "inbound"), "http://"+jw.listenAddr(t, "admin")
-		poll(t, "the JWT warden ready", 30*time.Second, func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
+		testenv.Poll(t, "the JWT warden ready", 30*time.Second, func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
 
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -411,12 +378,13 @@ func TestSPIRE(t *testing.T) {
 
 		// Run until warden presented a second certificate, and a little
 		// beyond, within the lifetime of the first (a minute) and some.
-		rotated := poll(t, "a rotated certificate presented", 90*time.Second, func() bool {
+		testenv.Poll(t, "a rotated certificate presented", 90*time.Second, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(serials) >= 2
 		})
-		poll(t, "load after the rotation", 10*time.Second, func() bool { return time.Since(rotated) > 2*time.Second })
+		rotated := time.Now()
+		testenv.Poll(t, "load after the rotation", 10*time.Second, func() bool { return time.Since(rotated) > 2*time.Second })
 		close(stop)
 		wg.Wait()
 		keepAlive.CloseIdleConnections()
@@ -444,7 +412,7 @@ func TestSPIRE(t *testing.T) {
 		// The SVID lives a minute: its margin is 6s. Readiness must turn
 		// 503 before the expiry.
 		var unready time.Time
-		poll(t, "/readyz 503 before the SVID expires", time.Until(cert.NotAfter)+5*time.Second, func() bool {
+		testenv.Poll(t, "/readyz 503 before the SVID expires", time.Until(cert.NotAfter)+5*time.Second, func() bool {
 			code, body := get(t, ordersAdmin+"/readyz")
 			if code == 503 {
 				unready = time.Now()
@@ -490,32 +458,6 @@ func fetch(c *http.Client, url, host string) (int, string, *x509.Certificate, er
 		cert = resp.TLS.PeerCertificates[0]
 	}
 	return resp.StatusCode, string(b), cert, err
-}
-
-// poll calls cond until it is true or timeout passes, and returns when it
-// became true.
-func poll(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Time {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return time.Now()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/warden-sidecar/warden/deploy/inject"
 	"github.com/warden-sidecar/warden/deploy/kubetest"
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
 const webhookImage = "registry.test/warden:e2e"
@@ -116,7 +117,7 @@ func TestWebhookRefusesBadConfigurationInOneLine(t *testing.T) {
 
 func TestWebhookInjectsAndReloadsItsCertificate(t *testing.T) {
 	ca := kubetest.NewCA(t, "webhook CA")
-	w := startWebhook(t, ca, "127.0.0.1:"+strconv.Itoa(freePort(t)))
+	w := startWebhook(t, ca, "127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)))
 	base := "https://" + w.addr
 
 	if code := status(t, w.client, base+"/healthz"); code != 200 {
@@ -171,7 +172,7 @@ func TestWebhookInjectsAndReloadsItsCertificate(t *testing.T) {
 		t.Fatalf("serving %s", cn)
 	}
 	writeCert(t, ca, "webhook-2", w.certFile, w.keyFile)
-	poll(t, "the renewed certificate", 10*time.Second, func() bool { return w.servedCN(t) == "webhook-2" })
+	testenv.Poll(t, "the renewed certificate", 10*time.Second, func() bool { return w.servedCN(t) == "webhook-2" })
 	w.find(t, func(l map[string]any) bool {
 		return l["event"] == "certificate_loaded" && strings.Contains(l["subject"].(string), "webhook-2")
 	})
@@ -187,7 +188,7 @@ func TestAPIServerWebhook(t *testing.T) {
 	cluster := kubetest.Start(t)
 	ctx := context.Background()
 	ca := kubetest.NewCA(t, "webhook CA")
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	w := startWebhook(t, ca, addr)
 
 	b, err := os.ReadFile("../../deploy/webhook/mutatingwebhookconfiguration.yaml")
@@ -377,7 +378,7 @@ func TestAPIServerWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "the marker's review", 10*time.Second, func() bool { return reviewed(marker.Name) })
+	testenv.Poll(t, "the marker's review", 10*time.Second, func() bool { return reviewed(marker.Name) })
 	for _, name := range []string{labeledOptedOut.Name, quiet.Name, optedOut.Name, disabledPod} {
 		if reviewed(name) {
 			t.Errorf("pod %s reached the webhook", name)
@@ -388,7 +389,7 @@ func TestAPIServerWebhook(t *testing.T) {
 	// (and pods that ask for warden elsewhere) are refused; pods that opted
 	// out and every other pod are created as usual.
 	_ = w.cmd.Process.Kill()
-	poll(t, "the webhook to be gone", 10*time.Second, func() bool {
+	testenv.Poll(t, "the webhook to be gone", 10*time.Second, func() bool {
 		conn, err := net.Dial("tcp", addr)
 		if err == nil {
 			conn.Close()

@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
 // BinDir is where the tools are: WARDEN_KUBE_BIN_DIR, else
@@ -58,15 +60,7 @@ func BinDir() string {
 // Without it the test skips, or fails under WARDEN_REQUIRE_PRIVILEGED_TESTS.
 func Tool(t testing.TB, name string) string {
 	t.Helper()
-	path := filepath.Join(BinDir(), name)
-	if info, err := os.Stat(path); err != nil || info.Mode()&0o111 == 0 {
-		msg := fmt.Sprintf("no %s in %s: run `make kube` (.ci/kube-tools.sh), or set WARDEN_KUBE_BIN_DIR", name, BinDir())
-		if os.Getenv("WARDEN_REQUIRE_PRIVILEGED_TESTS") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
+	return testenv.NeedTool(t, filepath.Join(BinDir(), name), "run `make kube` (.ci/kube-tools.sh), or set WARDEN_KUBE_BIN_DIR")
 }
 
 // Cluster is a running API server.
@@ -100,15 +94,15 @@ func Start(t testing.TB) *Cluster {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 
-	clientPort, peerPort, apiPort := FreePort(t), FreePort(t), FreePort(t)
+	clientPort, peerPort, apiPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	run(t, dir, "etcd", etcd,
+	testenv.StartProcess(t, "etcd", exec.Command(etcd,
 		"--name=kubetest", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=kubetest="+peerURL,
-		"--unsafe-no-fsync", "--log-level=error")
+		"--unsafe-no-fsync", "--log-level=error"))
 
 	ca := NewCA(t, "kubetest CA")
 	serverCert, serverKey := ca.Issue(t, "kube-apiserver", nil, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
@@ -124,7 +118,7 @@ func Start(t testing.TB) *Cluster {
 		}
 	}
 	c := &Cluster{URL: "https://127.0.0.1:" + strconv.Itoa(apiPort), CAPEM: ca.PEM, Dir: dir}
-	run(t, dir, "kube-apiserver", apiserver,
+	testenv.StartProcess(t, "kube-apiserver", exec.Command(apiserver,
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(apiPort),
 		// On loopback the API server cannot publish itself as the
@@ -138,7 +132,7 @@ func Start(t testing.TB) *Cluster {
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--authorization-mode=RBAC",
 		"--cert-dir="+filepath.Join(dir, "certs"),
-		"--profiling=false")
+		"--profiling=false"))
 
 	pair, err := tls.X509KeyPair(adminCert, adminKey)
 	if err != nil {
@@ -152,17 +146,10 @@ func Start(t testing.TB) *Cluster {
 	}
 	t.Cleanup(c.client.CloseIdleConnections)
 
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		code, body, err := c.raw(context.Background(), http.MethodGet, "/readyz", nil)
-		if err == nil && code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kube-apiserver not ready after 90s: %d %s %v", code, body, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Poll(t, "kube-apiserver /readyz 200", 90*time.Second, func() bool {
+		code, _, err := c.raw(context.Background(), http.MethodGet, "/readyz", nil)
+		return err == nil && code == http.StatusOK
+	})
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	kubeconfig := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -181,46 +168,6 @@ current-context: kubetest
 		t.Fatal(err)
 	}
 	return c
-}
-
-// run starts a process that lives until the test ends; its output goes to
-// a file that the test prints when it fails.
-func run(t testing.TB, dir, name, bin string, args ...string) {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logFile.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			if len(b) > 20<<10 {
-				b = b[len(b)-20<<10:]
-			}
-			t.Logf("%s log (end):\n%s", name, b)
-		}
-	})
-}
-
-// FreePort is a TCP port that was free on 127.0.0.1 a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // StatusError is the API server's answer to a request it refused.

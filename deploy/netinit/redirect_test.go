@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/config"
 	"github.com/warden-sidecar/warden/bpf/bpftest"
 	"github.com/warden-sidecar/warden/deploy/netinit"
+	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
 // The listeners of the pod namespace: each answers with its name, so a
@@ -116,12 +116,7 @@ func requireTools(t *testing.T, names ...string) {
 	t.Helper()
 	bpftest.RequirePrivileged(t)
 	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("WARDEN_REQUIRE_PRIVILEGED_TESTS") != "" {
-				t.Fatalf("WARDEN_REQUIRE_PRIVILEGED_TESTS is set but %s is missing (apt-get install iptables)", n)
-			}
-			t.Skipf("needs %s (apt-get install iptables); set WARDEN_REQUIRE_PRIVILEGED_TESTS=1 to make this a failure", n)
-		}
+		testenv.NeedTool(t, n, "apt-get install iptables")
 	}
 }
 
