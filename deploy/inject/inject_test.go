@@ -323,11 +323,15 @@ func TestNameConflictsAreRefused(t *testing.T) {
 // Every variable of the sidecar and of warden init has its annotation,
 // except the ones the webhook owns, and the annotation maps back.
 func TestEveryVariableHasAnAnnotation(t *testing.T) {
-	r := readers()
-	if !r.sidecar["WARDEN_REDIRECT_PORTS"] || !r.init["WARDEN_UPSTREAM_PORT"] || !r.init["WARDEN_ADMIN_ADDR"] || r.init["WARDEN_LOG_LEVEL"] {
-		t.Errorf("readers: sidecar %v, init %v", r.sidecar, r.init)
+	if !reads("WARDEN_REDIRECT_PORTS", config.BySidecar) || !reads("WARDEN_UPSTREAM_PORT", config.ByInit) ||
+		!reads("WARDEN_ADMIN_ADDR", config.ByInit) || reads("WARDEN_LOG_LEVEL", config.ByInit) || reads("WARDEN_WEBHOOK_ADDR", config.BySidecar|config.ByInit) {
+		t.Error("readers of the table")
 	}
-	for name := range r.sidecar {
+	for _, v := range config.Vars {
+		name := v.Name
+		if !strings.HasPrefix(name, "WARDEN_") || v.Readers&(config.BySidecar|config.ByInit) == 0 {
+			continue
+		}
 		key := AnnotationFor(name)
 		got, ok := variableFor(key)
 		if !ok || got != name {
