@@ -1,6 +1,12 @@
 // Package config turns warden's environment into one validated Config. It is
 // the only package that reads the environment, and it does so once, at
 // startup: every later decision reads the struct.
+//
+// table.go declares every variable once (Vars): default, meaning, readers
+// and the setter that parses it. parse.go and parse_security.go hold the
+// value parsers, errors.go the *Error they return; this file, init.go and
+// webhook.go hold what each process gets (Config, Init, Webhook) and the
+// checks across variables.
 package config
 
 import (

@@ -6,6 +6,10 @@ import (
 	"strings"
 )
 
+// fixedPort is what warden init expects of a port it writes into the
+// redirect rules, where it cannot be left to the kernel.
+const fixedPort = "a fixed port from 1 to 65535 (`warden init` writes it into the redirect rules)"
+
 // maxUID is the largest user ID Linux assigns ((uid_t)-1 means "none").
 const maxUID = 1<<32 - 2
 
@@ -59,7 +63,7 @@ func (p *parser) redirectPorts(name string, c Config) (ports []int, all bool) {
 		if n == 0 {
 			src, n = "WARDEN_UPSTREAM_ADDR", portOf(c.UpstreamAddr)
 			if n == 0 && p.fixedPorts {
-				p.fail(src, c.UpstreamAddr, "a fixed port from 1 to 65535 (`warden init` writes it into the redirect rules)")
+				p.fail(src, c.UpstreamAddr, fixedPort)
 				return nil, false
 			}
 		}

@@ -200,7 +200,7 @@ func (p *parser) addr(name string) string {
 func (p *parser) listenAddr(name string) string {
 	v := p.addr(name)
 	if p.fixedPorts && v != "" && portOf(v) == 0 {
-		p.fail(name, v, "a fixed port from 1 to 65535 (`warden init` writes it into the redirect rules)")
+		p.fail(name, v, fixedPort)
 	}
 	return v
 }
