@@ -183,7 +183,7 @@ func TestVarsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range slices.Concat(Vars, InitVars, WebhookVars) {
+	for _, v := range Vars {
 		row := regexp.MustCompile("(?m)^\\| `" + v.Name + "` \\| ([^|]*) \\|")
 		m := row.FindSubmatch(readme)
 		if m == nil {

@@ -6,15 +6,9 @@ import (
 	"strings"
 )
 
-// InitVars lists the variables `warden init` reads (the pod's init
-// container, which installs the inbound redirect rules). The webhook sets
-// them from the same annotations as the sidecar's. `warden init` also reads
-// WARDEN_INBOUND_ADDR, WARDEN_ADMIN_ADDR, WARDEN_UPSTREAM_PORT and
-// WARDEN_UPSTREAM_ADDR, for their ports only.
-var InitVars = []Var{
-	{"WARDEN_REDIRECT_PORTS", "", "`warden init`: comma-separated TCP ports of the app whose inbound traffic is redirected to warden's inbound port, or `*` for every TCP port but warden's inbound and admin ports (which a list must not name); empty: the app's port (WARDEN_UPSTREAM_PORT, else the port of WARDEN_UPSTREAM_ADDR)"},
-	{"WARDEN_PROXY_UID", "1337", "`warden init`: the user ID warden runs as, not 0; connections this user makes to the pod's own address are not redirected (no loop), everyone else's are"},
-}
+// fixedPort is what warden init expects of a port it writes into the
+// redirect rules, where it cannot be left to the kernel.
+const fixedPort = "a fixed port from 1 to 65535 (`warden init` writes it into the redirect rules)"
 
 // maxUID is the largest user ID Linux assigns ((uid_t)-1 means "none").
 const maxUID = 1<<32 - 2
@@ -28,60 +22,67 @@ type Init struct {
 	ProxyUID      int   // never 0
 }
 
-// InitFromEnv reads what `warden init` needs, with the same defaults and
-// error form as the sidecar's configuration. Ports the sidecar may leave to
-// the kernel (0) must be fixed here: a rule cannot name an ephemeral port.
-func InitFromEnv(getenv func(string) string) (Init, error) {
-	p := parser{getenv: getenv}
-	c := Init{
-		InboundPort: p.port("WARDEN_INBOUND_ADDR"),
-		AdminPort:   p.port("WARDEN_ADMIN_ADDR"),
-		ProxyUID:    p.uid("WARDEN_PROXY_UID"),
-	}
-	if p.err == nil {
-		c.RedirectPorts, c.AllPorts = p.redirectPorts(c.InboundPort, c.AdminPort, p.port)
-	}
+// InitFromEnv reads what `warden init` needs (the variables of Vars read
+// ByInit), with the same defaults and errors as the sidecar's
+// configuration. Ports the sidecar may leave to the kernel (0) must be
+// fixed here: a rule cannot name an ephemeral port.
+func InitFromEnv[E Env](env E) (Init, error) {
+	p := newParser(env)
+	p.fixedPorts = true
+	var v values
+	p.parse(&v, ByInit)
 	if p.err != nil {
 		return Init{}, p.err
 	}
-	return c, nil
+	return Init{
+		InboundPort:   portOf(v.InboundAddr),
+		AdminPort:     portOf(v.AdminAddr),
+		RedirectPorts: v.RedirectPorts,
+		AllPorts:      v.RedirectAll,
+		ProxyUID:      v.proxyUID,
+	}, nil
 }
 
 // redirectPorts parses WARDEN_REDIRECT_PORTS: the app ports `warden init`
 // redirects to warden, which the sidecar's kernel limiter must also watch
-// (XDP sees a packet before netfilter rewrites its port). port parses the
-// host:port variable the default comes from.
-func (p *parser) redirectPorts(inbound, admin int, port func(string) int) (ports []int, all bool) {
-	switch v := p.raw("WARDEN_REDIRECT_PORTS"); {
+// (XDP sees a packet before netfilter rewrites its port). c holds the
+// addresses parsed before it.
+func (p *parser) redirectPorts(name string, c Config) (ports []int, all bool) {
+	if p.err != nil {
+		return nil, false // the ports it is checked against may be wrong
+	}
+	inbound, admin := portOf(c.InboundAddr), portOf(c.AdminAddr)
+	switch v := p.raw(name); {
 	case v == "*":
 		return nil, true
 	case v == "":
 		// The default: the app's own port, as the sidecar reaches it
 		// (WARDEN_UPSTREAM_PORT, else the port of WARDEN_UPSTREAM_ADDR),
 		// and an error names the variable it came from.
-		name := "WARDEN_UPSTREAM_PORT"
-		_, n := p.upstreamPort(name, "")
-		if n == 0 && p.err == nil {
-			name, n = "WARDEN_UPSTREAM_ADDR", port("WARDEN_UPSTREAM_ADDR")
+		src, n := "WARDEN_UPSTREAM_PORT", c.UpstreamPort
+		if n == 0 {
+			src, n = "WARDEN_UPSTREAM_ADDR", portOf(c.UpstreamAddr)
+			if n == 0 && p.fixedPorts {
+				p.fail(src, c.UpstreamAddr, fixedPort)
+				return nil, false
+			}
 		}
-		if p.err == nil {
-			ports = []int{n}
-			p.notWardens(name, p.raw(name), n, inbound, admin)
-		}
+		ports = []int{n}
+		p.notWardens(src, p.raw(src), n, inbound, admin)
 	default:
 		seen := make(map[int]bool)
 		for _, f := range strings.Split(v, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || n < 1 || n > 65535 {
-				p.fail("WARDEN_REDIRECT_PORTS", v, "comma-separated ports from 1 to 65535, or *")
+				p.fail(name, v, "comma-separated ports from 1 to 65535, or *")
 				break
 			}
 			if seen[n] {
-				p.fail("WARDEN_REDIRECT_PORTS", v, "each port once ("+strconv.Itoa(n)+" repeats)")
+				p.fail(name, v, "each port once ("+strconv.Itoa(n)+" repeats)")
 				break
 			}
 			seen[n] = true
-			p.notWardens("WARDEN_REDIRECT_PORTS", v, n, inbound, admin)
+			p.notWardens(name, v, n, inbound, admin)
 			ports = append(ports, n)
 		}
 	}
@@ -92,27 +93,18 @@ func (p *parser) redirectPorts(inbound, admin int, port func(string) int) (ports
 // where traffic is sent (redirecting it is meaningless), and the admin port
 // must stay reachable as itself (probes).
 func (p *parser) notWardens(name, value string, port, inbound, admin int) {
+	var e *Error
 	switch port {
 	case inbound:
-		p.fail(name, value, "ports other than warden's inbound port "+strconv.Itoa(port)+" (WARDEN_INBOUND_ADDR), where redirected traffic goes")
+		e = invalid(name, value, "ports other than warden's inbound port "+strconv.Itoa(port)+" (WARDEN_INBOUND_ADDR), where redirected traffic goes")
+		e.Related = "WARDEN_INBOUND_ADDR"
 	case admin:
-		p.fail(name, value, "ports other than warden's admin port "+strconv.Itoa(port)+" (WARDEN_ADMIN_ADDR), which is never redirected")
+		e = invalid(name, value, "ports other than warden's admin port "+strconv.Itoa(port)+" (WARDEN_ADMIN_ADDR), which is never redirected")
+		e.Related = "WARDEN_ADMIN_ADDR"
+	default:
+		return
 	}
-}
-
-// port parses a host:port variable and returns its port, which must be
-// fixed (not 0).
-func (p *parser) port(name string) int {
-	v := p.addr(name)
-	if v == "" {
-		return 0
-	}
-	_, port, _ := net.SplitHostPort(v)
-	n, _ := strconv.Atoi(port)
-	if n == 0 {
-		p.fail(name, v, "a fixed port from 1 to 65535 (`warden init` writes it into the redirect rules)")
-	}
-	return n
+	p.failWith(e)
 }
 
 // portOf is the port of a host:port already validated ("" gives 0).

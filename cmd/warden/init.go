@@ -16,7 +16,7 @@ import (
 
 // runInit installs the rules that redirect the app's inbound traffic to
 // warden (the pod's init container), or with --dry-run prints them.
-func runInit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runInit(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	const usage = "usage: warden init [--dry-run]"
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors go out in one line, with the usage
@@ -31,7 +31,7 @@ func runInit(ctx context.Context, args []string, getenv func(string) string, std
 	if fs.NArg() > 0 {
 		return fmt.Errorf("init: unexpected argument %q; %s", fs.Arg(0), usage)
 	}
-	c, err := config.InitFromEnv(getenv)
+	c, err := config.InitFromEnv(lookup)
 	if err != nil {
 		return err
 	}

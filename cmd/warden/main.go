@@ -37,13 +37,13 @@ Usage:
 `
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "warden:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	cmd := "run"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -52,12 +52,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	defer stop()
 	switch cmd {
 	case "run":
-		return runSidecar(ctx, getenv, stderr)
+		return runSidecar(ctx, lookup, stderr)
 	case "dev":
 		if len(args) == 0 || args[0] != "issue" {
 			return errors.New("usage: warden dev issue --id SPIFFE_ID --out DIR [--ttl 24h]")
 		}
-		return devIssue(args[1:], getenv, stdout)
+		return devIssue(args[1:], lookup, stdout)
 	case "demo-app":
 		fs := flag.NewFlagSet("demo-app", flag.ContinueOnError)
 		addr := fs.String("addr", "127.0.0.1:8080", "listen address")
@@ -66,11 +66,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		}
 		return serveDemoApp(ctx, *addr, stderr)
 	case "quickstart":
-		return quickstart(ctx, getenv, stdout, stderr)
+		return quickstart(ctx, lookup, stdout, stderr)
 	case "webhook":
-		return runWebhook(ctx, args, getenv, stdout, stderr)
+		return runWebhook(ctx, args, lookup, stdout, stderr)
 	case "init":
-		return runInit(ctx, args, getenv, stdout, stderr)
+		return runInit(ctx, args, lookup, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "warden", version)
 		return nil
@@ -82,8 +82,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	}
 }
 
-func runSidecar(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.FromEnv(getenv)
+func runSidecar(ctx context.Context, lookup func(string) (string, bool), stderr io.Writer) error {
+	cfg, err := config.FromEnv(lookup)
 	if err != nil {
 		return err
 	}
@@ -91,11 +91,11 @@ func runSidecar(ctx context.Context, getenv func(string) string, stderr io.Write
 	defer out.Close()
 	log := agent.NewLogger(out, cfg.LogLevel, cfg.LogFormat)
 	log.Info().Str("event", "starting").Str("version", version).
-		Interface("settings", config.Overrides(getenv)).Send()
+		Interface("settings", config.Overrides(lookup)).Send()
 	return agent.New(cfg, log).Run(ctx)
 }
 
-func devIssue(args []string, getenv func(string) string, stdout io.Writer) error {
+func devIssue(args []string, lookup func(string) (string, bool), stdout io.Writer) error {
 	fs := flag.NewFlagSet("dev issue", flag.ContinueOnError)
 	idFlag := fs.String("id", "", "SPIFFE ID of the client, in the dev CA's trust domain")
 	out := fs.String("out", "", "directory to write svid.pem, svid_key.pem and bundle.pem into")
@@ -112,7 +112,7 @@ func devIssue(args []string, getenv func(string) string, stdout io.Writer) error
 	if err != nil {
 		return fmt.Errorf("dev issue: --id %q: %w", *idFlag, err)
 	}
-	dev, err := config.DevFromEnv(getenv)
+	dev, err := config.DevFromEnv(lookup)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -18,15 +19,15 @@ import (
 // quickstart is `make run`: the demo app, warden on the development
 // identity, one client SVID that is allowed and one that is not, and the curl
 // commands that show both. Any WARDEN_* variable the user set still wins.
-func quickstart(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
-	base, err := config.FromEnv(withDefaults(getenv, map[string]string{"WARDEN_IDENTITY": config.IdentityDev}))
+func quickstart(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	base, err := config.FromEnv(withDefaults(lookup, map[string]string{"WARDEN_IDENTITY": config.IdentityDev}))
 	if err != nil {
 		return err
 	}
 	td := base.SPIFFEID.TrustDomain()
 	client := spiffeid.RequireFromPath(td, "/ns/default/sa/client")
 	intruder := spiffeid.RequireFromPath(td, "/ns/other/sa/intruder")
-	env := withDefaults(getenv, map[string]string{
+	env := withDefaults(lookup, map[string]string{
 		"WARDEN_IDENTITY":      config.IdentityDev,
 		"WARDEN_LOG_FORMAT":    "console",
 		"WARDEN_ALLOWED_PEERS": client.String(),
@@ -99,12 +100,14 @@ Stop with Ctrl-C.
 		filepath.Join(devDir, spiffe.DevCACertFile), url, adm, adm)
 }
 
-// withDefaults returns a getenv that falls back to defaults for unset names.
-func withDefaults(getenv func(string) string, defaults map[string]string) func(string) string {
-	return func(name string) string {
-		if v := getenv(name); v != "" {
-			return v
+// withDefaults returns a lookup that gives the demo's defaults for the
+// names the user left unset or blank; every other name reads as it is.
+func withDefaults(lookup func(string) (string, bool), defaults map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := lookup(name)
+		if d, has := defaults[name]; has && strings.TrimSpace(v) == "" {
+			return d, true
 		}
-		return defaults[name]
+		return v, ok
 	}
 }

@@ -17,11 +17,11 @@ import (
 // POST /mutate for namespaces labeled warden.io/inject=enabled, POST
 // /mutate/opt-in for the others (deploy/webhook registers each with its
 // namespaceSelector), GET /healthz.
-func runWebhook(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+func runWebhook(ctx context.Context, args []string, lookup func(string) (string, bool), _, stderr io.Writer) error {
 	if len(args) > 0 {
 		return fmt.Errorf("webhook: unexpected argument %q: the webhook is configured by WARDEN_WEBHOOK_* variables", args[0])
 	}
-	cfg, err := config.WebhookFromEnv(getenv)
+	cfg, err := config.WebhookFromEnv(lookup)
 	if err != nil {
 		return err
 	}

@@ -206,36 +206,19 @@ var owned = map[string]string{
 	"WARDEN_SPIFFE_ID": "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
 }
 
-// readers says which variables each container reads: the ones of its
-// table in agent/config, and whatever its parser asks for (found by running
-// it once on an empty environment). The sidecar reads WARDEN_REDIRECT_PORTS
-// too, for its kernel limiter; warden init reads the sidecar's addresses and
-// WARDEN_UPSTREAM_PORT for their ports. Each annotation goes to every
-// container that reads its variable, so the two always agree.
-var readers = sync.OnceValue(func() (r struct{ sidecar, init map[string]bool }) {
-	r.sidecar = reads(config.Vars, config.Validate)
-	r.init = reads(config.InitVars, func(getenv func(string) string) error {
-		_, err := config.InitFromEnv(getenv)
-		return err
-	})
-	return r
-})
+// reads says whether the container that reads variables as r (the sidecar
+// or warden init) reads name, by agent/config's table. Each annotation goes
+// to every container that reads its variable, so the two always agree.
+func reads(name string, r config.Reader) bool {
+	v, ok := config.Lookup(name)
+	return ok && v.Readers&r != 0
+}
 
-func reads(table []config.Var, parse func(func(string) string) error) map[string]bool {
-	m := make(map[string]bool)
-	for _, v := range table {
-		m[v.Name] = true
-	}
-	_ = parse(func(name string) string {
-		m[name] = true
-		return ""
-	})
-	for name := range m {
-		if !strings.HasPrefix(name, "WARDEN_") {
-			delete(m, name) // SPIFFE_ENDPOINT_SOCKET: the webhook's
-		}
-	}
-	return m
+// annotatable says whether a variable has an annotation: a WARDEN_ variable
+// of the sidecar or warden init that the webhook does not own.
+func annotatable(name string) bool {
+	_, isOwned := owned[name]
+	return strings.HasPrefix(name, "WARDEN_") && !isOwned && reads(name, config.BySidecar|config.ByInit)
 }
 
 // AnnotationFor is the annotation that sets the variable WARDEN_X_Y:
@@ -253,8 +236,7 @@ func variableFor(key string) (string, bool) {
 		return "", false
 	}
 	v := "WARDEN_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-	r := readers()
-	return v, r.sidecar[v] || r.init[v]
+	return v, reads(v, config.BySidecar|config.ByInit)
 }
 
 // annotations are the pod's warden.io/ annotations, checked by name.
@@ -325,11 +307,9 @@ func unknownError(keys []string) error {
 // suggest finds the known annotation closest to a misspelt one.
 func suggest(key string) string {
 	candidates := []string{AnnotationInject, AnnotationSocketSource}
-	for _, table := range [][]config.Var{config.Vars, config.InitVars} {
-		for _, v := range table {
-			if _, isOwned := owned[v.Name]; strings.HasPrefix(v.Name, "WARDEN_") && !isOwned {
-				candidates = append(candidates, AnnotationFor(v.Name))
-			}
+	for _, v := range config.Vars {
+		if annotatable(v.Name) {
+			candidates = append(candidates, AnnotationFor(v.Name))
 		}
 	}
 	best, bestD := "", 3 // at most two edits away
@@ -378,11 +358,9 @@ func (a annotations) settings(t *template) (settings, error) {
 	if s.socket == "" {
 		s.socket = SocketCSI
 	}
-	r := readers()
 
 	// The sidecar: the template's variables, replaced where annotated,
-	// then the other annotated ones it reads, in the order of config.Vars
-	// (then config.InitVars).
+	// then the other annotated ones it reads, in the order of config.Vars.
 	inTemplate := make(map[string]bool)
 	for _, e := range t.sidecar.Env {
 		inTemplate[e.Name] = true
@@ -391,41 +369,35 @@ func (a annotations) settings(t *template) (settings, error) {
 		}
 		s.sidecarEnv = append(s.sidecarEnv, corev1.EnvVar{Name: e.Name, Value: e.Value})
 	}
-	for _, v := range slices.Concat(config.Vars, config.InitVars) {
-		if val, ok := a.vars[v.Name]; ok && r.sidecar[v.Name] && !inTemplate[v.Name] {
+	for _, v := range config.Vars {
+		if val, ok := a.vars[v.Name]; ok && v.Readers&config.BySidecar != 0 && !inTemplate[v.Name] {
 			s.sidecarEnv = append(s.sidecarEnv, corev1.EnvVar{Name: v.Name, Value: val})
 		}
 	}
+	// An annotation set to "" is an empty value, as in the container's
+	// environment, not an unset one: the map lookup tells them apart.
 	sidecarEnv := envMap(s.sidecarEnv)
-	if err := config.Validate(func(name string) string { return sidecarEnv[name] }); err != nil {
+	cfg, err := config.Check(func(name string) (string, bool) { v, ok := sidecarEnv[name]; return v, ok })
+	if err != nil {
 		return s, a.blame(err)
 	}
-	effective := func(name string) string {
-		if v := strings.TrimSpace(sidecarEnv[name]); v != "" {
-			return v
-		}
-		return defaultOf(name)
-	}
-	if host, _, _ := net.SplitHostPort(effective("WARDEN_ADMIN_ADDR")); isLoopback(host) {
+	if host, _, _ := net.SplitHostPort(cfg.AdminAddr); isLoopback(host) {
 		return s, fmt.Errorf("inject: annotation %s=%q: expected an address the kubelet can reach, e.g. 0.0.0.0:15000: it probes warden's admin port from the node, not from the pod's loopback",
-			a.from["WARDEN_ADMIN_ADDR"], effective("WARDEN_ADMIN_ADDR"))
+			a.from["WARDEN_ADMIN_ADDR"], cfg.AdminAddr)
 	}
-	if host, _, _ := net.SplitHostPort(effective("WARDEN_INBOUND_ADDR")); host != "" && !net.ParseIP(host).IsUnspecified() {
+	if host, _, _ := net.SplitHostPort(cfg.InboundAddr); host != "" && !net.ParseIP(host).IsUnspecified() {
 		return s, fmt.Errorf("inject: annotation %s=%q: expected a wildcard address such as 0.0.0.0:15443 or [::]:15443: redirected connections arrive addressed to the pod's IP",
-			a.from["WARDEN_INBOUND_ADDR"], effective("WARDEN_INBOUND_ADDR"))
+			a.from["WARDEN_INBOUND_ADDR"], cfg.InboundAddr)
 	}
-	s.ebpf = kernelFeatureAsked(effective)
-	s.pprof = effective("WARDEN_ADMIN_PPROF") == "true"
-	s.upstreamPort = portOf(effective("WARDEN_UPSTREAM_ADDR"))
-	if p := strings.TrimSpace(sidecarEnv["WARDEN_UPSTREAM_PORT"]); p != "" {
-		s.upstreamPort, _ = strconv.Atoi(p)
-	}
+	s.ebpf = kernelFeatureAsked(cfg)
+	s.pprof = cfg.AdminPprof
+	s.upstreamPort = portOf(cfg.UpstreamAddr) // WARDEN_UPSTREAM_PORT applied
 
 	// warden init: what it reads of the sidecar's settings (the admin
 	// address as injected), its own annotated variables, and the proxy uid
 	// always, since warden's runAsUser must be the same.
-	for _, v := range slices.Concat(config.Vars, config.InitVars) {
-		if !r.init[v.Name] || v.Name == "WARDEN_PROXY_UID" {
+	for _, v := range config.Vars {
+		if v.Readers&config.ByInit == 0 || v.Name == "WARDEN_PROXY_UID" {
 			continue
 		}
 		if val, ok := a.vars[v.Name]; ok {
@@ -436,11 +408,11 @@ func (a annotations) settings(t *template) (settings, error) {
 	}
 	uid, ok := a.vars["WARDEN_PROXY_UID"]
 	if !ok {
-		uid = defaultOf("WARDEN_PROXY_UID")
+		uid = config.Default("WARDEN_PROXY_UID")
 	}
 	s.initEnv = append(s.initEnv, corev1.EnvVar{Name: "WARDEN_PROXY_UID", Value: uid})
 	initEnv := envMap(s.initEnv)
-	ic, err := config.InitFromEnv(func(name string) string { return initEnv[name] })
+	ic, err := config.InitFromEnv(func(name string) (string, bool) { v, ok := initEnv[name]; return v, ok })
 	if err != nil {
 		return s, a.blame(err)
 	}
@@ -452,17 +424,13 @@ func (a annotations) settings(t *template) (settings, error) {
 // kernelFeatureAsked says whether warden will load its eBPF program, and
 // so needs NET_ADMIN, BPF and PERFMON: as agent/ratelimit.Start decides it,
 // in ebpf mode always, in auto mode only for a connection or packet rate
-// above 0. effective gives a variable's value or its default, validated.
-func kernelFeatureAsked(effective func(string) string) bool {
-	rate := func(name string) int {
-		n, _ := strconv.Atoi(effective(name))
-		return n
-	}
-	switch effective("WARDEN_RATE_LIMIT_MODE") {
+// above 0.
+func kernelFeatureAsked(c config.Config) bool {
+	switch c.RateLimitMode {
 	case config.RateLimitEBPF:
 		return true
 	case config.RateLimitAuto:
-		return rate("WARDEN_CONN_RATE_LIMIT") > 0 || rate("WARDEN_PACKET_RATE_LIMIT") > 0
+		return c.ConnRateLimit > 0 || c.PacketRateLimit > 0
 	}
 	return false
 }
@@ -481,36 +449,27 @@ func envMap(env []corev1.EnvVar) map[string]string {
 	return m
 }
 
-func defaultOf(name string) string {
-	for _, table := range [][]config.Var{config.Vars, config.InitVars} {
-		for _, v := range table {
-			if v.Name == name {
-				return v.Default
-			}
-		}
-	}
-	return ""
-}
-
 func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
-var variableInMessage = regexp.MustCompile(`WARDEN_[A-Z0-9_]*[A-Z0-9]`)
-
-// blame names the annotation behind an error of agent/config: the first
-// variable the message names that an annotation set; else the first one
-// it names, as the annotation that is missing.
+// blame names the annotation behind an error of agent/config: the
+// variable at fault, or the other one the error involves, if an annotation
+// set it; else the annotation that is missing.
 func (a annotations) blame(err error) error {
-	named := variableInMessage.FindAllString(err.Error(), -1)
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("inject: %w", err)
+	}
+	named := []string{ce.Variable, ce.Related}
 	for _, name := range named {
 		if key, ok := a.from[name]; ok {
 			return fmt.Errorf("inject: annotation %s: %w", key, err)
 		}
 	}
 	for _, name := range named {
-		if _, isOwned := owned[name]; !isOwned {
+		if annotatable(name) {
 			return fmt.Errorf("inject: annotation %s is missing: %w", AnnotationFor(name), err)
 		}
 	}

@@ -3,7 +3,9 @@ package inject
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -323,11 +325,15 @@ func TestNameConflictsAreRefused(t *testing.T) {
 // Every variable of the sidecar and of warden init has its annotation,
 // except the ones the webhook owns, and the annotation maps back.
 func TestEveryVariableHasAnAnnotation(t *testing.T) {
-	r := readers()
-	if !r.sidecar["WARDEN_REDIRECT_PORTS"] || !r.init["WARDEN_UPSTREAM_PORT"] || !r.init["WARDEN_ADMIN_ADDR"] || r.init["WARDEN_LOG_LEVEL"] {
-		t.Errorf("readers: sidecar %v, init %v", r.sidecar, r.init)
+	if !reads("WARDEN_REDIRECT_PORTS", config.BySidecar) || !reads("WARDEN_UPSTREAM_PORT", config.ByInit) ||
+		!reads("WARDEN_ADMIN_ADDR", config.ByInit) || reads("WARDEN_LOG_LEVEL", config.ByInit) || reads("WARDEN_WEBHOOK_ADDR", config.BySidecar|config.ByInit) {
+		t.Error("readers of the table")
 	}
-	for name := range r.sidecar {
+	for _, v := range config.Vars {
+		name := v.Name
+		if !strings.HasPrefix(name, "WARDEN_") || v.Readers&(config.BySidecar|config.ByInit) == 0 {
+			continue
+		}
 		key := AnnotationFor(name)
 		got, ok := variableFor(key)
 		if !ok || got != name {
@@ -403,4 +409,66 @@ func applyOp(t *testing.T, node any, path []string, op string, value any) any {
 	}
 	t.Fatalf("path %v into %T", path, node)
 	return nil
+}
+
+// The annotation an error of agent/config is blamed on comes from the
+// *config.Error, not from the variables its message happens to name.
+func TestBlameReadsTheTypedError(t *testing.T) {
+	a := annotations{from: map[string]string{
+		"WARDEN_ADMIN_ADDR":   "warden.io/admin-addr",
+		"WARDEN_JWT_JWKS":     "warden.io/jwt-jwks",
+		"WARDEN_READ_TIMEOUT": "warden.io/read-timeout",
+	}}
+	// Expected names WARDEN_ADMIN_ADDR, which an annotation set, first.
+	readTimeout := &config.Error{Variable: "WARDEN_READ_TIMEOUT", Value: "soon", Expected: "a duration (not WARDEN_ADMIN_ADDR)"}
+	issuers := &config.Error{Variable: "WARDEN_JWT_ISSUERS", Related: "WARDEN_JWT_JWKS", Expected: "iss values with WARDEN_JWT_JWKS"}
+	tests := []struct {
+		name string
+		a    annotations
+		err  error
+		want string
+	}{
+		{"the variable at fault", a, readTimeout, `inject: annotation warden.io/read-timeout: config: WARDEN_READ_TIMEOUT="soon"`},
+		{"wrapped", a, fmt.Errorf("startup: %w", readTimeout), "inject: annotation warden.io/read-timeout: startup: config: WARDEN_READ_TIMEOUT"},
+		{"the variable at fault is missing", annotations{from: map[string]string{"WARDEN_ADMIN_ADDR": "warden.io/admin-addr"}}, readTimeout,
+			"inject: annotation warden.io/read-timeout is missing: "},
+		{"the related variable was annotated", a, issuers, "inject: annotation warden.io/jwt-jwks: config: WARDEN_JWT_ISSUERS"},
+		{"only the webhook's variables", a, &config.Error{Variable: "SPIFFE_ENDPOINT_SOCKET", Related: "WARDEN_IDENTITY", Expected: "a socket"},
+			`inject: config: SPIFFE_ENDPOINT_SOCKET=""`},
+		{"not a configuration error", a, errors.New("WARDEN_ADMIN_ADDR is busy"), "inject: WARDEN_ADMIN_ADDR is busy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.a.blame(tt.err)
+			if !strings.HasPrefix(err.Error(), tt.want) || !errors.Is(err, tt.err) {
+				t.Errorf("got %v, want it to start %q and wrap the error", err, tt.want)
+			}
+		})
+	}
+}
+
+// An annotation set to "" gives the container an empty variable, which
+// means what it means in the container: no outbound listener, no header
+// stripped.
+func TestEmptyAnnotationIsAnEmptyValue(t *testing.T) {
+	pod := readPod(t, "testdata/plain.yaml")
+	pod.Annotations = map[string]string{"warden.io/strip-headers": "", "warden.io/outbound-addr": ""}
+	res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
+	if err != nil || res.Pod == nil {
+		t.Fatalf("%v, %+v", err, res)
+	}
+	sidecar := res.Pod.Spec.InitContainers[1]
+	env := map[string]string{}
+	for _, e := range sidecar.Env {
+		env[e.Name] = e.Value
+	}
+	v, ok := env["WARDEN_STRIP_HEADERS"]
+	if !ok || v != "" {
+		t.Fatalf("sidecar env %v", sidecar.Env)
+	}
+	env["WARDEN_IDENTITY"] = config.IdentityDev // what the sidecar makes of it, without a SPIRE socket
+	c, err := config.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || c.StripHeaders != nil || c.OutboundAddr != "" {
+		t.Errorf("the sidecar reads %v, %q: %v", c.StripHeaders, c.OutboundAddr, err)
+	}
 }

@@ -1,0 +1,241 @@
+package config
+
+// Reader is a set of the processes that read a variable.
+type Reader uint8
+
+const (
+	BySidecar Reader = 1 << iota // warden: FromEnv
+	ByInit                       // warden init: InitFromEnv
+	ByWebhook                    // warden webhook: WebhookFromEnv
+)
+
+// Var is one environment variable. It is declared once, in Vars, and the
+// rest follows from it: what each process parses, the README table
+// (TestVarsDocumented), the webhook's annotations and their readers.
+type Var struct {
+	Name    string
+	Default string
+	Meaning string // the README's description
+	Readers Reader
+	// Empty is what an explicitly empty value means, when it is not the
+	// default (WARDEN_STRIP_HEADERS= strips nothing); "": an empty or
+	// blank value means the default.
+	Empty string
+
+	set setter
+}
+
+// setter parses the variable name into its field of c; the first error is
+// kept by p.
+type setter func(p *parser, c *values, name string)
+
+// values is what the table's setters fill in: each process takes its part.
+type values struct {
+	Config
+	proxyUID int // warden init only
+	webhook  Webhook
+}
+
+// Vars is every variable warden, warden init and warden webhook read; the
+// webhook writes a sidecar's environment in this order. Parsing runs the setters of a process's
+// variables in this order, so that a setter may use the fields of the
+// variables before it (WARDEN_UPSTREAM_PORT replaces the port of
+// WARDEN_UPSTREAM_ADDR).
+var Vars = []Var{
+	{"WARDEN_INBOUND_ADDR", "0.0.0.0:15443", "mTLS listener for inbound requests", BySidecar | ByInit, "",
+		func(p *parser, c *values, n string) { c.InboundAddr = p.listenAddr(n) }},
+	{"WARDEN_UPSTREAM_ADDR", "127.0.0.1:8080", "the app, plaintext HTTP on loopback", BySidecar | ByInit, "",
+		func(p *parser, c *values, n string) { c.UpstreamAddr = p.addr(n) }},
+	{"WARDEN_UPSTREAM_PORT", "", "the app's port: when set, it replaces the port of WARDEN_UPSTREAM_ADDR (the webhook's `warden.io/upstream-port` annotation)", BySidecar | ByInit, "",
+		func(p *parser, c *values, n string) {
+			c.UpstreamAddr, c.UpstreamPort = p.upstreamPort(n, c.UpstreamAddr)
+		}},
+	{"WARDEN_ADMIN_ADDR", "127.0.0.1:15000", "plaintext admin server (health, readiness, state)", BySidecar | ByInit, "",
+		func(p *parser, c *values, n string) { c.AdminAddr = p.listenAddr(n) }},
+	{"WARDEN_IDENTITY", "workloadapi", "`workloadapi` (SVIDs from SPIFFE_ENDPOINT_SOCKET) or `dev` (embedded development CA)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.Identity = p.oneOf(n, IdentityWorkloadAPI, IdentityDev) }},
+	{"SPIFFE_ENDPOINT_SOCKET", "", "Workload API socket, e.g. `unix:///run/spire/sockets/agent.sock`; required in workloadapi mode", BySidecar, "",
+		func(p *parser, c *values, n string) { c.SPIFFESocket = p.str(n) }},
+	{"WARDEN_DEV_DIR", "./.warden-dev", "dev mode: where the development CA lives and `ca.pem` (the trust bundle) is written", BySidecar, "",
+		func(p *parser, c *values, n string) { c.DevDir = p.str(n) }},
+	{"WARDEN_SPIFFE_ID", "spiffe://warden.local/ns/default/sa/app", "dev mode: warden's own SPIFFE ID", BySidecar, "",
+		func(p *parser, c *values, n string) { c.SPIFFEID = p.spiffeID(n) }},
+	{"WARDEN_TRUST_DOMAIN", "", "trust domain whose members are allowed when WARDEN_ALLOWED_PEERS is empty; empty: the trust domain of the own SVID", BySidecar, "",
+		func(p *parser, c *values, n string) { c.TrustDomain = p.trustDomain(n) }},
+	{"WARDEN_ALLOWED_PEERS", "", "comma-separated SPIFFE IDs or prefixes ending in `/*`; empty: any ID in the trust domain; others get 403", BySidecar, "",
+		func(p *parser, c *values, n string) { c.AllowedPeers = p.str(n) }},
+	{"WARDEN_IDENTITY_TIMEOUT", "30s", "workloadapi mode: how long startup waits for the first SVID (`/readyz` answers 503 meanwhile) before warden exits with an error naming the socket", BySidecar, "",
+		func(p *parser, c *values, n string) { c.IdentityTimeout = p.duration(n) }},
+	{"WARDEN_OUTBOUND_ADDR", "127.0.0.1:15001", "plaintext HTTP listener where the app sends outbound requests, loopback only; it starts when WARDEN_OUTBOUND_ROUTES is set; empty (or `off`, the former way) turns it off", BySidecar, "no outbound listener",
+		func(p *parser, c *values, n string) { c.OutboundAddr = p.outboundAddr(n) }},
+	{"WARDEN_OUTBOUND_ROUTES", "", "comma-separated `host=addr|spiffe-id` routes: a request with that Host goes over mTLS to `addr`, which must present `spiffe-id`; any other Host gets 403 `unknown_destination`", BySidecar, "",
+		func(p *parser, c *values, n string) { c.OutboundRoutes = p.routes(n) }},
+	{"WARDEN_OUTBOUND_TIMEOUT", "30s", "time for a destination to send its whole response to an outbound request; no answer by then: 504", BySidecar, "",
+		func(p *parser, c *values, n string) { c.OutboundTimeout = p.duration(n) }},
+	{"WARDEN_UPSTREAM_TIMEOUT", "30s", "time for the app to send its whole response (like Envoy's route timeout); no answer by then: 504", BySidecar, "",
+		func(p *parser, c *values, n string) { c.UpstreamTimeout = p.duration(n) }},
+	{"WARDEN_UPSTREAM_MAX_CONNS", "1024", "maximum open connections to the app", BySidecar, "",
+		func(p *parser, c *values, n string) { c.UpstreamMaxConns = p.positiveInt(n) }},
+	{"WARDEN_READ_TIMEOUT", "30s", "time for a client to send a whole request (and the TLS handshake)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.ReadTimeout = p.duration(n) }},
+	{"WARDEN_WRITE_TIMEOUT", "30s", "time to write a response to a client", BySidecar, "",
+		func(p *parser, c *values, n string) { c.WriteTimeout = p.duration(n) }},
+	{"WARDEN_IDLE_TIMEOUT", "120s", "keep-alive connections idle this long are closed", BySidecar, "",
+		func(p *parser, c *values, n string) { c.IdleTimeout = p.duration(n) }},
+	{"WARDEN_MAX_HEADER_BYTES", "16384", "largest request header block; larger gets 431", BySidecar, "",
+		func(p *parser, c *values, n string) { c.MaxHeaderBytes = p.headerBytes(n) }},
+	{"WARDEN_MAX_REQUEST_BODY_BYTES", "4194304", "largest request body; larger gets 413", BySidecar, "",
+		func(p *parser, c *values, n string) { c.MaxRequestBodyBytes = p.positiveInt(n) }},
+	{"WARDEN_MAX_CONNECTIONS", "10000", "concurrent inbound connections; more are refused", BySidecar, "",
+		func(p *parser, c *values, n string) { c.MaxConnections = p.positiveInt(n) }},
+	{"WARDEN_DRAIN_TIMEOUT", "15s", "on SIGTERM/SIGINT, time in-flight requests get to finish", BySidecar, "",
+		func(p *parser, c *values, n string) { c.DrainTimeout = p.duration(n) }},
+	{"WARDEN_HANDSHAKE_TIMEOUT", "5s", "time a client gets to complete the TLS handshake, whatever WARDEN_READ_TIMEOUT allows: unauthenticated connections cannot hold the connection slots", BySidecar, "",
+		func(p *parser, c *values, n string) { c.HandshakeTimeout = p.duration(n) }},
+	{"WARDEN_ALLOW_GET_BODY", "false", "`true` forwards a body on `GET`, `HEAD`, `OPTIONS` and `TRACE`; `false`: such a request gets 400 (an app that ignores the body would read it as a second request)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.AllowGetBody = p.boolean(n) }},
+	{"WARDEN_PATH_SEMICOLON", "reject", "`reject`: a `;` in the path (raw or `%3B`) gets 400, since servlet containers strip `;` parameters and route to another resource than the policy decided on; `keep`: a raw `;` is forwarded as sent (for apps with matrix parameters; unsafe in front of Tomcat, Jetty or Spring), `%3B` still gets 400", BySidecar, "",
+		func(p *parser, c *values, n string) {
+			c.PathSemicolon = p.oneOf(n, PathSemicolonReject, PathSemicolonKeep)
+		}},
+	{"WARDEN_HEADERS_WITH_UNDERSCORES", "drop", "header names with `_`, which CGI, WSGI, Rack and PHP merge with their `-` twin: `drop` (removed before policy and app), `reject` (400) or `allow`", BySidecar, "",
+		func(p *parser, c *values, n string) {
+			c.HeadersWithUnderscores = p.oneOf(n, UnderscoresDrop, UnderscoresReject, UnderscoresAllow)
+		}},
+	{"WARDEN_STRIP_HEADERS", "X-Original-URL,X-Rewrite-URL,X-Forwarded-Host,X-Forwarded-Prefix,Forwarded,X-Real-IP", "comma-separated request headers removed before policy and app (routing overrides apps and frameworks trust); empty (or `none`, the former way): strip nothing", BySidecar, "strip nothing",
+		func(p *parser, c *values, n string) { c.StripHeaders = p.headerNames(n, StripNone) }},
+	{"WARDEN_ALLOW_METHOD_OVERRIDE", "false", "`true` forwards `X-HTTP-Method-Override`, `X-HTTP-Method` and `X-Method-Override`; `false`: a request carrying one gets 400 (the app would run another method than the policy decided on)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.AllowMethodOverride = p.boolean(n) }},
+	{"WARDEN_ALLOWED_METHODS", "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS", "comma-separated request methods; any other gets 405 with `Allow`", BySidecar, "",
+		func(p *parser, c *values, n string) { c.AllowedMethods = p.methods(n) }},
+	{"WARDEN_MAX_HEADERS", "100", "most request header lines; more gets 431", BySidecar, "",
+		func(p *parser, c *values, n string) { c.MaxHeaders = p.positiveInt(n) }},
+	{"WARDEN_POLICY_BUNDLE", "", "policy bundle: a directory, a `.tar.gz` file or an `http(s)://` bundle URL; empty: the default bundle embedded from `bundle/default/`", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyBundle = p.bundleSource(n) }},
+	{"WARDEN_POLICY_POLL_INTERVAL", "30s", "how often the bundle source is checked for a new revision (URLs with `If-None-Match`; files and directories for changes)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyPollInterval = p.duration(n) }},
+	{"WARDEN_POLICY_VERIFICATION_KEY", "", "PEM public key (or HS256 shared-secret file) that bundles must be signed with; empty: signatures are not required", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyVerificationKey = p.file(n) }},
+	{"WARDEN_POLICY_VERIFICATION_ALG", "", "signing algorithm of the key (`RS256`, `ES256`, `HS256`, ...); empty: inferred from the key", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyVerificationAlg = p.str(n) }},
+	{"WARDEN_POLICY_DECISION", "warden/authz/allow", "the rule that decides, as a path under `data`", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyDecision = p.rulePath(n) }},
+	{"WARDEN_POLICY_CACHE_SIZE", "10000", "decisions cached per bundle revision; 0 turns the cache off", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyCacheSize = p.nonNegativeInt(n) }},
+	{"WARDEN_POLICY_CACHE_TTL", "60s", "how long a decision without its own `cache_ttl_seconds` stays cached", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyCacheTTL = p.duration(n) }},
+	{"WARDEN_POLICY_CACHE_BYTES", "33554432", "bytes the decision cache may hold per bundle revision (keys and decisions); least recently used decisions go first", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyCacheBytes = int64(p.nonNegativeInt(n)) }},
+	{"WARDEN_POLICY_ALLOW_NETWORK", "false", "`true` lets policies call builtins that do network I/O (`http.send`, `net.lookup_ip_addr`); `false`: a bundle using them is rejected", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyAllowNetwork = p.boolean(n) }},
+	{"WARDEN_POLICY_EVAL_TIMEOUT", "100ms", "longest policy evaluation; a request whose evaluation takes longer is denied (403) and `policy_eval_timeout` logged", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PolicyEvalTimeout = p.duration(n) }},
+	{"WARDEN_DECISION_LOG", "stderr", "where decision log lines go: `stderr`, `stdout` or a file path (appended)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.DecisionLog = p.str(n) }},
+	{"WARDEN_JWT_JWKS", "", "keys to verify request tokens (JWTs) with: a JWKS file, an `http(s)://` JWKS URL, or `spiffe` for the Workload API's JWT bundles (JWT-SVIDs; workloadapi mode only); empty: tokens are not verified", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTJWKS = p.jwks(n) }},
+	{"WARDEN_JWT_JWKS_REFRESH", "5m", "how often a JWKS file or URL is loaded again; a token naming an unknown `kid` also triggers a load, at most once per 30s", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTJWKSRefresh = p.duration(n) }},
+	{"WARDEN_JWT_ISSUERS", "", "comma-separated accepted `iss` values; required with a JWKS file or URL; with `spiffe`, optional (empty: `iss` is not checked)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTIssuers = p.list(n) }},
+	{"WARDEN_JWT_AUDIENCES", "", "comma-separated accepted `aud` values, of which a token must name one; required when WARDEN_JWT_JWKS is set", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTAudiences = p.list(n) }},
+	{"WARDEN_JWT_ALGORITHMS", "RS256,ES256,EdDSA,PS256", "accepted signature algorithms (RS*, PS*, ES*, EdDSA); `none` and HMAC (`HS*`) are refused", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTAlgorithms = p.algorithms(n) }},
+	{"WARDEN_JWT_CLOCK_SKEW", "30s", "tolerance on a token's `exp`, `nbf` and `iat`", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTClockSkew = p.nonNegativeDuration(n) }},
+	{"WARDEN_JWT_REQUIRED", "true", "`true`: a request without a token gets 401; `false`: it reaches the policy without `input.token` (an invalid token still gets 401)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTRequired = p.boolean(n) }},
+	{"WARDEN_JWT_HEADER", "Authorization", "the request header carrying the token (`Bearer ` prefix; optional in another header); never the query string", BySidecar, "",
+		func(p *parser, c *values, n string) { c.JWTHeader = p.tokenHeader(n) }},
+	{"WARDEN_RATE_LIMIT_MODE", "auto", "`auto` (eBPF when a conn or packet rate is set and it loads, else the userspace limiter), `ebpf` (startup fails with the kernel's error if it can't load), `userspace` or `off`", BySidecar, "",
+		func(p *parser, c *values, n string) {
+			c.RateLimitMode = p.oneOf(n, RateLimitAuto, RateLimitEBPF, RateLimitUserspace, RateLimitOff)
+		}},
+	{"WARDEN_BPF_INTERFACE", "", "interface the eBPF program attaches to; empty: the one that carries the route to the inbound address (`eth0` in a pod)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.BPFInterface = p.iface(n) }},
+	{"WARDEN_BPF_ATTACH", "xdp", "`xdp` (native where the driver supports it, else generic) or `tc` (TCX ingress)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.BPFAttach = p.oneOf(n, "xdp", "tc") }},
+	{"WARDEN_CONN_RATE_LIMIT", "0", "new connections (SYNs) per second per source IP to the inbound port; 0: unlimited", BySidecar, "",
+		func(p *parser, c *values, n string) { c.ConnRateLimit = p.rate(n) }},
+	{"WARDEN_CONN_BURST", "0", "token bucket size for WARDEN_CONN_RATE_LIMIT; 0: equal to the rate", BySidecar, "",
+		func(p *parser, c *values, n string) { c.ConnBurst = p.rate(n) }},
+	{"WARDEN_PACKET_RATE_LIMIT", "0", "packets per second per connection (5-tuple) to the inbound port; the userspace limiter counts HTTP requests instead and answers 429; 0: unlimited", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PacketRateLimit = p.rate(n) }},
+	{"WARDEN_PACKET_BURST", "0", "token bucket size for WARDEN_PACKET_RATE_LIMIT; 0: equal to the rate", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PacketBurst = p.rate(n) }},
+	{"WARDEN_BPF_MAX_SOURCES", "65536", "entries in the per-source LRU map (least recently seen sources are forgotten first)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.BPFMaxSources = p.positiveInt(n) }},
+	{"WARDEN_BPF_MAX_CONNS", "262144", "entries in the per-connection LRU map", BySidecar, "",
+		func(p *parser, c *values, n string) { c.BPFMaxConns = p.positiveInt(n) }},
+	{"WARDEN_ADMIN_PPROF", "false", "`true` serves Go's profiler under `/debug/pprof/` on the admin address", BySidecar, "",
+		func(p *parser, c *values, n string) { c.AdminPprof = p.boolean(n) }},
+	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`", BySidecar | ByWebhook, "",
+		func(p *parser, c *values, n string) { c.LogLevel = p.oneOf(n, "debug", "info", "warn", "error") }},
+	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`", BySidecar | ByWebhook, "",
+		func(p *parser, c *values, n string) { c.LogFormat = p.oneOf(n, "json", "console") }},
+	{"WARDEN_REDIRECT_PORTS", "", "`warden init`: comma-separated TCP ports of the app whose inbound traffic is redirected to warden's inbound port, or `*` for every TCP port but warden's inbound and admin ports (which a list must not name); empty: the app's port (WARDEN_UPSTREAM_PORT, else the port of WARDEN_UPSTREAM_ADDR)", BySidecar | ByInit, "",
+		func(p *parser, c *values, n string) { c.RedirectPorts, c.RedirectAll = p.redirectPorts(n, c.Config) }},
+	{"WARDEN_PROXY_UID", "1337", "`warden init`: the user ID warden runs as, not 0; connections this user makes to the pod's own address are not redirected (no loop), everyone else's are", ByInit, "",
+		func(p *parser, c *values, n string) { c.proxyUID = p.uid(n) }},
+	{"WARDEN_WEBHOOK_ADDR", ":9443", "`warden webhook`: HTTPS listener of the admission webhook (`POST /mutate`, `POST /mutate/opt-in`, `GET /healthz`)", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.Addr = p.addr(n) }},
+	{"WARDEN_WEBHOOK_CERT", "/etc/warden/webhook/tls.crt", "`warden webhook`: PEM serving certificate (with its chain); read again when the file changes, so a rotated certificate (cert-manager) needs no restart", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.CertFile = p.str(n) }},
+	{"WARDEN_WEBHOOK_KEY", "/etc/warden/webhook/tls.key", "`warden webhook`: PEM private key of WARDEN_WEBHOOK_CERT, read again with it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.KeyFile = p.str(n) }},
+	{"WARDEN_SIDECAR_IMAGE", "", "`warden webhook`: image of the injected `warden` and `warden-init` containers, e.g. `ghcr.io/warden-sidecar/warden:v0.1.0`; required", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.SidecarImage = p.image(n) }},
+}
+
+// WebhookVars are the variables only `warden webhook` reads (it reads
+// WARDEN_LOG_LEVEL and WARDEN_LOG_FORMAT too).
+var WebhookVars = readOnlyBy(ByWebhook)
+
+func readOnlyBy(r Reader) []Var {
+	var out []Var
+	for _, v := range Vars {
+		if v.Readers == r {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Lookup finds a variable of the table by name.
+func Lookup(name string) (Var, bool) {
+	if v, ok := byName[name]; ok {
+		return *v, true
+	}
+	return Var{}, false
+}
+
+// Default is the default value of a variable of the table.
+func Default(name string) string {
+	v, ok := byName[name]
+	if !ok {
+		panic("config: no variable " + name)
+	}
+	return v.Default
+}
+
+// parse runs the setters of the variables that r reads, in table order.
+func (p *parser) parse(c *values, r Reader) {
+	for _, v := range Vars {
+		if v.Readers&r != 0 {
+			v.set(p, c, v.Name)
+		}
+	}
+}
+
+// byName indexes Vars. It is filled in init, not by its initializer: the
+// setters in Vars read it (parser.raw gets defaults from it), so an
+// initializer reading Vars would be a cycle.
+var byName map[string]*Var
+
+func init() {
+	byName = make(map[string]*Var, len(Vars))
+	for i := range Vars {
+		byName[Vars[i].Name] = &Vars[i]
+	}
+}
