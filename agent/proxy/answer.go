@@ -1,0 +1,198 @@
+package proxy
+
+// The answers warden gives in the app's stead (sanitized JSON errors, 429
+// with Retry-After, the refusals of the hardening checks), the log lines
+// that go with them, and the one access line per request.
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/warden-sidecar/warden/internal/redact"
+)
+
+// upstreamError maps a client error to the status and code clients see.
+func upstreamError(err error) (int, string) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
+		return fasthttp.StatusGatewayTimeout, "upstream_timeout"
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return fasthttp.StatusServiceUnavailable, "upstream_overloaded"
+	default:
+		return fasthttp.StatusBadGateway, "upstream_unavailable"
+	}
+}
+
+// handleParseError answers requests fasthttp could not read.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	status, code := fasthttp.StatusBadRequest, "bad_request"
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, code = fasthttp.StatusRequestEntityTooLarge, "body_too_large"
+		if c, ok := ctx.Conn().(*conn); ok {
+			c.lingerOnClose = true
+		}
+	}
+	c, _ := ctx.Conn().(*conn)
+	if c == nil {
+		s.reject(ctx, nil, status, code)
+		ctx.SetConnectionClose()
+		return
+	}
+	if !c.ConnectionState().HandshakeComplete {
+		// No HTTP was spoken: there is nobody to answer, only a log line.
+		s.log.Warn().Str("event", "tls_handshake_failed").Err(err).
+			Str("remote_addr", c.RemoteAddr().String()).Msg("inbound TLS handshake failed")
+		ctx.SetConnectionClose()
+		return
+	}
+	if !c.resolved {
+		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
+	}
+	c.requestID = s.ids.Append(c.requestID[:0])
+	// Only the class of the error, the method and the path: fasthttp's
+	// message may quote the raw request, credentials included.
+	method, path := c.requestLine()
+	s.log.Warn().Str("event", "bad_request").Str("error_class", parseErrorClass(err)).Int("status", status).
+		Bytes("method", method).Bytes("raw_path", redact.Path(path)).
+		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
+	s.refuse(ctx, c, status, code)
+	ctx.SetConnectionClose()
+}
+
+// parseErrorClass names what kind of request fasthttp could not read,
+// without a byte of it. fasthttp exports types for few of its errors, so the
+// rest are told apart by the fixed part of their messages; an unknown one is
+// "malformed_request".
+func parseErrorClass(err error) string {
+	var small *fasthttp.ErrSmallBuffer
+	var chunk fasthttp.ErrBrokenChunk
+	switch {
+	case errors.As(err, &small):
+		return "headers_too_large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return "body_too_large"
+	case errors.As(err, &chunk):
+		return "malformed_chunked_body"
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	}
+	msg := err.Error()
+	for _, c := range parseErrorClasses {
+		if strings.Contains(msg, c.text) {
+			return c.class
+		}
+	}
+	return "malformed_request"
+}
+
+var parseErrorClasses = []struct{ text, class string }{
+	{"too many host headers", "duplicate_host"},
+	{"missing required host", "missing_host"},
+	{"mime header", "malformed_header"},
+	{"first line", "malformed_request_line"},
+	{"method", "malformed_request_line"},
+	{"Content-Length", "malformed_content_length"},
+	{"Transfer-Encoding", "malformed_transfer_encoding"},
+	{"chunk", "malformed_chunked_body"},
+}
+
+// tooManyRequests answers 429 with the seconds until the connection may
+// send again (rounded up: Retry-After is whole seconds).
+func (s *Server) tooManyRequests(ctx *fasthttp.RequestCtx, c *conn, wait time.Duration) {
+	secs := int((wait + time.Second - 1) / time.Second)
+	s.reject(ctx, c, fasthttp.StatusTooManyRequests, "rate_limited")
+	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(c.scratch[:0], int64(max(secs, 1)), 10))
+	s.access(ctx, c)
+}
+
+// refuse answers with an error instead of the app, and logs the access.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, c *conn, status int, code string) {
+	s.reject(ctx, c, status, code)
+	s.access(ctx, c)
+}
+
+// reject writes the small JSON error body clients get; details stay in the log.
+func (s *Server) reject(ctx *fasthttp.RequestCtx, c *conn, status int, code string) {
+	var id []byte
+	if c != nil {
+		id = c.requestID
+	} else {
+		id = s.ids.Append(nil)
+	}
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.SetBytesV(HeaderRequestID, id)
+	ctx.Response.ResetBody()
+	ctx.Response.AppendBodyString(`{"error":"`)
+	ctx.Response.AppendBodyString(code)
+	ctx.Response.AppendBodyString(`","request_id":"`)
+	ctx.Response.AppendBody(id)
+	ctx.Response.AppendBodyString("\"}\n")
+}
+
+// access writes the one access-log line per request.
+func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
+	e := s.log.Info()
+	if !e.Enabled() {
+		return
+	}
+	// Refused before normalization, a request is logged with its raw path.
+	path := c.path
+	if len(path) == 0 {
+		path = ctx.URI().PathOriginal()
+	}
+	var dur float64
+	if t := ctx.Time(); !t.IsZero() {
+		dur = time.Since(t).Seconds()
+	}
+	e.Str("event", "access").
+		Bytes("method", ctx.Method()).
+		Bytes("path", redact.Path(path)).
+		Int("status", ctx.Response.StatusCode()).
+		Str("peer_id", c.peerStr).
+		Str("client_ip", c.clientIP).
+		Float64("duration_s", dur).
+		Int("bytes_in", len(ctx.Request.Body())).
+		Int("bytes_out", ctx.Response.Header.ContentLength()).
+		Bytes("request_id", c.requestID).
+		Send()
+}
+
+// fasthttpLogger sends fasthttp's own messages to the component logger at
+// debug level: the errors they describe (failed handshakes, bad requests)
+// are already logged above with an event name and the request id. Only the
+// format is logged: its arguments may hold bytes of a request.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, _ ...any) {
+	l.log.Debug().Str("event", "fasthttp").Str("format", format).Send()
+}
+
+// refuseRequest answers a request that failed a hardening check, and logs
+// why (the reason, the method and the path; never a header value).
+func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
+	s.log.Warn().Str("event", "request_refused").Str("reason", r.reason).Int("status", r.status).
+		Bytes("method", ctx.Method()).Bytes("raw_path", redact.Path(ctx.URI().PathOriginal())).
+		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before policy")
+	s.reject(ctx, c, r.status, r.code)
+	if r == refuseMethod && s.harden.allow != "" {
+		ctx.Response.Header.SetCanonical(headerAllow, []byte(s.harden.allow))
+	}
+	// A client that sent a request two parsers could read differently does
+	// not get to send more on this connection, whose framing is in doubt.
+	ctx.SetConnectionClose()
+	s.access(ctx, c)
+}
