@@ -45,9 +45,16 @@ var layoutRules = []struct {
 	{
 		from:  []string{"agent/proxy"},
 		deny:  []string{"..."},
-		allow: []string{"internal/..."},
+		allow: []string{"internal/...", "agent/pep"},
 		why: "the data path holds no identity, policy or rate-limit logic: it gets them as functions and interfaces " +
-			"(AllowPeer, Guard, Limiter) and imports nothing of warden's but internal/",
+			"(AllowPeer, Guard, Limiter) and imports nothing of warden's but internal/ and the pipeline's contract (agent/pep)",
+	},
+	{
+		from:  []string{"agent/pep"},
+		deny:  []string{"..."},
+		allow: []string{"internal/..."},
+		tests: true,
+		why:   "agent/pep is the decision pipeline's contract, types only: every protocol path imports it, so it imports nothing of warden's but internal/",
 	},
 	{
 		from: []string{"agent/proxy"},

@@ -26,9 +26,9 @@ func benchInput() *Input {
 	return &Input{
 		Method: "GET", Path: "/api/v1/items/42", RawPath: "/api/v1/items/42", RawQuery: "expand=owner&limit=10",
 		Headers: []Header{
-			{"host", "app.default.svc"}, {"user-agent", "Go-http-client/1.1"}, {"accept", "application/json"},
-			{"accept-encoding", "gzip"}, {"content-type", "application/json"}, {"x-tenant", "blue"},
-			{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, {"x-forwarded-proto", "https"},
+			{Name: "host", Value: "app.default.svc"}, {Name: "user-agent", Value: "Go-http-client/1.1"}, {Name: "accept", Value: "application/json"},
+			{Name: "accept-encoding", Value: "gzip"}, {Name: "content-type", Value: "application/json"}, {Name: "x-tenant", Value: "blue"},
+			{Name: "traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, {Name: "x-forwarded-proto", Value: "https"},
 		},
 		Transaction: "5f0c6a2e-9d7b-4c1e-8a55-0e6f3c2d1b7a", Sender: "10.244.1.17",
 		PeerID: "spiffe://example.org/ns/default/sa/reader", PeerTrustDomain: "example.org",
@@ -120,7 +120,7 @@ func BenchmarkInputRepeatedHeaders(b *testing.B) {
 	for _, n := range []int{0, 100, 1000} {
 		in := benchInput()
 		for range n {
-			in.Headers = append(in.Headers, Header{"x-forwarded-for", "10.244.1.17"})
+			in.Headers = append(in.Headers, Header{Name: "x-forwarded-for", Value: "10.244.1.17"})
 		}
 		b.Run(fmt.Sprintf("repeated=%d", n), func(b *testing.B) {
 			b.ReportAllocs()

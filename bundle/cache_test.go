@@ -55,7 +55,7 @@ func policyEngine(t *testing.T, rego string, opts Options) *testEngine {
 func fullInput() *Input {
 	return &Input{
 		Method: "GET", Path: "/items/42", RawPath: "/items/42", RawQuery: "a=1&b=2",
-		Headers:     []Header{{"accept", "application/json"}, {"x-tenant", "blue"}},
+		Headers:     []Header{{Name: "accept", Value: "application/json"}, {Name: "x-tenant", Value: "blue"}},
 		Transaction: "tx-1", Sender: "10.0.0.1",
 		PeerID: "spiffe://example.org/a", PeerTrustDomain: "example.org",
 		DestinationID: "spiffe://example.org/app",
@@ -75,12 +75,20 @@ func TestCacheKeyCoversWhatThePolicyReads(t *testing.T) {
 		{"another path", func(in *Input) { in.Path = "/items/43" }},
 		{"another raw path", func(in *Input) { in.RawPath = "/items/%34%32" }},
 		{"another query", func(in *Input) { in.RawQuery = "a=1&b=3" }},
-		{"another header value", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", "red"}} }},
-		{"another header name", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenanT", "blue"}} }},
-		{"one more header", func(in *Input) { in.Headers = append(in.Headers, Header{"x-extra", ""}) }},
-		{"a header split differently", func(in *Input) { in.Headers = []Header{{"accept", "application/jsonx-tenant"}, {"", "blue"}} }},
-		{"a header repeated", func(in *Input) { in.Headers = append(in.Headers, Header{"x-tenant", ""}) }},
-		{"a header emptied", func(in *Input) { in.Headers = []Header{{"accept", "application/json"}, {"x-tenant", ""}} }},
+		{"another header value", func(in *Input) {
+			in.Headers = []Header{{Name: "accept", Value: "application/json"}, {Name: "x-tenant", Value: "red"}}
+		}},
+		{"another header name", func(in *Input) {
+			in.Headers = []Header{{Name: "accept", Value: "application/json"}, {Name: "x-tenanT", Value: "blue"}}
+		}},
+		{"one more header", func(in *Input) { in.Headers = append(in.Headers, Header{Name: "x-extra", Value: ""}) }},
+		{"a header split differently", func(in *Input) {
+			in.Headers = []Header{{Name: "accept", Value: "application/jsonx-tenant"}, {Name: "", Value: "blue"}}
+		}},
+		{"a header repeated", func(in *Input) { in.Headers = append(in.Headers, Header{Name: "x-tenant", Value: ""}) }},
+		{"a header emptied", func(in *Input) {
+			in.Headers = []Header{{Name: "accept", Value: "application/json"}, {Name: "x-tenant", Value: ""}}
+		}},
 		{"another sender", func(in *Input) { in.Sender = "10.0.0.2" }},
 		{"another peer id", func(in *Input) { in.PeerID = "spiffe://example.org/b" }},
 		{"another peer trust domain", func(in *Input) { in.PeerTrustDomain = "example.com" }},
@@ -260,7 +268,7 @@ allow := {"allow": true, "reason": input.path, "headers": {"x-tenant": input.hea
 	for i := range 2000 {
 		in := fullInput()
 		in.Path = fmt.Sprintf("/items/%d", i)
-		in.Headers = append(in.Headers, Header{"x-filler", filler})
+		in.Headers = append(in.Headers, Header{Name: "x-filler", Value: filler})
 		if d := decide(t, e.Engine, in); !d.Allow || d.Cached {
 			t.Fatalf("request %d: %+v", i, d)
 		}
@@ -284,7 +292,7 @@ func TestCacheRefusesADecisionLargerThanItsShard(t *testing.T) {
 	c.Put([]byte("small"), small, small.size(), time.Minute)
 	for _, d := range []Decision{
 		{Reason: strings.Repeat("r", 2000)},
-		{Headers: []Header{{"x-big", strings.Repeat("v", 2000)}}},
+		{Headers: []Header{{Name: "x-big", Value: strings.Repeat("v", 2000)}}},
 		{Headers: make([]Header, 0, 100)},
 		{Mask: []string{strings.Repeat("m", 2000)}},
 	} {

@@ -76,7 +76,7 @@ func TestDecisionResults(t *testing.T) {
 			rego: `package warden.authz
 allow := {"allow": false, "status": 401, "reason": "no token", "headers": {"x-b": "2", "x-a": "1"}}`,
 			in:     request("GET", "/"),
-			want:   Decision{Status: 401, Reason: "no token", Headers: []Header{{"x-a", "1"}, {"x-b", "2"}}},
+			want:   Decision{Status: 401, Reason: "no token", Headers: []Header{{Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2"}}},
 			cached: true,
 		},
 		{
@@ -84,7 +84,7 @@ allow := {"allow": false, "status": 401, "reason": "no token", "headers": {"x-b"
 			rego: `package warden.authz
 allow := {"allow": true, "headers": {"x-user": input.peer.spiffe_id}}`,
 			in:     request("GET", "/"),
-			want:   Decision{Allow: true, Headers: []Header{{"x-user", "spiffe://example.org/client"}}},
+			want:   Decision{Allow: true, Headers: []Header{{Name: "x-user", Value: "spiffe://example.org/client"}}},
 			cached: true,
 		},
 		{
@@ -167,7 +167,7 @@ allow if {
 }`,
 			in: &Input{
 				Method: "GET", Path: "/a/b", RawPath: "/a%2Fb", RawQuery: "x=1&x=2+3&flag&&%zz=%4",
-				Headers:     []Header{{"accept", "a"}, {"x-one", "1"}, {"accept", "b"}},
+				Headers:     []Header{{Name: "accept", Value: "a"}, {Name: "x-one", Value: "1"}, {Name: "accept", Value: "b"}},
 				Transaction: "tx-9", Sender: "10.0.0.7",
 				PeerID: "spiffe://example.org/c", PeerTrustDomain: "example.org",
 				DestinationID: "spiffe://example.org/app",

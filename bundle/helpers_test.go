@@ -341,7 +341,7 @@ func (te *testEngine) mustReject(t *testing.T, want string) {
 func request(method, path string) *Input {
 	return &Input{
 		Method: method, Path: path, RawPath: path,
-		Headers:     []Header{{"accept", "*/*"}, {"user-agent", "test"}},
+		Headers:     []Header{{Name: "accept", Value: "*/*"}, {Name: "user-agent", Value: "test"}},
 		Transaction: "tx-1", Sender: "127.0.0.1",
 		PeerID: "spiffe://example.org/client", PeerTrustDomain: "example.org",
 		DestinationID: "spiffe://example.org/app",

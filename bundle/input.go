@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/warden-sidecar/warden/internal/header"
 )
 
 // Input is the policy input: one schema for the whole application. The PEP
@@ -24,7 +26,7 @@ type Input struct {
 }
 
 // Header is one request header, or one header a decision adds upstream.
-type Header struct{ Name, Value string }
+type Header = header.Header
 
 // own copies every string of in into one allocation. OPA may keep strings of
 // the input beyond one evaluation (in results, in builtin caches keyed by

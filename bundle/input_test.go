@@ -40,20 +40,20 @@ func TestRepeatedHeadersAreJoined(t *testing.T) {
 	var hundred []Header
 	var values []string
 	for i := range 100 {
-		hundred = append(hundred, Header{"x-forwarded-for", fmt.Sprintf("10.0.0.%d", i)})
+		hundred = append(hundred, Header{Name: "x-forwarded-for", Value: fmt.Sprintf("10.0.0.%d", i)})
 		values = append(values, fmt.Sprintf("10.0.0.%d", i))
 	}
-	hundred = append(hundred, Header{"accept", "*/*"})
+	hundred = append(hundred, Header{Name: "accept", Value: "*/*"})
 	tests := []struct {
 		name string
 		in   []Header
 		want ast.Value
 	}{
-		{"names seen once keep their values", []Header{{"accept", "a"}, {"x", "1"}},
+		{"names seen once keep their values", []Header{{Name: "accept", Value: "a"}, {Name: "x", Value: "1"}},
 			ast.MustParseTerm(`{"accept": "a", "x": "1"}`).Value},
-		{"repeated names are joined in order, empty values included", []Header{{"accept", "a"}, {"x", "1"}, {"accept", "b"}, {"accept", ""}},
+		{"repeated names are joined in order, empty values included", []Header{{Name: "accept", Value: "a"}, {Name: "x", Value: "1"}, {Name: "accept", Value: "b"}, {Name: "accept", Value: ""}},
 			ast.MustParseTerm(`{"accept": "a, b, ", "x": "1"}`).Value},
-		{"only empty values still get their separators", []Header{{"a", ""}, {"a", ""}, {"a", ""}},
+		{"only empty values still get their separators", []Header{{Name: "a", Value: ""}, {Name: "a", Value: ""}, {Name: "a", Value: ""}},
 			ast.MustParseTerm(`{"a": ", , "}`).Value},
 		{"a hundred copies of one header make one value", hundred,
 			ast.NewObject(
@@ -76,7 +76,7 @@ func FuzzQuery(f *testing.F) {
 		f.Add(seed, "x-h", "v")
 	}
 	f.Fuzz(func(t *testing.T, raw, name, value string) {
-		in := &Input{RawQuery: raw, Headers: []Header{{name, value}, {name, raw}}, Token: map[string]any{"q": raw}}
+		in := &Input{RawQuery: raw, Headers: []Header{{Name: name, Value: value}, {Name: name, Value: raw}}, Token: map[string]any{"q": raw}}
 		v, err := inputValue(in)
 		if err != nil {
 			t.Fatal(err)

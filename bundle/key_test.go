@@ -89,9 +89,9 @@ func TestPolicyAwareKeyIgnoresHeadersThePolicyDoesNotRead(t *testing.T) {
 	stream := func(i int) *Input {
 		in := request("GET", "/api/items")
 		in.Headers = []Header{
-			{"user-agent", fmt.Sprintf("client/%d", i%7)},
-			{"x-client-seq", fmt.Sprint(i)},
-			{"content-length", fmt.Sprint(100 + i)},
+			{Name: "user-agent", Value: fmt.Sprintf("client/%d", i%7)},
+			{Name: "x-client-seq", Value: fmt.Sprint(i)},
+			{Name: "content-length", Value: fmt.Sprint(100 + i)},
 		}
 		return in
 	}
@@ -190,7 +190,7 @@ func BenchmarkCacheHitRatio(b *testing.B) {
 // key: a field added to inputValue but not to keySpec.read falls back to
 // keying the whole input, which this test reports as a field to add.
 func TestKeySpecKnowsEveryInputField(t *testing.T) {
-	in := Input{Method: "GET", Path: "/", RawPath: "/", RawQuery: "a=1", Headers: []Header{{"x", "1"}},
+	in := Input{Method: "GET", Path: "/", RawPath: "/", RawQuery: "a=1", Headers: []Header{{Name: "x", Value: "1"}},
 		Transaction: "t", Sender: "10.0.0.1", PeerID: "spiffe://td/p", PeerTrustDomain: "td",
 		DestinationID: "spiffe://td/d", Token: map[string]any{"sub": "alice"}, TokenKey: "k"}
 	v, err := inputValue(&in)

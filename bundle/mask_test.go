@@ -22,7 +22,7 @@ func maskEngine(t *testing.T, files map[string]string) *testEngine {
 func TestDecisionLogMask(t *testing.T) {
 	allowGET := authz(`default allow := false`, `allow if input.method == "GET"`)
 	withKey := func(in *Input) *Input {
-		in.Headers = append(in.Headers, Header{"x-api-key", "k-123"})
+		in.Headers = append(in.Headers, Header{Name: "x-api-key", Value: "k-123"})
 		return in
 	}
 	tests := []struct {
@@ -149,7 +149,7 @@ func TestMaskIsPartOfTheCachedDecision(t *testing.T) {
 		`mask contains "/input/headers/x-api-key" if input.input.headers["x-api-key"]`,
 	)))
 	with := request("GET", "/")
-	with.Headers = append(with.Headers, Header{"x-api-key", "k-123"})
+	with.Headers = append(with.Headers, Header{Name: "x-api-key", Value: "k-123"})
 	without := request("GET", "/")
 	if d := decide(t, e.Engine, with); d.Cached || len(d.Mask) != 1 {
 		t.Fatalf("first decision %+v", d)

@@ -4,41 +4,31 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/rs/zerolog"
-	"github.com/valyala/fasthttp"
 
-	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
-// Engine is the decision point; *bundle.Engine implements it.
-type Engine interface {
-	Decide(ctx context.Context, in *bundle.Input) (bundle.Decision, error)
-}
-
-// Verifier checks a request's token; *token.Verifier implements it.
-type Verifier interface {
-	Verify(raw []byte) (*token.Verified, error)
-}
-
-// Authorizer implements proxy.Guard.
+// Authorizer is the decision pipeline: it implements pep.Checker.
 type Authorizer struct {
-	engine Engine
+	engine *bundle.Engine
 	ownID  func() string
 	log    zerolog.Logger // the decision log
 	events zerolog.Logger // security events (token_refused)
 	states sync.Pool
 
-	tokens        Verifier // nil: tokens are not read
-	tokenHeader   []byte   // lower case
-	bearerPrefix  bool     // the header is Authorization: only "Bearer <token>" counts
+	tokens        *token.Verifier // nil: tokens are not read
+	tokenHeader   []byte          // lower case
+	bearerPrefix  bool            // the header is Authorization: only "Bearer <token>" counts
 	tokenRequired bool
 }
 
@@ -50,7 +40,7 @@ type Option func(*Authorizer)
 // counts as no token); in another header the "Bearer " prefix is optional.
 // A token that fails verification is refused with 401; so is a request
 // without one when required. The header never reaches the policy input.
-func WithTokens(v Verifier, header string, required bool) Option {
+func WithTokens(v *token.Verifier, header string, required bool) Option {
 	return func(a *Authorizer) {
 		a.tokens = v
 		a.tokenHeader = []byte(strings.ToLower(header))
@@ -67,7 +57,7 @@ func WithEventLog(l zerolog.Logger) Option {
 
 // New builds the PEP. ownID returns warden's SPIFFE ID (input.destination);
 // decisions are logged to log, one line each, with event "decision".
-func New(engine Engine, ownID func() string, log zerolog.Logger, opts ...Option) *Authorizer {
+func New(engine *bundle.Engine, ownID func() string, log zerolog.Logger, opts ...Option) *Authorizer {
 	a := &Authorizer{engine: engine, ownID: ownID, log: log, events: zerolog.Nop()}
 	for _, o := range opts {
 		o(a)
@@ -106,47 +96,32 @@ func excluded(lowerName []byte) bool {
 	return false
 }
 
-// reservedHeaders stay warden's: a policy's headers never override them.
-var reservedHeaders = []string{
-	"x-forwarded-client-cert", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
-	"host", "content-length", "transfer-encoding", "connection",
-}
-
-func reserved(name string) bool {
-	for _, r := range reservedHeaders {
-		if strings.EqualFold(name, r) {
-			return true
-		}
-	}
-	return false
-}
-
-// Check decides one request.
-func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.Verdict {
+// Check decides one request: its token, then the policy. The decision's
+// headers for the app come back in the verdict.
+func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	st := a.states.Get().(*state)
 	defer a.release(st)
 	in := &st.in
-	uri := ctx.URI()
-	in.Method = b2s(ctx.Method())
+	in.Method = b2s(req.Method)
 	in.Path = b2s(req.Path)
-	in.RawPath = b2s(uri.PathOriginal())
-	in.RawQuery = b2s(uri.QueryString())
+	in.RawPath = b2s(req.RawPath)
+	in.RawQuery = b2s(req.RawQuery)
 	in.Transaction = b2s(req.ID)
 	in.Sender = req.ClientIP
 	in.PeerID = req.PeerID
 	in.PeerTrustDomain = req.PeerTrustDomain
 	in.DestinationID = a.ownID()
-	a.collectHeaders(st, &ctx.Request.Header)
+	a.collectHeaders(st, req.Headers)
 	if a.tokens != nil {
-		if v, ok := a.checkToken(ctx, st, req); !ok {
+		if v, ok := a.checkToken(st, req); !ok {
 			return v
 		}
 	}
 
 	start := time.Now()
-	// Not ctx: a fasthttp.RequestCtx is a context only while its server
-	// runs, and a context with a Done channel costs OPA a goroutine per
-	// evaluation. Evaluation is bounded CPU work.
+	// No request context: a context with a Done channel costs OPA a
+	// goroutine per evaluation, and evaluation is bounded CPU work with a
+	// deadline of its own (WARDEN_POLICY_EVAL_TIMEOUT).
 	d, err := a.engine.Decide(context.Background(), in)
 	a.logDecision(in, st.token, &d, err, time.Since(start))
 
@@ -155,41 +130,33 @@ func (a *Authorizer) Check(ctx *fasthttp.RequestCtx, req *proxy.Request) proxy.V
 		a.events.Warn().Str("event", "policy_eval_timeout").Str("revision", d.Revision).
 			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 			Msg("policy evaluation exceeded WARDEN_POLICY_EVAL_TIMEOUT: denied")
-		return proxy.Verdict{Status: fasthttp.StatusForbidden, Code: "forbidden"}
+		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden"}
 	case err != nil:
-		return proxy.Verdict{Status: fasthttp.StatusForbidden, Code: "forbidden"}
+		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden"}
 	case !d.Allow:
 		status := d.Status
 		if status < 400 || status > 599 {
-			status = fasthttp.StatusForbidden
+			status = http.StatusForbidden
 		}
-		return proxy.Verdict{Status: status, Code: codeFor(status)}
+		return pep.Verdict{Status: status, Code: codeFor(status)}
 	}
-	for _, h := range d.Headers {
-		if !reserved(h.Name) {
-			// Every copy the client sent goes: fasthttp's Set replaces only
-			// the first, and the app might read another.
-			ctx.Request.Header.Del(h.Name)
-			ctx.Request.Header.Set(h.Name, h.Value)
-		}
-	}
-	return proxy.Verdict{}
+	return pep.Verdict{AppHeaders: d.Headers}
 }
 
 // checkToken verifies the request's token and puts its claims into the
 // input; ok is false when the request is refused with v.
-func (a *Authorizer) checkToken(ctx *fasthttp.RequestCtx, st *state, req *proxy.Request) (v proxy.Verdict, ok bool) {
+func (a *Authorizer) checkToken(st *state, req *pep.Request) (v pep.Verdict, ok bool) {
 	raw, present, malformed := a.tokenFrom(st)
 	switch {
 	case st.tokenCount > 1:
 		// Which one would the app read? Refuse rather than guess.
-		return a.refuseToken(ctx, req, token.ReasonMalformed, "several token headers"), false
+		return a.refuseToken(req, token.ReasonMalformed, "several token headers"), false
 	case malformed:
-		return a.refuseToken(ctx, req, token.ReasonMalformed, "Bearer scheme not followed by spaces and one token"), false
+		return a.refuseToken(req, token.ReasonMalformed, "Bearer scheme not followed by spaces and one token"), false
 	case !present && a.tokenRequired:
-		return a.refuseToken(ctx, req, token.ReasonMissing, "no bearer token"), false
+		return a.refuseToken(req, token.ReasonMissing, "no bearer token"), false
 	case !present:
-		return proxy.Verdict{}, true
+		return pep.Verdict{}, true
 	}
 	vt, err := a.tokens.Verify(raw)
 	if err != nil {
@@ -198,12 +165,12 @@ func (a *Authorizer) checkToken(ctx *fasthttp.RequestCtx, st *state, req *proxy.
 		if errors.As(err, &te) {
 			detail = te.Detail
 		}
-		return a.refuseToken(ctx, req, token.ReasonOf(err), detail), false
+		return a.refuseToken(req, token.ReasonOf(err), detail), false
 	}
 	st.token = vt
 	st.in.Token = vt.Claims
 	st.in.TokenKey = vt.Key
-	return proxy.Verdict{}, true
+	return pep.Verdict{}, true
 }
 
 var bearer = []byte("bearer")
@@ -265,22 +232,25 @@ func asciiEqualFold(b, lower []byte) bool {
 
 // refuseToken answers 401 with the Bearer challenge (RFC 6750) and logs
 // why; the reason and detail never reach the client, the token never the log.
-func (a *Authorizer) refuseToken(ctx *fasthttp.RequestCtx, req *proxy.Request, reason token.Reason, detail string) proxy.Verdict {
-	ctx.Response.Header.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+func (a *Authorizer) refuseToken(req *pep.Request, reason token.Reason, detail string) pep.Verdict {
 	a.events.Warn().Str("event", "token_refused").Str("reason", string(reason)).Str("detail", detail).
 		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 		Msg("request token refused")
-	return proxy.Verdict{Status: fasthttp.StatusUnauthorized, Code: "unauthorized"}
+	return pep.Verdict{Status: http.StatusUnauthorized, Code: "unauthorized", ClientHeaders: bearerChallenge}
 }
 
-func (a *Authorizer) collectHeaders(st *state, h *fasthttp.RequestHeader) {
+// bearerChallenge is the WWW-Authenticate header of a refused token.
+var bearerChallenge = []pep.Header{{Name: "WWW-Authenticate", Value: `Bearer error="invalid_token"`}}
+
+func (a *Authorizer) collectHeaders(st *state, fields []pep.Field) {
 	st.names = st.names[:0]
 	st.headers = st.headers[:0]
 	st.spans = st.spans[:0]
 	st.tokenValue, st.tokenCount = nil, 0
 	// Names are appended first and turned into strings after, because the
 	// names buffer may move while it grows.
-	for k, v := range h.All() {
+	for _, f := range fields {
+		k, v := f.Name, f.Value
 		start := len(st.names)
 		for _, c := range k {
 			if 'A' <= c && c <= 'Z' {
@@ -397,22 +367,22 @@ func logInput(d *zerolog.Event, in *bundle.Input, tok *token.Verified, m *logMas
 
 func codeFor(status int) string {
 	switch status {
-	case fasthttp.StatusUnauthorized:
+	case http.StatusUnauthorized:
 		return "unauthorized"
-	case fasthttp.StatusForbidden:
+	case http.StatusForbidden:
 		return "forbidden"
-	case fasthttp.StatusTooManyRequests:
+	case http.StatusTooManyRequests:
 		return "too_many_requests"
-	case fasthttp.StatusBadRequest:
+	case http.StatusBadRequest:
 		return "bad_request"
-	case fasthttp.StatusNotFound:
+	case http.StatusNotFound:
 		return "not_found"
 	}
 	return "denied"
 }
 
 // b2s views b as a string without copying. The strings built here live only
-// for one Check call, while fasthttp keeps the underlying request buffers.
+// for one Check call, while the protocol path keeps the request buffers.
 func b2s(b []byte) string {
 	if len(b) == 0 {
 		return ""

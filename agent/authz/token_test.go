@@ -11,7 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/agent/token/tokentest"
 )
@@ -103,21 +103,20 @@ func TestTokenClaimsDecide(t *testing.T) {
 		WithTokens(f.verifier, "Authorization", true), WithEventLog(zerolog.New(&events)))
 	alice, bob := f.mint(t, "alice"), f.mint(t, "bob")
 
-	check := func(tok, path string) (proxy.Verdict, string) {
-		ctx := request("PUT", path, "Authorization", "Bearer "+tok)
-		v := a.Check(ctx, peerRequest(path))
-		return v, string(ctx.Request.Header.Peek("X-User"))
+	decide := func(tok, path string) (pep.Verdict, string) {
+		v := check(a, request("PUT", path, "Authorization", "Bearer "+tok), peerRequest(path))
+		return v, header(v.AppHeaders, "X-User")
 	}
-	if v, user := check(alice, "/account/alice"); v.Status != 0 || user != "alice" {
+	if v, user := decide(alice, "/account/alice"); v.Status != 0 || user != "alice" {
 		t.Fatalf("alice on her account: %+v, X-User %q; decisions:\n%s", v, user, decisions.String())
 	}
-	if v, _ := check(bob, "/account/alice"); v.Status != 403 {
+	if v, _ := decide(bob, "/account/alice"); v.Status != 403 {
 		t.Errorf("bob on alice's account: %+v, want 403", v)
 	}
-	if v, _ := check(alice, "/account/alice"); v.Status != 0 {
+	if v, _ := decide(alice, "/account/alice"); v.Status != 0 {
 		t.Errorf("alice again: %+v", v)
 	}
-	if v, _ := check(bob, "/account/alice"); v.Status != 403 {
+	if v, _ := decide(bob, "/account/alice"); v.Status != 403 {
 		t.Errorf("bob after alice's allowed decision was cached: %+v, want 403", v)
 	}
 
@@ -193,11 +192,11 @@ func TestTokenRefusals(t *testing.T) {
 			}
 			ctx := request(method, tt.uri, tt.headers...)
 			path, _, _ := strings.Cut(tt.uri, "?")
-			v := a.Check(ctx, peerRequest(path))
+			v := check(a, ctx, peerRequest(path))
 			if v.Status != tt.status {
 				t.Fatalf("verdict %+v, want %d; events: %s", v, tt.status, events.String())
 			}
-			challenge := string(ctx.Response.Header.Peek("WWW-Authenticate"))
+			challenge := header(v.ClientHeaders, "WWW-Authenticate")
 			if tt.want == "" {
 				if challenge != "" || events.Len() != 0 {
 					t.Errorf("allowed request has a challenge %q or an event %s", challenge, events.String())
@@ -224,7 +223,7 @@ func TestTokenInAnotherHeader(t *testing.T) {
 		WithTokens(f.verifier, "X-Auth-Token", true))
 	for _, value := range []string{f.mint(t, "alice"), "Bearer " + f.mint(t, "alice")} {
 		ctx := request("PUT", "/account/alice", "X-Auth-Token", value)
-		if v := a.Check(ctx, peerRequest("/account/alice")); v.Status != 0 {
+		if v := check(a, ctx, peerRequest("/account/alice")); v.Status != 0 {
 			t.Errorf("token in X-Auth-Token (%.10s...): %+v", value, v)
 		}
 	}
@@ -232,7 +231,7 @@ func TestTokenInAnotherHeader(t *testing.T) {
 		t.Errorf("the token header reached the input: %s", decisions.String())
 	}
 	ctx := request("PUT", "/account/alice", "Authorization", "Bearer "+f.mint(t, "alice"))
-	if v := a.Check(ctx, peerRequest("/account/alice")); v.Status != 401 {
+	if v := check(a, ctx, peerRequest("/account/alice")); v.Status != 401 {
 		t.Errorf("token in Authorization while X-Auth-Token is configured: %+v, want 401", v)
 	}
 }
@@ -247,12 +246,12 @@ func BenchmarkCheckWithToken(b *testing.B) {
 	ctx := request("PUT", "/account/alice", "Authorization", "Bearer "+f.mint(b, "alice"),
 		"User-Agent", "bench", "Accept", "*/*")
 	req := peerRequest("/account/alice")
-	if v := a.Check(ctx, req); v.Status != 0 {
+	if v := check(a, ctx, req); v.Status != 0 {
 		b.Fatal(v)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if v := a.Check(ctx, req); v.Status != 0 {
+		if v := check(a, ctx, req); v.Status != 0 {
 			b.Fatal(v)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/warden-sidecar/warden/agent/pep"
 )
 
 // conn is an inbound TLS connection with what warden learns about its peer
@@ -32,9 +34,10 @@ type conn struct {
 
 	requestID []byte
 	scratch   []byte
-	path      []byte // the normalized, decoded path of the current request
-	target    []byte // the request target forwarded to the app
-	req       Request
+	path      []byte      // the normalized, decoded path of the current request
+	target    []byte      // the request target forwarded to the app
+	req       pep.Request // the pipeline's request, kept to spare an allocation
+	fields    []pep.Field
 
 	// What the header scan found in the current request; the slices alias
 	// fasthttp's copy of the header block, valid during the handler.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
+	"github.com/warden-sidecar/warden/agent/pep"
 )
 
 // rawApp is an app written at the socket: it reads request heads, ignores
@@ -590,9 +590,13 @@ func TestHostIsCanonical(t *testing.T) {
 // hostGuard records the Host the policy would see.
 type hostGuard struct{ host string }
 
-func (g *hostGuard) Check(ctx *fasthttp.RequestCtx, _ *Request) Verdict {
-	g.host = string(ctx.Request.Header.Host())
-	return Verdict{}
+func (g *hostGuard) Check(req *pep.Request) pep.Verdict {
+	for _, f := range req.Headers {
+		if strings.EqualFold(string(f.Name), "Host") {
+			g.host = string(f.Value)
+		}
+	}
+	return pep.Verdict{}
 }
 
 // A ';' in the query is a pair separator to some parsers and data to

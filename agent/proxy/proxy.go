@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
@@ -37,22 +39,15 @@ type Options struct {
 	// AllowPeer says whether a verified peer may send requests at all; it
 	// runs once per connection. Refused peers get 403 on every request.
 	AllowPeer func(spiffeid.ID) bool
-	// Guard, when set, decides each request of an allowed peer.
-	Guard Guard
+	// Guard, when set, decides each request of an allowed peer that passed
+	// the hardening checks: after the path is normalized and warden's own
+	// headers are set, before anything is sent to the app.
+	Guard pep.Checker
 	// Limiter, when set, is the userspace rate limiter: it decides each
 	// connection at accept (in NewListener) and each request.
 	Limiter Limiter
 
 	Log zerolog.Logger
-}
-
-// Guard decides whether a request from an allowed peer may reach the app.
-// Check runs after the path is normalized and warden's own headers are set,
-// and before anything is sent to the app. It may add headers for the app to
-// ctx.Request.Header when it allows; it must not keep ctx or req after it
-// returns.
-type Guard interface {
-	Check(ctx *fasthttp.RequestCtx, req *Request) Verdict
 }
 
 // Limiter is the userspace rate limiter's hook (agent/ratelimit.Userspace).
@@ -67,21 +62,6 @@ type Limiter interface {
 	// A plain word rather than the limiter's type, so that the proxy does
 	// not import the limiter (and through it the eBPF loader).
 	AllowRequest(ip netip.Addr, state *uint64) (ok bool, retryAfter time.Duration)
-}
-
-// Request is what warden established about a request; valid during Check.
-type Request struct {
-	ID              []byte // X-Request-Id
-	Path            []byte // normalized, percent-decoded path
-	PeerID          string // verified SPIFFE ID of the client
-	PeerTrustDomain string
-	ClientIP        string
-}
-
-// Verdict is a Guard's answer. The zero Verdict allows the request.
-type Verdict struct {
-	Status int    // 0 allows; otherwise the status the client gets
-	Code   string // the "error" of the JSON body; "forbidden" when empty
 }
 
 // Server is the inbound proxy.
@@ -257,15 +237,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	closeAfter := h.ConnectionClose()
 	s.prepareRequest(h, c)
 	if s.opts.Guard != nil {
-		// Kept in conn: a fresh Request passed through the interface would
-		// escape to the heap on every request.
-		c.req = Request{ID: c.requestID, Path: c.path, PeerID: c.peerStr, PeerTrustDomain: c.peerTD, ClientIP: c.clientIP}
-		if v := s.opts.Guard.Check(ctx, &c.req); v.Status != 0 {
-			code := v.Code
-			if code == "" {
-				code = "forbidden"
-			}
-			s.refuse(ctx, c, v.Status, code)
+		if !s.guard(ctx, c) {
 			return
 		}
 	}
@@ -299,6 +271,63 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.Response.SetConnectionClose()
 	}
 	s.access(ctx, c)
+}
+
+// guard asks the decision pipeline, and applies its verdict: a refusal with
+// its headers for the client, or the headers it sets for the app. It
+// reports whether the request goes on to the app.
+func (s *Server) guard(ctx *fasthttp.RequestCtx, c *conn) bool {
+	h := &ctx.Request.Header
+	c.fields = c.fields[:0]
+	for k, v := range h.All() {
+		c.fields = append(c.fields, pep.Field{Name: k, Value: v})
+	}
+	uri := ctx.URI()
+	// Kept in conn: a fresh Request passed through the interface would
+	// escape to the heap on every request.
+	c.req = pep.Request{
+		Method: h.Method(), Path: c.path, RawPath: uri.PathOriginal(), RawQuery: uri.QueryString(),
+		Headers: c.fields, ID: c.requestID,
+		PeerID: c.peerStr, PeerTrustDomain: c.peerTD, ClientIP: c.clientIP,
+	}
+	v := s.opts.Guard.Check(&c.req)
+	c.req, c.fields = pep.Request{}, c.fields[:0]
+	if v.Status != 0 {
+		code := v.Code
+		if code == "" {
+			code = "forbidden"
+		}
+		s.reject(ctx, c, v.Status, code)
+		for _, hd := range v.ClientHeaders {
+			ctx.Response.Header.Set(hd.Name, hd.Value)
+		}
+		s.access(ctx, c)
+		return false
+	}
+	for _, hd := range v.AppHeaders {
+		if !ownHeader(hd.Name) {
+			// Every copy the client sent goes: fasthttp's Set replaces only
+			// the first, and the app might read another.
+			h.Del(hd.Name)
+			h.Set(hd.Name, hd.Value)
+		}
+	}
+	return true
+}
+
+// ownHeaders stay warden's: a verdict's headers never replace them.
+var ownHeaders = []string{
+	headerXFCC, headerXFF, headerXFProto, HeaderRequestID,
+	"Host", "Content-Length", "Transfer-Encoding", headerConnection,
+}
+
+func ownHeader(name string) bool {
+	for _, o := range ownHeaders {
+		if strings.EqualFold(name, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxUnsentAttempts bounds how many pooled connections one request may draw

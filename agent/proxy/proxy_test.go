@@ -22,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -628,16 +629,17 @@ func TestAmbiguousPathGets400BeforeTheApp(t *testing.T) {
 	}
 }
 
-// pathGuard denies paths under /admin and tags what it allows.
+// pathGuard denies paths under /admin and tags what it allows, trying to
+// replace warden's own identity header too.
 type pathGuard struct{ seen []string }
 
-func (g *pathGuard) Check(ctx *fasthttp.RequestCtx, req *Request) Verdict {
+func (g *pathGuard) Check(req *pep.Request) pep.Verdict {
 	g.seen = append(g.seen, string(req.Path)+" "+req.PeerID)
 	if strings.HasPrefix(string(req.Path), "/admin") {
-		return Verdict{Status: http.StatusUnauthorized, Code: "unauthorized"}
+		return pep.Verdict{Status: http.StatusUnauthorized, Code: "unauthorized",
+			ClientHeaders: []pep.Header{{Name: "WWW-Authenticate", Value: "Bearer"}}}
 	}
-	ctx.Request.Header.Set("X-Policy", "checked")
-	return Verdict{}
+	return pep.Verdict{AppHeaders: []pep.Header{{Name: "X-Policy", Value: "checked"}, {Name: "x-forwarded-client-cert", Value: "forged"}}}
 }
 
 func TestGuardDecidesOnTheNormalizedPath(t *testing.T) {
@@ -648,8 +650,8 @@ func TestGuardDecidesOnTheNormalizedPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusUnauthorized || readError(t, resp).Error != "unauthorized" {
-		t.Fatalf("status %d, want the guard's 401", resp.StatusCode)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != "Bearer" || readError(t, resp).Error != "unauthorized" {
+		t.Fatalf("status %d, challenge %q: want the guard's 401 with its header", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	resp, err = client.Get(h.url("/public/x"))
 	if err != nil {
@@ -659,6 +661,9 @@ func TestGuardDecidesOnTheNormalizedPath(t *testing.T) {
 	reqs := h.upstream.requests()
 	if resp.StatusCode != 200 || len(reqs) != 1 || reqs[0].headers.Get("X-Policy") != "checked" {
 		t.Fatalf("allowed request: status %d, app saw %+v", resp.StatusCode, reqs)
+	}
+	if xfcc := reqs[0].headers.Values("X-Forwarded-Client-Cert"); len(xfcc) != 1 || xfcc[0] == "forged" {
+		t.Errorf("a verdict replaced warden's identity header: %q", xfcc)
 	}
 	want := []string{"/admin/users " + clientID.String(), "/public/x " + clientID.String()}
 	if strings.Join(g.seen, ",") != strings.Join(want, ",") {

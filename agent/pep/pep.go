@@ -1,0 +1,54 @@
+// Package pep is the contract of the decision pipeline, the Policy
+// Enforcement Point: what a protocol path (HTTP/1.1 through fasthttp today,
+// HTTP/2 and gRPC next) hands it for each request that passed the peer
+// check and the request hardening, and what it answers. It holds types
+// only: no fasthttp, no policy engine, so that every protocol path can
+// depend on it and no package writes into another's request or response.
+// agent/authz implements Checker.
+package pep
+
+import "github.com/warden-sidecar/warden/internal/header"
+
+// Header is a header field of a verdict.
+type Header = header.Header
+
+// Field is a request header field as the protocol path read it. Its bytes
+// alias the path's buffers: valid during Check only.
+type Field struct{ Name, Value []byte }
+
+// Request is what the pipeline decides on. Its byte slices alias the
+// protocol path's buffers and are valid during Check only; a Checker copies
+// what it keeps.
+type Request struct {
+	Method   []byte
+	Path     []byte  // normalized and percent-decoded: the path the app receives
+	RawPath  []byte  // as the client sent it
+	RawQuery []byte  // without '?'
+	Headers  []Field // as the app will receive them, before the verdict's
+	ID       []byte  // X-Request-Id
+
+	PeerID          string // verified SPIFFE ID of the client
+	PeerTrustDomain string
+	ClientIP        string
+}
+
+// Verdict is a Checker's answer. The zero Verdict allows the request as it
+// is.
+type Verdict struct {
+	Status int    // 0 allows; otherwise the status the client gets
+	Code   string // the "error" of the JSON body; "forbidden" when empty
+	// AppHeaders are set on the request to the app when it is allowed, each
+	// replacing every copy the client sent; the protocol path never lets
+	// them replace its own (the identity and forwarding headers, framing).
+	// Shared by cached decisions: read-only.
+	AppHeaders []Header
+	// ClientHeaders are added to the refusal (a WWW-Authenticate
+	// challenge). Read-only.
+	ClientHeaders []Header
+}
+
+// Checker decides a request. Check must not keep req or its bytes after it
+// returns.
+type Checker interface {
+	Check(req *Request) Verdict
+}
