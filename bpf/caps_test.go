@@ -4,12 +4,10 @@ package bpf
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -47,95 +45,31 @@ var loaderCapMask = func() uint64 {
 // this one.
 func TestDropCapabilities(t *testing.T) {
 	ns := bpftest.NewNetns(t)
-	bin := noCgoTestBinary(t)
+	bin := bpftest.NoCgoTestBinary(t)
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
 			cmd := ns.Command(bin, "-test.run=^$")
 			cmd.Env = append(os.Environ(), capsChildEnv+"="+string(mode))
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stdin.Close()
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			lines := make(chan string)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-			}()
-			next := func() string {
-				select {
-				case l, ok := <-lines:
-					if !ok {
-						_ = cmd.Wait()
-						t.Fatalf("the child stopped: %s", stderr.String())
-					}
-					return l
-				case <-time.After(60 * time.Second):
-					t.Fatalf("the child said nothing for 60s: %s", stderr.String())
-				}
-				return ""
-			}
-			if l := next(); l != "dropped" {
-				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			child := bpftest.StartChild(t, cmd)
+			if l := child.Next(); l != "dropped" {
+				t.Fatalf("child: %q; stderr: %s", l, child.Stderr())
 			}
 			if !attached(t, ns, "lo", mode) {
 				t.Fatal("no program attached after the capabilities were dropped")
 			}
-			fmt.Fprintln(stdin, "close")
-			if l := next(); l != "closed" {
-				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			child.Send("close")
+			if l := child.Next(); l != "closed" {
+				t.Fatalf("child: %q; stderr: %s", l, child.Stderr())
 			}
 			if attached(t, ns, "lo", mode) {
 				t.Fatal("the program is still attached after Close without capabilities")
 			}
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("child: %v: %s", err, stderr.String())
+			if err := child.Wait(); err != nil {
+				t.Fatalf("child: %v: %s", err, child.Stderr())
 			}
 		})
 	}
 }
-
-// noCgoTestBinary builds this package's tests with CGO_ENABLED=0, once.
-var noCgoTestBinary = func() func(t *testing.T) string {
-	var (
-		once sync.Once
-		bin  string
-		err  error
-		out  []byte
-	)
-	return func(t *testing.T) string {
-		t.Helper()
-		once.Do(func() {
-			dir, derr := os.MkdirTemp("", "warden-bpf-test")
-			if derr != nil {
-				err = derr
-				return
-			}
-			bin = filepath.Join(dir, "bpf.test")
-			build := exec.Command("go", "test", "-c", "-o", bin, ".")
-			build.Env = append(os.Environ(), "CGO_ENABLED=0")
-			out, err = build.CombinedOutput()
-		})
-		if err != nil {
-			t.Fatalf("go test -c with CGO_ENABLED=0: %v\n%s", err, out)
-		}
-		t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
-		return bin
-	}
-}()
 
 // capsChild is TestDropCapabilities's child: it prints "dropped" once the
 // capabilities are gone and the maps proved usable, closes the Limiter on

@@ -4,17 +4,14 @@ package ratelimit
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,51 +57,16 @@ type childReport struct {
 // works, and the kernel's maps still answer /ratelimit.
 func TestStartDropsCapabilities(t *testing.T) {
 	bpftest.RequirePrivileged(t)
-	bin := noCgoTestBinary(t)
+	bin := bpftest.NoCgoTestBinary(t)
 	for _, c := range []string{"attached", "nothing", "failed"} {
 		t.Run(c, func(t *testing.T) {
 			ns := bpftest.NewNetns(t)
 			cmd := ns.Command(bin, "-test.run=^$")
 			cmd.Env = append(os.Environ(), capsChildEnv+"="+c)
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stdin.Close()
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			lines := make(chan string)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-			}()
-			next := func() string {
-				select {
-				case l, ok := <-lines:
-					if !ok {
-						_ = cmd.Wait()
-						t.Fatalf("the child stopped: %s", stderr.String())
-					}
-					return l
-				case <-time.After(60 * time.Second):
-					t.Fatalf("the child said nothing for 60s: %s", stderr.String())
-				}
-				return ""
-			}
+			child := bpftest.StartChild(t, cmd)
 			var rep childReport
-			if l := next(); json.Unmarshal([]byte(l), &rep) != nil {
-				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			if l := child.Next(); json.Unmarshal([]byte(l), &rep) != nil {
+				t.Fatalf("child: %q; stderr: %s", l, child.Stderr())
 			}
 			t.Logf("%+v", rep)
 			if rep.Capabilities != "none" || rep.CapabilitiesKept != "" {
@@ -128,15 +90,15 @@ func TestStartDropsCapabilities(t *testing.T) {
 			if got := xdpOnLo(t, ns); got != (c == "attached") {
 				t.Errorf("XDP program on lo: %v", got)
 			}
-			fmt.Fprintln(stdin, "close")
-			if l := next(); l != "closed" {
-				t.Fatalf("child: %q; stderr: %s", l, stderr.String())
+			child.Send("close")
+			if l := child.Next(); l != "closed" {
+				t.Fatalf("child: %q; stderr: %s", l, child.Stderr())
 			}
 			if xdpOnLo(t, ns) {
 				t.Error("the program is still attached after Close")
 			}
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("child: %v: %s", err, stderr.String())
+			if err := child.Wait(); err != nil {
+				t.Fatalf("child: %v: %s", err, child.Stderr())
 			}
 		})
 	}
@@ -156,35 +118,6 @@ func xdpOnLo(t *testing.T, ns *bpftest.Netns) bool {
 	}
 	return links[0].XDP != nil
 }
-
-// noCgoTestBinary builds this package's tests with CGO_ENABLED=0, once.
-var noCgoTestBinary = func() func(t *testing.T) string {
-	var (
-		once sync.Once
-		bin  string
-		err  error
-		out  []byte
-	)
-	return func(t *testing.T) string {
-		t.Helper()
-		once.Do(func() {
-			dir, derr := os.MkdirTemp("", "warden-ratelimit-test")
-			if derr != nil {
-				err = derr
-				return
-			}
-			bin = filepath.Join(dir, "ratelimit.test")
-			build := exec.Command("go", "test", "-c", "-o", bin, ".")
-			build.Env = append(os.Environ(), "CGO_ENABLED=0")
-			out, err = build.CombinedOutput()
-		})
-		if err != nil {
-			t.Fatalf("go test -c with CGO_ENABLED=0: %v\n%s", err, out)
-		}
-		t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
-		return bin
-	}
-}()
 
 // loaderCapMask is CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON as a
 // /proc/<pid>/status mask.
