@@ -45,8 +45,11 @@ func (c *identity) start(ctx context.Context, _ func(func() error)) error {
 	go func() { defer close(c.expiryDone); a.watchExpiry(expiryCtx) }()
 	a.identityLoaded.Store(true) // a.source is set: views may read it
 
+	// A failure from here on is this part's own: it stops what it started,
+	// since only parts that started are shut down.
 	svid, err := a.source.GetX509SVID()
 	if err != nil {
+		_ = c.shutdown(ctx)
 		return fmt.Errorf("agent: own SVID: %w", err)
 	}
 	td := a.cfg.TrustDomain
@@ -54,6 +57,7 @@ func (c *identity) start(ctx context.Context, _ func(func() error)) error {
 		td = svid.ID.TrustDomain()
 	}
 	if a.peers, err = spiffe.ParsePeerMatcher(a.cfg.AllowedPeers, td); err != nil {
+		_ = c.shutdown(ctx)
 		return fmt.Errorf("agent: WARDEN_ALLOWED_PEERS: %w", err)
 	}
 	a.log.Info().Str("event", "identity_ready").Str("spiffe_id", svid.ID.String()).
