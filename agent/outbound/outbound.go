@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/internal/redact"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -98,7 +99,8 @@ func New(opts Options) *Server {
 			DisablePathNormalizing: true,
 			StreamResponseBody:     true,
 			// A request that may have reached the destination is never sent twice.
-			RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+			RetryIfErr:            func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+			SecureErrorLogMessage: true,
 		}
 		s.routes[r.Host] = rt
 	}
@@ -114,7 +116,11 @@ func New(opts Options) *Server {
 		MaxRequestBodySize:    opts.MaxRequestBodyBytes,
 		Concurrency:           opts.MaxConnections,
 		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{opts.Log},
+		// Neither parse errors nor fasthttp's own messages may quote the
+		// app's request: it carries the app's credentials for the
+		// destination.
+		SecureErrorLogMessage: true,
+		Logger:                proxy.FasthttpLogger(opts.Log),
 	}
 	return s
 }
@@ -270,7 +276,8 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		c = &conn{}
 	}
 	c.requestID, c.host = s.ids.Append(c.requestID[:0]), c.host[:0]
-	s.log.Warn().Str("event", "bad_request").Err(err).Int("status", status).
+	// The class of the error only: fasthttp's message may quote the request.
+	s.log.Warn().Str("event", "bad_request").Str("error_class", proxy.ParseErrorClass(err)).Int("status", status).
 		Bytes("request_id", c.requestID).Msg("outbound request refused before proxying")
 	s.refuse(ctx, c, nil, status, code)
 	ctx.SetConnectionClose()
@@ -304,7 +311,7 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, r *route) {
 	e = e.Str("event", "access").
 		Bytes("method", ctx.Method()).
 		Bytes("host", c.host).
-		Bytes("path", ctx.Path()).
+		Bytes("path", redact.Path(ctx.Path())).
 		Int("status", ctx.Response.StatusCode())
 	if r != nil {
 		e = e.Str("destination", r.Addr).Str("destination_id", r.id)
@@ -314,12 +321,4 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, r *route) {
 		Int("bytes_out", ctx.Response.Header.ContentLength()).
 		Bytes("request_id", c.requestID).
 		Send()
-}
-
-// fasthttpLogger sends fasthttp's own messages to the component logger at
-// debug level: the errors they describe are logged above with an event name.
-type fasthttpLogger struct{ log zerolog.Logger }
-
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Debug().Str("event", "fasthttp").Msgf(format, args...)
 }

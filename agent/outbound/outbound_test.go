@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,6 +76,24 @@ type fixture struct {
 	addr      string // the outbound listener
 	ca        *spiffetest.CA
 	ordersDst string
+	logs      *lockedBuffer // the outbound proxy's log, at debug level
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newFixture(t *testing.T, timeout time.Duration) *fixture {
@@ -89,6 +109,7 @@ func newFixture(t *testing.T, timeout time.Duration) *fixture {
 	closedAddr := closed.Addr().String()
 	closed.Close()
 
+	logs := &lockedBuffer{}
 	s := New(Options{
 		Routes: []Route{
 			{Host: "orders", Addr: orders, ID: ordersID},
@@ -101,7 +122,7 @@ func newFixture(t *testing.T, timeout time.Duration) *fixture {
 		Timeout: timeout, MaxConnsPerRoute: 8,
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
 		MaxHeaderBytes: 8192, MaxRequestBodyBytes: 1 << 20, MaxConnections: 64,
-		Log: zerolog.New(io.Discard),
+		Log: zerolog.New(logs).Level(zerolog.DebugLevel),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,7 +134,7 @@ func newFixture(t *testing.T, timeout time.Duration) *fixture {
 		defer cancel()
 		_ = s.Shutdown(ctx)
 	})
-	return &fixture{addr: ln.Addr().String(), ca: ca, ordersDst: orders}
+	return &fixture{addr: ln.Addr().String(), ca: ca, ordersDst: orders, logs: logs}
 }
 
 // send writes raw as the app would and reads one response.
@@ -271,6 +292,31 @@ func TestRouteLookupDoesNotAllocate(t *testing.T) {
 	for _, miss := range []string{"ordersx", "[::1]", "[::1]:80", "x:orders", ""} {
 		if s.route(c, []byte(miss)) != nil {
 			t.Errorf("%q matched a route", miss)
+		}
+	}
+}
+
+// The app's outbound requests carry its credentials for the destination:
+// neither a request fasthttp cannot parse nor an ordinary one puts them in
+// warden's log, fasthttp's debug messages included.
+func TestOutboundLogsNoCredential(t *testing.T) {
+	f := newFixture(t, 2*time.Second)
+	resp, _ := send(t, f.addr, "GET /x?access_token=QUERYSECRET HTTP/1.1\r\nHost: orders\r\n"+
+		"Authorization: Bearer TOKENSECRET\r\nCookie: s=COOKIESECRET\r\nBad\x01Header: x\r\n\r\n")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("malformed request: %d, want 400", resp.StatusCode)
+	}
+	resp, _ = send(t, f.addr, "GET /x;jsessionid=SESSIONSECRET HTTP/1.1\r\nHost: orders\r\nAuthorization: Bearer TOKENSECRET\r\n\r\n")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("request with path parameters: %d, want 200", resp.StatusCode)
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, `"event":"bad_request"`) || !strings.Contains(logs, `"error_class"`) {
+		t.Errorf("no bad_request line with its class: %s", logs)
+	}
+	for _, secret := range []string{"QUERYSECRET", "TOKENSECRET", "COOKIESECRET", "SESSIONSECRET"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds %s: %s", secret, logs)
 		}
 	}
 }

@@ -65,18 +65,18 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	// Only the class of the error, the method and the path: fasthttp's
 	// message may quote the raw request, credentials included.
 	method, path := c.requestLine()
-	s.log.Warn().Str("event", "bad_request").Str("error_class", parseErrorClass(err)).Int("status", status).
+	s.log.Warn().Str("event", "bad_request").Str("error_class", ParseErrorClass(err)).Int("status", status).
 		Bytes("method", method).Bytes("raw_path", redact.Path(path)).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
 	s.refuse(ctx, c, status, code)
 	ctx.SetConnectionClose()
 }
 
-// parseErrorClass names what kind of request fasthttp could not read,
+// ParseErrorClass names what kind of request fasthttp could not read,
 // without a byte of it. fasthttp exports types for few of its errors, so the
 // rest are told apart by the fixed part of their messages; an unknown one is
 // "malformed_request".
-func parseErrorClass(err error) string {
+func ParseErrorClass(err error) string {
 	var small *fasthttp.ErrSmallBuffer
 	var chunk fasthttp.ErrBrokenChunk
 	switch {
@@ -171,10 +171,13 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
 		Send()
 }
 
-// fasthttpLogger sends fasthttp's own messages to the component logger at
-// debug level: the errors they describe (failed handshakes, bad requests)
-// are already logged above with an event name and the request id. Only the
-// format is logged: its arguments may hold bytes of a request.
+// FasthttpLogger sends fasthttp's own messages to log at debug level: the
+// errors they describe (failed handshakes, bad requests) are logged with an
+// event name and the request id by the server's handlers. Only the format
+// is logged: its arguments may hold bytes of a request, credentials
+// included. agent/outbound uses it too.
+func FasthttpLogger(log zerolog.Logger) fasthttp.Logger { return fasthttpLogger{log} }
+
 type fasthttpLogger struct{ log zerolog.Logger }
 
 func (l fasthttpLogger) Printf(format string, _ ...any) {

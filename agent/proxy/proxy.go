@@ -143,7 +143,7 @@ func New(opts Options) *Server {
 		SecureErrorLogMessage: true,
 		// Header names stay case-insensitive (the default normalization):
 		// with it off, x-forwarded-client-cert would slip past the Del below.
-		Logger: fasthttpLogger{opts.Log},
+		Logger: FasthttpLogger(opts.Log),
 	}
 	return s
 }
