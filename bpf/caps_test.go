@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,7 +91,7 @@ func capsChildRun(mode AttachMode) error {
 	if errno := capsetAllThreads(&hdr, &data); errno != 0 {
 		return fmt.Errorf("narrow the capabilities: %w", errno)
 	}
-	if err := threadCaps(func(eff, prm, inh uint64) error {
+	if err := bpftest.ThreadCaps("self", func(eff, prm, inh uint64) error {
 		if eff != 0 || prm != loaderCapMask {
 			return fmt.Errorf("CapEff %x CapPrm %x, want 0 and %x", eff, prm, loaderCapMask)
 		}
@@ -116,7 +113,7 @@ func capsChildRun(mode AttachMode) error {
 	if err := l.DropCapabilities(); err != nil {
 		return err
 	}
-	if err := threadCaps(func(eff, prm, inh uint64) error {
+	if err := bpftest.ThreadCaps("self", func(eff, prm, inh uint64) error {
 		if eff|prm|inh != 0 {
 			return fmt.Errorf("CapEff %x CapPrm %x CapInh %x, want none (pid %d)", eff, prm, inh, os.Getpid())
 		}
@@ -191,38 +188,4 @@ func drain(c <-chan error) []error {
 		out = append(out, err)
 	}
 	return out
-}
-
-// threadCaps calls check with the effective, permitted and inheritable
-// sets of every thread of the process, from /proc.
-func threadCaps(check func(eff, prm, inh uint64) error) error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "status"))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // the thread ended
-		}
-		if err != nil {
-			return err
-		}
-		sets := map[string]uint64{}
-		for _, line := range strings.Split(string(b), "\n") {
-			name, hex, ok := strings.Cut(line, ":\t")
-			if ok && (name == "CapEff" || name == "CapPrm" || name == "CapInh") {
-				if sets[name], err = strconv.ParseUint(hex, 16, 64); err != nil {
-					return fmt.Errorf("task %s: %s: %w", task.Name(), line, err)
-				}
-			}
-		}
-		if len(sets) != 3 {
-			return fmt.Errorf("task %s: no capability sets in its status", task.Name())
-		}
-		if err := check(sets["CapEff"], sets["CapPrm"], sets["CapInh"]); err != nil {
-			return fmt.Errorf("thread %s: %w", task.Name(), err)
-		}
-	}
-	return nil
 }

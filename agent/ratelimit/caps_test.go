@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,7 +147,7 @@ func startChild(c string) int {
 	if r.CapabilitiesKept != nil {
 		rep.CapabilitiesKept = r.CapabilitiesKept.Error()
 	}
-	if err := heldCapabilities(); err != nil {
+	if err := bpftest.HeldCapabilities("self"); err != nil {
 		rep.Capabilities = err.Error()
 	}
 	ip := netip.MustParseAddr("192.0.2.7")
@@ -173,32 +171,4 @@ func startChild(c string) int {
 	}
 	fmt.Println("closed")
 	return 0
-}
-
-// heldCapabilities returns an error naming a thread of the process that
-// holds a capability in its effective, permitted or inheritable set.
-func heldCapabilities() error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "status"))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // the thread ended
-		}
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			name, hex, ok := strings.Cut(line, ":\t")
-			if !ok || (name != "CapEff" && name != "CapPrm" && name != "CapInh") {
-				continue
-			}
-			if v, err := strconv.ParseUint(hex, 16, 64); err != nil || v != 0 {
-				return fmt.Errorf("thread %s: %s", task.Name(), line)
-			}
-		}
-	}
-	return nil
 }

@@ -425,35 +425,11 @@ func TestBPFFileCapabilities(t *testing.T) {
 				t.Fatalf("fallback reason %q does not name the missing capability", v.FallbackReason)
 			}
 			// Attached or not, warden keeps no capability afterwards.
-			if held := heldCapabilities(t, s.cmd.Process.Pid); held != "" || v.CapabilitiesKept != "" {
-				t.Fatalf("after startup: %s (capabilities_kept %q)", held, v.CapabilitiesKept)
+			if err := bpftest.HeldCapabilities(strconv.Itoa(s.cmd.Process.Pid)); err != nil || v.CapabilitiesKept != "" {
+				t.Fatalf("after startup: %v (capabilities_kept %q)", err, v.CapabilitiesKept)
 			}
 		})
 	}
-}
-
-// heldCapabilities names the first thread of pid that has a capability in
-// its effective, permitted or inheritable set; "" when none has.
-func heldCapabilities(t *testing.T, pid int) string {
-	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "status"))
-		if err != nil {
-			continue // the thread ended
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			name, hex, _ := strings.Cut(line, ":\t")
-			if (name == "CapEff" || name == "CapPrm" || name == "CapInh") && strings.Trim(hex, "0") != "" {
-				return "thread " + task.Name() + ": " + line
-			}
-		}
-	}
-	return ""
 }
 
 // unprivilegedCopy copies the warden binary where any user can run it and,
