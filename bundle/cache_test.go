@@ -3,6 +3,7 @@ package bundle
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -28,6 +29,8 @@ allow := false if input.sender == "NONE"
 allow := false if input.peer == "NONE"
 allow := false if input.destination == "NONE"
 allow := false if input.token == "NONE"
+allow := false if input.operation == "NONE"
+allow := false if input.parsed_body == "NONE"
 `
 
 // authz is a policy in package warden.authz with the rules given.
@@ -60,6 +63,8 @@ func fullInput() *Input {
 		PeerID: "spiffe://example.org/a", PeerTrustDomain: "example.org",
 		DestinationID: "spiffe://example.org/app",
 		Token:         map[string]any{"sub": "alice"}, TokenKey: "tk-alice",
+		Operation: &Operation{ID: "getItem", PathTemplate: "/items/{id}",
+			PathParams: map[string]any{"id": int64(42)}, Key: "rev1|getItem|42"},
 	}
 }
 
@@ -95,6 +100,11 @@ func TestCacheKeyCoversWhatThePolicyReads(t *testing.T) {
 		{"another destination", func(in *Input) { in.DestinationID = "spiffe://example.org/other" }},
 		{"another token key", func(in *Input) { in.TokenKey = "tk-bob" }},
 		{"no token", func(in *Input) { in.Token, in.TokenKey = nil, "" }},
+		{"another operation", func(in *Input) {
+			in.Operation = &Operation{ID: "getItem", PathTemplate: "/items/{id}",
+				PathParams: map[string]any{"id": int64(43)}, Key: "rev1|getItem|43"}
+		}},
+		{"no operation", func(in *Input) { in.Operation = nil }},
 	}
 	all := func(but ...string) map[string]bool {
 		m := map[string]bool{}
@@ -127,6 +137,7 @@ func TestCacheKeyCoversWhatThePolicyReads(t *testing.T) {
 		{"the token", authz(`allow if input.token.sub == "alice"`), some("another token key", "no token")},
 		{"the peer's trust domain", authz(`allow if input.peer.trust_domain == "example.org"`), some("another peer trust domain")},
 		{"the transaction", authz(`allow if input.transaction != ""`), some("another transaction")},
+		{"the operation", authz(`allow if input.operation.path_params.id == 42`), some("another operation", "no operation")},
 	}
 	for _, p := range policies {
 		t.Run(p.name, func(t *testing.T) {
@@ -163,6 +174,46 @@ func TestCacheSkipsATokenWithoutKey(t *testing.T) {
 	decide(t, e.Engine, in)
 	if d := decide(t, e.Engine, in); !d.Cached {
 		t.Fatal("a policy that does not read the token is not cached for a token without TokenKey")
+	}
+}
+
+// A decision on a parsed body is cached only when the policy gives it a
+// cache_ttl_seconds, and then only for that very body.
+func TestCacheParsedBodyOnlyWithExplicitTTL(t *testing.T) {
+	withBody := func(raw string, v any) *Input {
+		in := fullInput()
+		in.ParsedBodyRaw, in.ParsedBody = raw, v
+		return in
+	}
+	small := withBody(`{"amount":5}`, map[string]any{"amount": json.Number("5")})
+	large := withBody(`{"amount":5000}`, map[string]any{"amount": json.Number("5000")})
+
+	e := policyEngine(t, authz(`allow if input.parsed_body.amount < 100`), Options{CacheSize: 100, CacheTTL: time.Minute})
+	for range 2 {
+		if d := decide(t, e.Engine, small); !d.Allow || d.Cached {
+			t.Fatalf("small amount, no cache_ttl_seconds: %+v, want allowed and never cached", d)
+		}
+	}
+	if d := decide(t, e.Engine, large); d.Allow {
+		t.Fatalf("large amount allowed: %+v", d)
+	}
+
+	e = policyEngine(t, authz(`default allow := {"allow": false, "cache_ttl_seconds": 60}`,
+		`allow := {"allow": true, "cache_ttl_seconds": 60} if input.parsed_body.amount < 100`),
+		Options{CacheSize: 100, CacheTTL: time.Minute})
+	decide(t, e.Engine, small)
+	if d := decide(t, e.Engine, small); !d.Allow || !d.Cached {
+		t.Fatalf("same body with cache_ttl_seconds: %+v, want allowed from the cache", d)
+	}
+	if d := decide(t, e.Engine, large); d.Allow || d.Cached {
+		t.Fatalf("another body got the cached decision: %+v", d)
+	}
+
+	// A policy that does not read the body caches as usual.
+	e = policyEngine(t, authz(`allow if input.method == "GET"`), Options{CacheSize: 100, CacheTTL: time.Minute})
+	decide(t, e.Engine, small)
+	if d := decide(t, e.Engine, large); !d.Cached {
+		t.Fatalf("a policy that does not read parsed_body: %+v, want cached", d)
 	}
 }
 

@@ -116,8 +116,12 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 		return Decision{Revision: c.revision}, errors.New("bundle: Decide without input")
 	}
 	if c.cache == nil || c.key.uncacheable(in) {
-		d, _, err := c.eval(ctx, in)
+		d, _, err := c.eval(ctx, in, 0)
 		return d, err
+	}
+	defaultTTL := c.ttl
+	if c.key.keysBody(in) {
+		defaultTTL = 0
 	}
 	buf := keyPool.Get().(*[]byte)
 	key := appendKey((*buf)[:0], &c.key, in)
@@ -125,7 +129,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if !ok {
 		var ttl time.Duration
 		var err error
-		if d, ttl, err = c.eval(ctx, in); err != nil {
+		if d, ttl, err = c.eval(ctx, in, defaultTTL); err != nil {
 			putKey(buf, key)
 			return d, err
 		}
@@ -141,8 +145,9 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 }
 
 // eval runs the prepared query and reads its result, then the mask for it.
-// ttl is how long the decision may be cached (0: not at all).
-func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration, error) {
+// ttl is how long the decision may be cached (0: not at all): the result's
+// cache_ttl_seconds, else defaultTTL.
+func (c *compiled) eval(ctx context.Context, in *Input, defaultTTL time.Duration) (Decision, time.Duration, error) {
 	owned := own(in)
 	input, err := inputValue(&owned)
 	if err != nil {
@@ -162,7 +167,7 @@ func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration
 		defer t.Stop()
 		cancel = deadline
 	}
-	d, result, ttl, err := c.decide(ctx, cancel, input)
+	d, result, ttl, err := c.decide(ctx, cancel, input, defaultTTL)
 	if c.mask != nil {
 		d.Mask = c.evalMask(ctx, cancel, input, result)
 	}
@@ -171,7 +176,7 @@ func (c *compiled) eval(ctx context.Context, in *Input) (Decision, time.Duration
 
 // decide evaluates the decision query. result is the decision as OPA gave
 // it, nil when undefined or in error, for the mask.
-func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.Value) (d Decision, result any, ttl time.Duration, err error) {
+func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.Value, defaultTTL time.Duration) (d Decision, result any, ttl time.Duration, err error) {
 	deny := Decision{Revision: c.revision}
 	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
 	if err != nil && topdown.IsCancel(err) {
@@ -185,14 +190,14 @@ func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		deny.Reason = "decision undefined"
-		return deny, nil, c.ttl, nil
+		return deny, nil, defaultTTL, nil
 	}
 	if len(rs) > 1 {
 		deny.Reason = "malformed decision"
 		return deny, nil, 0, fmt.Errorf("bundle: revision %s: decision has %d results", c.revision, len(rs))
 	}
 	result = rs[0].Expressions[0].Value
-	d, ttl, err = readResult(result, c.ttl)
+	d, ttl, err = readResult(result, defaultTTL)
 	if err != nil {
 		deny.Reason = "malformed decision"
 		return deny, result, 0, fmt.Errorf("bundle: revision %s: decision: %w", c.revision, err)

@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -23,6 +24,27 @@ type Input struct {
 	// the cache key holds for it. When the policy reads the token, a Token
 	// without a TokenKey bypasses the cache.
 	TokenKey string
+	// Operation is the OpenAPI operation the request matched
+	// (WARDEN_OPENAPI_SPEC); nil without a spec.
+	Operation *Operation
+	// ParsedBody is the request's JSON body (WARDEN_POLICY_BODY=json), as
+	// encoding/json decodes it with UseNumber; read-only. ParsedBodyRaw is
+	// the body as received, "" when there is no parsed body: the cache key
+	// holds it when the policy reads parsed_body.
+	ParsedBody    any
+	ParsedBodyRaw string
+}
+
+// Operation is input.operation: {"id", "path_template", "path_params"}.
+// Its values are not retained past Decide unless cached decisions need
+// them, and then only through Key.
+type Operation struct {
+	ID           string
+	PathTemplate string
+	PathParams   map[string]any // typed per the spec's schemas
+	// Key tells operations apart for the decision cache: equal keys, equal
+	// operations (the spec's revision included).
+	Key string
 }
 
 // Header is one request header, or one header a decision adds upstream.
@@ -61,6 +83,11 @@ func own(in *Input) Input {
 		DestinationID:   next(in.DestinationID),
 		TokenKey:        next(in.TokenKey),
 		Token:           in.Token,
+		// Built for this request and not written after: OPA may keep them.
+		Operation:  in.Operation,
+		ParsedBody: in.ParsedBody,
+		// Read only to tell "no body" from a JSON null; never given to OPA.
+		ParsedBodyRaw: in.ParsedBodyRaw,
 	}
 	if len(in.Headers) > 0 {
 		out.Headers = make([]Header, len(in.Headers))
@@ -85,7 +112,9 @@ func (b *block) take(n int) string {
 //
 //	{method, path, raw_path, query: {name: [values]}, headers: {name: value},
 //	 transaction, sender, peer: {spiffe_id, trust_domain},
-//	 destination: {spiffe_id}, token}     # token only when Token != nil
+//	 destination: {spiffe_id}, token,     # token only when Token != nil
+//	 operation: {id, path_template, path_params},  # with an OpenAPI spec
+//	 parsed_body}                         # with WARDEN_POLICY_BODY=json and a JSON body
 func inputValue(in *Input) (ast.Value, error) {
 	obj := ast.NewObject(
 		ast.Item(ast.StringTerm("method"), ast.StringTerm(in.Method)),
@@ -109,6 +138,27 @@ func inputValue(in *Input) (ast.Value, error) {
 			return nil, err
 		}
 		obj.Insert(ast.StringTerm("token"), ast.NewTerm(tok))
+	}
+	if op := in.Operation; op != nil {
+		params, err := ast.InterfaceToValue(op.PathParams)
+		if err != nil {
+			return nil, fmt.Errorf("operation: %w", err)
+		}
+		if op.PathParams == nil {
+			params = ast.NewObject()
+		}
+		obj.Insert(ast.StringTerm("operation"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("id"), ast.StringTerm(op.ID)),
+			ast.Item(ast.StringTerm("path_template"), ast.StringTerm(op.PathTemplate)),
+			ast.Item(ast.StringTerm("path_params"), ast.NewTerm(params)),
+		))
+	}
+	if in.ParsedBodyRaw != "" {
+		body, err := ast.InterfaceToValue(in.ParsedBody)
+		if err != nil {
+			return nil, fmt.Errorf("parsed_body: %w", err)
+		}
+		obj.Insert(ast.StringTerm("parsed_body"), ast.NewTerm(body))
 	}
 	return obj, nil
 }

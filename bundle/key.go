@@ -30,9 +30,11 @@ const (
 	fPeerTrustDomain
 	fDestination
 	fToken
+	fOperation
+	fParsedBody
 
 	// fInput is every field: a rule reads the input as a whole.
-	fInput = fToken<<1 - 1
+	fInput = fParsedBody<<1 - 1
 )
 
 // fieldNames name the fields for Status.CacheKey, in key order.
@@ -43,7 +45,8 @@ var fieldNames = [...]struct {
 	{fMethod, "method"}, {fPath, "path"}, {fRawPath, "raw_path"}, {fQuery, "query"},
 	{fHeaders, "headers"}, {fTransaction, "transaction"}, {fSender, "sender"},
 	{fPeerID, "peer.spiffe_id"}, {fPeerTrustDomain, "peer.trust_domain"},
-	{fDestination, "destination"}, {fToken, "token"},
+	{fDestination, "destination"}, {fToken, "token"}, {fOperation, "operation"},
+	{fParsedBody, "parsed_body"},
 }
 
 // keySpec is what of an input a revision's decisions can depend on.
@@ -163,6 +166,10 @@ func (k *keySpec) read(path ast.Ref, named map[string]bool) {
 		k.fields |= fDestination
 	case "token":
 		k.fields |= fToken
+	case "operation":
+		k.fields |= fOperation
+	case "parsed_body":
+		k.fields |= fParsedBody
 	case "input", "result":
 		// The mask policy's event: input.input is read again as input by
 		// the caller, and the result follows from the keyed fields.
@@ -268,6 +275,17 @@ func appendKey(b []byte, k *keySpec, in *Input) []byte {
 		}
 		b = appendString(b, in.TokenKey)
 	}
+	if f&fOperation != 0 {
+		if in.Operation != nil {
+			b = appendString(append(b, 1), in.Operation.Key)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	if f&fParsedBody != 0 {
+		// A JSON body is never empty: "" is no parsed body.
+		b = appendString(b, in.ParsedBodyRaw)
+	}
 	return b
 }
 
@@ -277,7 +295,17 @@ func appendString(b []byte, s string) []byte {
 }
 
 // uncacheable reports whether in must bypass the cache: a Token without its
-// TokenKey could not be told apart from another token in the key.
+// TokenKey could not be told apart from another token in the key, nor an
+// Operation without its Key from another operation.
 func (k *keySpec) uncacheable(in *Input) bool {
-	return k.fields&fToken != 0 && in.Token != nil && in.TokenKey == ""
+	return k.fields&fToken != 0 && in.Token != nil && in.TokenKey == "" ||
+		k.fields&fOperation != 0 && in.Operation != nil && in.Operation.Key == ""
+}
+
+// keysBody reports whether the key of in holds its parsed body. Such a
+// decision is cached only when the policy asks for it (cache_ttl_seconds):
+// bodies rarely repeat, and each would fill the cache with up to
+// WARDEN_POLICY_BODY_MAX_BYTES of key.
+func (k *keySpec) keysBody(in *Input) bool {
+	return k.fields&fParsedBody != 0 && in.ParsedBodyRaw != ""
 }

@@ -192,13 +192,15 @@ func BenchmarkCacheHitRatio(b *testing.B) {
 func TestKeySpecKnowsEveryInputField(t *testing.T) {
 	in := Input{Method: "GET", Path: "/", RawPath: "/", RawQuery: "a=1", Headers: []Header{{Name: "x", Value: "1"}},
 		Transaction: "t", Sender: "10.0.0.1", PeerID: "spiffe://td/p", PeerTrustDomain: "td",
-		DestinationID: "spiffe://td/d", Token: map[string]any{"sub": "alice"}, TokenKey: "k"}
+		DestinationID: "spiffe://td/d", Token: map[string]any{"sub": "alice"}, TokenKey: "k",
+		Operation:  &Operation{ID: "op", PathTemplate: "/", Key: "k"},
+		ParsedBody: map[string]any{"a": true}, ParsedBodyRaw: `{"a":true}`}
 	v, err := inputValue(&in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obj := v.(ast.Object)
-	if obj.Len() < 10 {
+	if obj.Len() < 12 {
 		t.Fatalf("input document has %d fields", obj.Len())
 	}
 	obj.Foreach(func(key, _ *ast.Term) {
