@@ -69,6 +69,16 @@ type Config struct {
 	AllowedMethods         []string
 	MaxHeaders             int
 
+	// Input threat protection: body limits, the API's own description.
+	JSONProtection     bool
+	JSON               JSONLimits
+	XMLProtection      bool
+	XML                XMLLimits
+	OpenAPISpec        string // "" = no OpenAPI validation
+	OpenAPIPoll        time.Duration
+	PolicyBody         string // PolicyBodyOff or PolicyBodyJSON
+	PolicyBodyMaxBytes int
+
 	PolicyBundle          string // "" = the embedded default bundle
 	PolicyPollInterval    time.Duration
 	PolicyVerificationKey string
@@ -113,6 +123,12 @@ type Config struct {
 	LogFormat string
 }
 
+// JSONLimits are the WARDEN_JSON_MAX_* limits.
+type JSONLimits struct{ MaxDepth, MaxKeys, MaxArray, MaxString, MaxNumber int }
+
+// XMLLimits are the WARDEN_XML_MAX_* limits.
+type XMLLimits struct{ MaxDepth, MaxAttributes, MaxElements, MaxText int }
+
 // Route is one entry of WARDEN_OUTBOUND_ROUTES: requests whose Host is Host
 // go over mTLS to Addr, which must present the SVID ID.
 type Route struct {
@@ -147,6 +163,18 @@ const (
 // an explicitly empty value does the same now, and none keeps working until
 // it is retired.
 const StripNone = "none"
+
+// Values of WARDEN_JSON_PROTECTION and WARDEN_XML_PROTECTION.
+const (
+	ProtectionOn  = "on"
+	ProtectionOff = "off"
+)
+
+// Values of WARDEN_POLICY_BODY.
+const (
+	PolicyBodyOff  = "off"
+	PolicyBodyJSON = "json"
+)
 
 // Rate limit modes for WARDEN_RATE_LIMIT_MODE.
 const (

@@ -311,6 +311,38 @@ func TestRequestHardeningSettings(t *testing.T) {
 	}
 }
 
+func TestInputProtectionSettings(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.JSONProtection || c.JSON != (JSONLimits{32, 1000, 10000, 65536, 64}) ||
+		!c.XMLProtection || c.XML != (XMLLimits{32, 64, 100000, 65536}) ||
+		c.OpenAPISpec != "" || c.PolicyBody != PolicyBodyOff || c.PolicyBodyMaxBytes != 65536 {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_JSON_PROTECTION": "off",
+		"WARDEN_XML_PROTECTION": "off", "WARDEN_POLICY_BODY": "json", "WARDEN_JSON_MAX_DEPTH": "8"}))
+	if err != nil || c.JSONProtection || c.XMLProtection || c.PolicyBody != PolicyBodyJSON || c.JSON.MaxDepth != 8 {
+		t.Errorf("off, off, json, depth 8: %v %+v", err, c)
+	}
+	for name, bad := range map[string]string{
+		"WARDEN_JSON_PROTECTION":       "false",
+		"WARDEN_XML_PROTECTION":        "yes",
+		"WARDEN_JSON_MAX_DEPTH":        "0",
+		"WARDEN_JSON_MAX_STRING":       "-1",
+		"WARDEN_XML_MAX_ELEMENTS":      "many",
+		"WARDEN_OPENAPI_SPEC":          "/nonexistent/openapi.yaml",
+		"WARDEN_POLICY_BODY":           "xml",
+		"WARDEN_POLICY_BODY_MAX_BYTES": "0",
+	} {
+		_, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", name: bad}))
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: %v, want an error naming it", name, bad, err)
+		}
+	}
+}
+
 // A URL's password or signed query never reaches the startup line nor a
 // configuration error.
 func TestURLCredentialsAreNeverEchoed(t *testing.T) {
