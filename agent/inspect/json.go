@@ -3,6 +3,7 @@ package inspect
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"strings"
 	"sync"
@@ -59,21 +60,27 @@ func (l JSONLimits) Validate() error {
 }
 
 // jsonState is what one check needs, pooled so that a body within the
-// limits costs no allocation: the decoder keeps its stacks and the name
-// sets of its duplicate check between uses.
+// limits costs no allocation: the decoder and the duplicate check keep
+// their stacks and buffers between uses.
 type jsonState struct {
 	// buf hands the body to dec: a *bytes.Buffer is the one reader jsontext
 	// parses in place, where any other is copied into its own buffer
 	// (4 KiB, or larger to hold a long string whole).
-	buf bytes.Buffer
-	dec jsontext.Decoder
+	buf   bytes.Buffer
+	dec   jsontext.Decoder
+	names nameSet
 }
 
-var jsonStates = sync.Pool{New: func() any { return new(jsonState) }}
+var jsonStates = sync.Pool{New: func() any { return &jsonState{names: nameSet{seed: maphash.MakeSeed()}} }}
+
+// decoderOptions leave duplicate names to nameSet (see there why). A
+// package variable: options passed as literals would allocate per call.
+var decoderOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true)}
 
 // CheckJSON reads body once as a stream of tokens; nil means it is one
-// valid JSON value (RFC 8259, with jsontext's stricter I-JSON rules: UTF-8
-// only, no lone surrogate escapes, no duplicate member names) within l.
+// valid JSON value (RFC 8259, with the stricter rules of I-JSON, RFC 7493:
+// UTF-8 only, no lone surrogate escapes, no duplicate member names) within
+// l.
 //
 // An empty body, or one of whitespace only, is not a JSON value and is
 // refused as syntax: a caller that lets requests without a body through
@@ -83,65 +90,86 @@ var jsonStates = sync.Pool{New: func() any { return new(jsonState) }}
 func (l JSONLimits) CheckJSON(body []byte) *Violation {
 	st := jsonStates.Get().(*jsonState)
 	st.buf = *bytes.NewBuffer(body)
-	st.dec.Reset(&st.buf)
-	v := l.check(&st.dec, body)
+	st.dec.Reset(&st.buf, decoderOptions...)
+	st.names.reset(body)
+	v := l.check(st, body)
 	// Keep no reference to the body in the pool.
 	st.buf = bytes.Buffer{}
 	st.dec.Reset(&st.buf)
+	st.names.reset(nil)
 	jsonStates.Put(st)
 	return v
 }
 
-func (l JSONLimits) check(dec *jsontext.Decoder, body []byte) *Violation {
+func (l JSONLimits) check(st *jsonState, body []byte) *Violation {
+	dec := &st.dec
 	for {
 		prev := dec.InputOffset()
-		tok, err := dec.ReadToken()
-		if err != nil {
+		if _, err := dec.ReadToken(); err != nil {
 			if err == io.EOF { // before any token: nothing but whitespace
 				return &Violation{Rule: RuleSyntax, Offset: int64(len(body))}
 			}
 			return jsonError(err, body, prev)
 		}
+		end := dec.InputOffset()
 		depth := dec.StackDepth()
-		parent := depth // the level the token is a member or element of
-		switch tok.Kind() {
+		// The token's last byte tells its kind (the tokenizer checked it):
+		// cheaper than Token.Kind, and the token is not needed otherwise.
+		switch c := body[end-1]; c {
 		case '{', '[':
 			if depth > l.MaxDepth {
 				return l.violation(dec, RuleMaxDepth, l.MaxDepth, tokenStart(body, prev), false)
 			}
-			parent--
+			if c == '{' {
+				st.names.push()
+			}
+			if depth > 1 {
+				if kind, n := dec.StackIndex(depth - 1); kind == '[' && n > int64(l.MaxArray) {
+					return l.violation(dec, RuleMaxArray, l.MaxArray, tokenStart(body, prev), false)
+				}
+			}
+			continue
 		case '}', ']':
+			if c == '}' {
+				st.names.pop()
+			}
 			if depth == 0 {
 				return checkEOF(dec, body)
 			}
 			continue
 		case '"':
-			start := tokenStart(body, prev)
-			kind, n := dec.StackIndex(depth)
-			name := kind == '{' && n%2 == 1
-			if dec.InputOffset()-start-2 > int64(l.MaxString) {
-				return l.violation(dec, RuleMaxString, l.MaxString, start, name)
+			// end-prev is the token's length plus the whitespace and ','
+			// or ':' before it: exact only when it matters.
+			if end-prev-2 > int64(l.MaxString) && end-tokenStart(body, prev)-2 > int64(l.MaxString) {
+				kind, n := dec.StackIndex(depth)
+				return l.violation(dec, RuleMaxString, l.MaxString, tokenStart(body, prev), kind == '{' && n%2 == 1)
 			}
-			if name {
-				if (n+1)/2 > int64(l.MaxKeys) {
-					return l.violation(dec, RuleMaxKeys, l.MaxKeys, start, false)
+			kind, n := dec.StackIndex(depth)
+			if kind == '{' {
+				if n%2 == 1 { // a member name
+					if (n+1)/2 > int64(l.MaxKeys) {
+						return l.violation(dec, RuleMaxKeys, l.MaxKeys, tokenStart(body, prev), false)
+					}
+					start := tokenStart(body, prev)
+					if st.names.add(int(start), int(end)) {
+						return l.violation(dec, RuleDuplicateKey, 0, start, false)
+					}
 				}
 				continue
 			}
-		case '0':
-			start := tokenStart(body, prev)
-			if dec.InputOffset()-start > int64(l.MaxNumber) {
-				return l.violation(dec, RuleMaxNumber, l.MaxNumber, start, false)
+			if kind == '[' && n > int64(l.MaxArray) {
+				return l.violation(dec, RuleMaxArray, l.MaxArray, tokenStart(body, prev), false)
+			}
+		default: // a number, or true, false, null
+			if c >= '0' && c <= '9' && end-prev > int64(l.MaxNumber) && end-tokenStart(body, prev) > int64(l.MaxNumber) {
+				return l.violation(dec, RuleMaxNumber, l.MaxNumber, tokenStart(body, prev), false)
+			}
+			if kind, n := dec.StackIndex(depth); kind == '[' && n > int64(l.MaxArray) {
+				return l.violation(dec, RuleMaxArray, l.MaxArray, tokenStart(body, prev), false)
 			}
 		}
-		if parent == 0 {
-			if depth == 0 { // a top-level string, number or literal
-				return checkEOF(dec, body)
-			}
-			continue
-		}
-		if kind, n := dec.StackIndex(parent); kind == '[' && n > int64(l.MaxArray) {
-			return l.violation(dec, RuleMaxArray, l.MaxArray, tokenStart(body, prev), false)
+		if depth == 0 { // a top-level string, number or literal
+			return checkEOF(dec, body)
 		}
 	}
 }
@@ -180,8 +208,6 @@ func jsonError(err error, body []byte, prev int64) *Violation {
 	}
 	v := &Violation{Rule: RuleSyntax, Where: clip(string(serr.JSONPointer)), Offset: serr.ByteOffset}
 	switch {
-	case serr.Err == jsontext.ErrDuplicateName:
-		v.Rule = RuleDuplicateKey
 	case serr.Err == errInvalidUTF8 && errInvalidUTF8 != nil, isSurrogateEscape(body, serr.ByteOffset):
 		v.Rule = RuleInvalidUTF8
 	}

@@ -34,6 +34,9 @@ func elements(n int, elem string) string {
 	return "[" + strings.TrimSuffix(strings.Repeat(elem+",", n), ",") + "]"
 }
 
+// with adds member to the end of object obj.
+func with(obj, member string) string { return obj[:len(obj)-1] + "," + member + "}" }
+
 func quoted(n int) string { return `"` + strings.Repeat("x", n) + `"` }
 
 func at(body, s string) int64 { return int64(strings.Index(body, s)) }
@@ -106,9 +109,25 @@ func TestCheckJSON(t *testing.T) {
 		{"an escaped duplicate key is refused", `{"a":1,"\u0061":2}`, &Violation{Rule: RuleDuplicateKey, Where: "/a", Offset: 7}},
 		{"a duplicate key escaped the other way", `{"\u00e9":1,"é":2}`, &Violation{Rule: RuleDuplicateKey, Where: "/é", Offset: 12}},
 		{"a duplicate key in a nested object", `{"x":[{"b":1,"c":{},"b":2}]}`, &Violation{Rule: RuleDuplicateKey, Where: "/x/0/b", Offset: 20}},
-		{"a duplicate among more than 64 keys (jsontext's map)", members(100)[:len(members(100))-1] + `,"k7":0}`,
+		{"a duplicate among 100 keys", members(100)[:len(members(100))-1] + `,"k7":0}`,
 			&Violation{Rule: RuleDuplicateKey, Where: "/k7", Offset: int64(len(members(100)))}},
+		{"an empty name twice is refused", `{"":1,"":2}`, &Violation{Rule: RuleDuplicateKey, Where: "/", Offset: 6}},
+		{"a duplicate among 1000 keys", with(members(999), `"k998":0`),
+			&Violation{Rule: RuleDuplicateKey, Where: "/k998", Offset: int64(len(members(999)))}},
+		{"an escaped duplicate among 100 keys", with(members(100), `"\u006b3":0`),
+			&Violation{Rule: RuleDuplicateKey, Where: "/k3", Offset: int64(len(members(100)))}},
+		{"a duplicate right after the switch to a table", with(members(linearNames), `"k0":0`),
+			&Violation{Rule: RuleDuplicateKey, Where: "/k0", Offset: int64(len(members(linearNames)))}},
+		{"a duplicate in an object after a wide one closed", with(`{"a":1,"o":`+members(100)+`}`, `"a":2`),
+			&Violation{Rule: RuleDuplicateKey, Where: "/a", Offset: int64(len(`{"a":1,"o":` + members(100) + `}`))}},
+		{"a duplicate in a wide object after a wide one in it closed", with(with(members(40), `"o":`+members(100)), `"k39":1`),
+			&Violation{Rule: RuleDuplicateKey, Where: "/k39", Offset: int64(len(with(members(40), `"o":`+members(100))))}},
+		{"wide objects in a wide object pass", with(with(members(40), `"o":`+members(100)), `"p":`+members(200)), nil},
+		{"wide sibling objects share no names", elements(3, members(300)), nil},
+		{"names that extend each other are no duplicates", `{"k":1,"k1":1,"k10":1,"":1}`, nil},
 		{"a name in two objects is no duplicate", `[{"a":1},{"a":{"a":1}}]`, nil},
+		{"an inner object's names are not its parent's", `{"o":{"a":1,"b":2},"a":2,"b":3}`, nil},
+		{"a wide inner object's names are not its parent's", with(`{"o":`+members(100)+`}`, `"k1":1`), nil},
 		{"names differing in case are no duplicates", `{"a":1,"A":2}`, nil},
 
 		{"invalid UTF-8 in a value is refused", "{\"a\":\"\xff\"}", &Violation{Rule: RuleInvalidUTF8, Where: "/a", Offset: 6}},
@@ -250,10 +269,10 @@ func TestJSONLimitsValidate(t *testing.T) {
 	}
 }
 
-// TestJSONErrorSentinels: the rules duplicate_key and invalid_utf8 rest on
-// recognizing jsontext's errors, one of which is taken from the tokenizer
-// (it is not exported); an update that changes them must fail here, not
-// turn those rules into "syntax" unseen.
+// TestJSONErrorSentinels: the rule invalid_utf8 rests on recognizing
+// jsontext's error, which is taken from the tokenizer (it is not
+// exported); an update that changes it must fail here, not turn the rule
+// into "syntax" unseen.
 func TestJSONErrorSentinels(t *testing.T) {
 	if errInvalidUTF8 == nil || errInvalidUTF8.Error() != "invalid UTF-8" {
 		t.Fatalf("errInvalidUTF8 = %v", errInvalidUTF8)
@@ -270,7 +289,8 @@ func TestCheckJSONWithoutAllocating(t *testing.T) {
 		t.Skip("sync.Pool drops items under the race detector")
 	}
 	l := DefaultJSONLimits()
-	for _, body := range [][]byte{jsonBody(1 << 10), jsonBody(64 << 10), []byte(members(64)), []byte(`"\u00e9"`)} {
+	wide := []byte(elements(10, members(1000)))
+	for _, body := range [][]byte{jsonBody(1 << 10), jsonBody(64 << 10), []byte(`"\u00e9"`), wide, []byte(`{"\u00e9":{"a\tb":1}}`)} {
 		if v := l.CheckJSON(body); v != nil {
 			t.Fatal(v)
 		}
