@@ -207,8 +207,8 @@ func jsonError(err error, body []byte, prev int64) *Violation {
 		return &Violation{Rule: RuleSyntax, Offset: tokenStart(body, prev)}
 	}
 	v := &Violation{Rule: RuleSyntax, Where: clip(string(serr.JSONPointer)), Offset: serr.ByteOffset}
-	switch {
-	case serr.Err == errInvalidUTF8 && errInvalidUTF8 != nil, isSurrogateEscape(body, serr.ByteOffset):
+	if serr.Err == errInvalidUTF8 && errInvalidUTF8 != nil ||
+		serr.Err != io.ErrUnexpectedEOF && isSurrogateEscape(body, serr.ByteOffset) {
 		v.Rule = RuleInvalidUTF8
 	}
 	return v

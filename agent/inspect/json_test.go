@@ -138,6 +138,8 @@ func TestCheckJSON(t *testing.T) {
 		{"a lone high surrogate escape is refused", `["ok","x\ud800"]`, &Violation{Rule: RuleInvalidUTF8, Where: "/1", Offset: 8}},
 		{"a lone low surrogate escape is refused", `{"\uDC00":1}`, &Violation{Rule: RuleInvalidUTF8, Offset: 2}},
 		{"a reversed surrogate pair is refused", `"\udc00\ud800"`, &Violation{Rule: RuleInvalidUTF8, Offset: 1}},
+		{"a body cut after a high surrogate escape is syntax", `["\ud83d`, &Violation{Rule: RuleSyntax, Where: "/0", Offset: 2}},
+		{"a body cut inside a surrogate pair is syntax", `["\ud83d\ude`, &Violation{Rule: RuleSyntax, Where: "/0", Offset: 2}},
 		{"a surrogate pair passes", `"\ud83d\ude00 and 😀"`, nil},
 		{"a bad escape is syntax, not UTF-8", `["\x41"]`, &Violation{Rule: RuleSyntax, Where: "/0", Offset: 2}},
 		{"invalid UTF-8 outside a string is syntax", "[1,\xff]", &Violation{Rule: RuleSyntax, Where: "/1", Offset: 3}},
