@@ -9,7 +9,8 @@
 // checked by Validate) and the checks (CheckJSON, CheckXML), which read a
 // body once as a stream of tokens and never build it as a tree. JSON is
 // tokenized by github.com/go-json-experiment/json/jsontext, whose decoders
-// are pooled so that a body within the limits costs no allocation; XML by
+// are pooled with the state of a duplicate-name check of this package's
+// own, so that a body within the limits costs no allocation; XML by
 // encoding/xml with Strict set and no entity map, and any DTD refused
 // before anything in it could be used.
 //
