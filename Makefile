@@ -88,7 +88,7 @@ bench:
 	bench/run.sh
 
 # Go benchmarks of the hot path (proxy handler, PEP check, decision cache,
-# log batching), COUNT times each, in benchstat's format.
+# log batching, body inspection), COUNT times each, in benchstat's format.
 bench-micro:
 	bench/micro.sh
 
@@ -107,6 +107,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZTIME) ./bundle
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./agent/token
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME) ./agent/token
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckJSON$$' -fuzztime $(FUZZTIME) ./agent/inspect
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckXML$$' -fuzztime $(FUZZTIME) ./agent/inspect
 	$(GO) test -run '^$$' -fuzz '^FuzzInitFromEnv$$' -fuzztime $(FUZZTIME) ./agent/config
 	$(GO) test -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME) ./deploy/inject
 	$(GO) test -run '^$$' -fuzz '^FuzzProgram$$' -fuzztime $(FUZZTIME) ./bpf # root: loads the program

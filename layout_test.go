@@ -57,6 +57,13 @@ var layoutRules = []struct {
 		why:   "agent/pep is the decision pipeline's contract, types only: every protocol path imports it, so it imports nothing of warden's but internal/",
 	},
 	{
+		from:  []string{"agent/inspect"},
+		deny:  []string{"..."},
+		allow: []string{"internal/..."},
+		tests: true,
+		why:   "agent/inspect checks the bodies it is handed against the limits it is given: it imports nothing of warden's but internal/",
+	},
+	{
 		from: []string{"agent/proxy"},
 		deny: []string{"github.com/cilium/ebpf/...", "github.com/go-jose/...", "google.golang.org/grpc/..."},
 		why: "the data path does not pull in the eBPF loader, JOSE or gRPC " +

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/micro.sh: warden's Go benchmarks (proxy handler, PEP check, decision
-# cache, log batching, and the load generator itself), -count times each, in
-# the format benchstat reads. `make bench-micro` runs it. The output also
-# goes to OUT, so that a change can be compared with
+# cache, log batching, JSON and XML body inspection, and the load generator
+# itself), -count times each, in the format benchstat reads. `make
+# bench-micro` runs it. The output also goes to OUT, so that a change can be
+# compared with
 #   go run golang.org/x/perf/cmd/benchstat@latest before.txt after.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
