@@ -208,8 +208,12 @@ func hasEncodedSlash(raw []byte) bool {
 }
 
 // unescape appends s percent-decoded to dst; with plus, '+' is a space (as
-// in a query). It fails on a '%' not followed by two hex digits.
+// in a query). It fails on a '%' not followed by two hex digits. When
+// there is nothing to decode it returns s itself.
 func unescape(dst, s []byte, plus bool) ([]byte, bool) {
+	if bytes.IndexByte(s, '%') < 0 && (!plus || bytes.IndexByte(s, '+') < 0) {
+		return s, true
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '%':

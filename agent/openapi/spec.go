@@ -64,7 +64,7 @@ func Parse(data []byte, source string) (*Spec, error) {
 	case v == "":
 		return fail(errors.New("not an OpenAPI 3 document: no openapi field (Swagger 2.0 documents must be converted)"))
 	case !strings.HasPrefix(v, "3.0.") && !strings.HasPrefix(v, "3.1.") && v != "3.0" && v != "3.1":
-		return fail(fmt.Errorf("openapi: version %q is not supported: want 3.0.x or 3.1.x", v))
+		return fail(fmt.Errorf("OpenAPI version %q is not supported: want 3.0.x or 3.1.x", v))
 	}
 	// Examples do not change what is enforced: a stale one must not stop
 	// warden. Patterns do: one that does not compile is an error here,

@@ -119,8 +119,8 @@ func (s *Spec) Validate(r *Request) (*Operation, any, *Violation) {
 // their typed values, and its Key.
 func (op *operation) pathParams(segs [][]byte) (*Operation, *Violation) {
 	out := &Operation{ID: op.op.ID, PathTemplate: op.op.PathTemplate, PathParams: make(map[string]any, len(op.path))}
-	key := make([]byte, 0, len(op.key)+16*len(op.path))
-	key = append(key, op.key...)
+	var kb [128]byte // the key is built on the stack, then copied once
+	key := append(kb[:0], op.key...)
 	for _, p := range op.path {
 		val, v := p.value(segs[p.seg])
 		if v != nil {
