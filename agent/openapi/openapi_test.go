@@ -299,3 +299,7 @@ func TestKeys(t *testing.T) {
 		t.Errorf("revisions %q and %q", s.Revision(), s31.Revision())
 	}
 }
+
+func fieldOf(name, value string) pep.Field {
+	return pep.Field{Name: []byte(name), Value: []byte(value)}
+}
