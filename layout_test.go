@@ -57,6 +57,14 @@ var layoutRules = []struct {
 		why:   "agent/pep is the decision pipeline's contract, types only: every protocol path imports it, so it imports nothing of warden's but internal/",
 	},
 	{
+		from:  []string{"agent/openapi"},
+		deny:  []string{"..."},
+		allow: []string{"internal/...", "agent/pep"},
+		tests: true,
+		why: "agent/openapi validates requests for the pipeline, which passes it what it needs: " +
+			"it imports nothing of warden's but internal/ and the pipeline's contract (agent/pep)",
+	},
+	{
 		from: []string{"agent/proxy"},
 		deny: []string{"github.com/cilium/ebpf/...", "github.com/go-jose/...", "google.golang.org/grpc/..."},
 		why: "the data path does not pull in the eBPF loader, JOSE or gRPC " +
