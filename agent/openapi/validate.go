@@ -200,7 +200,7 @@ func (op *operation) checkQuery(q []byte) *Violation {
 		}
 		if i < 0 {
 			if !validEscapes(rawValue) {
-				return &Violation{Status: 400, Code: CodeInvalid, In: "query", Name: string(name), Rule: "encoding", Detail: "malformed percent-encoding"}
+				return &Violation{Status: 400, Code: CodeInvalid, In: "query", Name: bounded(string(name)), Rule: "encoding", Detail: "malformed percent-encoding"}
 			}
 			continue
 		}
