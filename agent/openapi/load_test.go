@@ -146,3 +146,25 @@ func TestJSONDocumentLoads(t *testing.T) {
 		t.Errorf("0 with exclusiveMinimum 0 (3.1, numeric): %v", v)
 	}
 }
+
+func TestRootAndTrailingSlashTemplates(t *testing.T) {
+	s, err := Parse([]byte(doc("3.0.3", `  /:
+    get: {operationId: root, responses: {'200': {description: ok}}}
+  /dir/:
+    get: {operationId: dir, responses: {'200': {description: ok}}}
+  /dir:
+    get: {operationId: file, responses: {'200': {description: ok}}}
+`)), "inline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"/": "root", "/dir/": "dir", "/dir": "file"} {
+		op, _, v := s.Validate(req{path: path}.build())
+		if v != nil || op.ID != want {
+			t.Errorf("%s matched %+v (%v); want %s", path, op, v, want)
+		}
+	}
+	if _, _, v := s.Validate(req{method: "HEAD", path: "/"}.build()); v == nil || v.Rule != "method" {
+		t.Errorf("HEAD where only GET is declared: %v; want 404 method", v)
+	}
+}
