@@ -64,6 +64,14 @@ var layoutRules = []struct {
 		why:   "agent/inspect checks the bodies it is handed against the limits it is given: it imports nothing of warden's but internal/",
 	},
 	{
+		from:  []string{"agent/openapi"},
+		deny:  []string{"..."},
+		allow: []string{"internal/...", "agent/pep"},
+		tests: true,
+		why: "agent/openapi validates requests for the pipeline, which passes it what it needs: " +
+			"it imports nothing of warden's but internal/ and the pipeline's contract (agent/pep)",
+	},
+	{
 		from: []string{"agent/proxy"},
 		deny: []string{"github.com/cilium/ebpf/...", "github.com/go-jose/...", "google.golang.org/grpc/..."},
 		why: "the data path does not pull in the eBPF loader, JOSE or gRPC " +
