@@ -10,6 +10,8 @@ import (
 
 	"github.com/warden-sidecar/warden/agent/authz"
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/agent/inspect"
+	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/spiffe"
@@ -88,6 +90,16 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 		return nil, nil, err
 	}
 	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()))
+	opts = append(opts, a.inputChecks()...)
+	var spec *openapi.Store
+	if a.cfg.OpenAPISpec != "" {
+		if spec, err = openapi.NewStore(a.cfg.OpenAPISpec, a.log.With().Str("component", "openapi").Logger()); err != nil {
+			stopTokens()
+			closeLog()
+			return nil, nil, fmt.Errorf("agent: WARDEN_OPENAPI_SPEC=%s: %w", a.cfg.OpenAPISpec, err)
+		}
+		opts = append(opts, authz.WithOpenAPI(spec.Spec))
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -96,14 +108,43 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 			plog.Error().Str("event", "policy_stopped").Err(err).Send()
 		}
 	}()
+	specDone := make(chan struct{})
+	go func() {
+		defer close(specDone)
+		if spec != nil {
+			spec.Watch(runCtx, a.cfg.OpenAPIPoll)
+		}
+	}()
 	stop := func() {
 		cancel()
 		<-done
+		<-specDone
 		stopTokens()
 		closeLog()
 	}
 	ownID := func() string { return a.ownID().String() }
 	return authz.New(engine, ownID, dlog, opts...), stop, nil
+}
+
+// inputChecks are the PEP's body checks that the configuration turns on.
+func (a *Agent) inputChecks() []authz.Option {
+	var opts []authz.Option
+	if a.cfg.JSONProtection {
+		j := a.cfg.JSON
+		opts = append(opts, authz.WithJSONLimits(inspect.JSONLimits{
+			MaxDepth: j.MaxDepth, MaxKeys: j.MaxKeys, MaxArray: j.MaxArray, MaxString: j.MaxString, MaxNumber: j.MaxNumber,
+		}))
+	}
+	if a.cfg.XMLProtection {
+		x := a.cfg.XML
+		opts = append(opts, authz.WithXMLLimits(inspect.XMLLimits{
+			MaxDepth: x.MaxDepth, MaxAttributes: x.MaxAttributes, MaxElements: x.MaxElements, MaxText: x.MaxText,
+		}))
+	}
+	if a.cfg.PolicyBody == config.PolicyBodyJSON {
+		opts = append(opts, authz.WithPolicyBody(a.cfg.PolicyBodyMaxBytes))
+	}
+	return opts
 }
 
 // startTokens builds the token verifier WARDEN_JWT_JWKS asks for, with its

@@ -12,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/warden-sidecar/warden/agent/inspect"
+	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
@@ -30,6 +32,12 @@ type Authorizer struct {
 	tokenHeader   []byte          // lower case
 	bearerPrefix  bool            // the header is Authorization: only "Bearer <token>" counts
 	tokenRequired bool
+
+	// The input checks (inspect.go); all off when zero.
+	spec          func() *openapi.Spec
+	jsonLimits    *inspect.JSONLimits
+	xmlLimits     *inspect.XMLLimits
+	policyBodyMax int
 }
 
 // Option configures an Authorizer.
@@ -77,6 +85,12 @@ type state struct {
 	tokenValue []byte // the token header's value, aliasing the request
 	tokenCount int    // how many token headers the request has
 	token      *token.Verified
+
+	// Content-Type and Content-Encoding, aliasing the request, and how many
+	// of each it has.
+	contentType, contentEncoding   []byte
+	contentTypes, contentEncodings int
+	oreq                           openapi.Request
 }
 
 type span struct{ start, end int }
@@ -114,6 +128,11 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	a.collectHeaders(st, req.Headers)
 	if a.tokens != nil {
 		if v, ok := a.checkToken(st, req); !ok {
+			return v
+		}
+	}
+	if a.inspects() {
+		if v, ok := a.checkInput(st, req); !ok {
 			return v
 		}
 	}
@@ -247,6 +266,7 @@ func (a *Authorizer) collectHeaders(st *state, fields []pep.Field) {
 	st.headers = st.headers[:0]
 	st.spans = st.spans[:0]
 	st.tokenValue, st.tokenCount = nil, 0
+	st.contentType, st.contentEncoding, st.contentTypes, st.contentEncodings = nil, nil, 0, 0
 	// Names are appended first and turned into strings after, because the
 	// names buffer may move while it grows.
 	for _, f := range fields {
@@ -264,6 +284,14 @@ func (a *Authorizer) collectHeaders(st *state, fields []pep.Field) {
 			st.names = st.names[:start]
 			continue
 		}
+		switch string(st.names[start:]) {
+		case "content-type":
+			st.contentType = v
+			st.contentTypes++
+		case "content-encoding":
+			st.contentEncoding = v
+			st.contentEncodings++
+		}
 		if excluded(st.names[start:]) {
 			st.names = st.names[:start]
 			continue
@@ -280,6 +308,7 @@ func (a *Authorizer) collectHeaders(st *state, fields []pep.Field) {
 func (a *Authorizer) release(st *state) {
 	st.in = bundle.Input{}
 	st.token, st.tokenValue = nil, nil
+	st.contentType, st.contentEncoding, st.oreq = nil, nil, openapi.Request{}
 	clear(st.headers)
 	a.states.Put(st)
 }
@@ -356,6 +385,10 @@ func logInput(d *zerolog.Event, in *bundle.Input, tok *token.Verified, m *logMas
 	}
 	if !m.field("destination") && !m.child("destination", "spiffe_id") {
 		d.Dict("destination", zerolog.Dict().Str("spiffe_id", in.DestinationID))
+	}
+	if op := in.Operation; op != nil && !m.field("operation") {
+		// Path parameters are in the path, logged above; the body never is.
+		d.Dict("operation", zerolog.Dict().Str("id", op.ID).Str("path_template", op.PathTemplate))
 	}
 	if tok != nil && !m.field("token") {
 		// Serialized once per verified token, not per line (unless masked).

@@ -57,6 +57,7 @@ var supportedStyle = map[string]string{
 
 func compileOperation(doc *openapi3.T, tmpl string, segs []segment, item *openapi3.PathItem, o *openapi3.Operation, method string) (*operation, error) {
 	op := &operation{method: method, op: Operation{ID: o.OperationID, PathTemplate: tmpl}}
+	op.op.plan = op
 
 	// Operation parameters override the path item's of the same name and
 	// location.

@@ -30,6 +30,8 @@ type Operation struct {
 	// decision cache, and includes the document's revision: equal Keys ⇔
 	// equal operations of one document.
 	Key string
+
+	plan *operation // for CheckBody
 }
 
 // The codes of a Violation, as the client's JSON "error".
@@ -76,49 +78,68 @@ var (
 )
 
 // Validate matches the request to an operation and checks its parameters
-// and body. On success it returns the operation (input.operation) and, when
-// the operation takes a JSON body and one was sent, the decoded body
-// (objects as map[string]any, numbers as json.Number), nil otherwise.
+// and body: Match, then CheckBody. On success it returns the operation
+// (input.operation) and, when the operation takes a JSON body and one was
+// sent, the decoded body (objects as map[string]any, numbers as
+// json.Number), nil otherwise.
 //
 // A Violation it returns may be shared: read-only.
 func (s *Spec) Validate(r *Request) (*Operation, any, *Violation) {
+	op, v := s.Match(r)
+	if v != nil {
+		return nil, nil, v
+	}
+	body, v := op.CheckBody(r)
+	if v != nil {
+		return nil, nil, v
+	}
+	return op, body, nil
+}
+
+// Match matches the request to an operation and checks its path, query,
+// header and cookie parameters: everything but the body, which the
+// pipeline checks against its size and nesting limits before CheckBody
+// decodes it.
+func (s *Spec) Match(r *Request) (*Operation, *Violation) {
 	var buf [maxSegments][]byte
 	segs, v := splitPath(buf[:0], r)
 	if v != nil {
-		return nil, nil, v
+		return nil, v
 	}
 	var pathFound bool
 	op := s.root.lookup(segs, r.Method, &pathFound)
 	if op == nil {
 		if pathFound {
-			return nil, nil, noMethod
+			return nil, noMethod
 		}
-		return nil, nil, noRoute
+		return nil, noRoute
 	}
 	out := &op.op
 	if len(op.path) > 0 {
 		out, v = op.pathParams(segs)
 		if v != nil {
-			return nil, nil, v
+			return nil, v
 		}
 	}
 	if v := op.checkQuery(r.RawQuery); v != nil {
-		return nil, nil, v
+		return nil, v
 	}
 	if v := op.checkHeaders(r.Headers); v != nil {
-		return nil, nil, v
+		return nil, v
 	}
-	body, v := op.checkBody(r)
-	if v != nil {
-		return nil, nil, v
-	}
-	return out, body, nil
+	return out, nil
+}
+
+// CheckBody checks the request's body against the operation Match
+// returned for it, and returns the decoded JSON body, if any.
+func (o *Operation) CheckBody(r *Request) (any, *Violation) {
+	return o.plan.checkBody(r)
 }
 
 // pathParams checks the path parameters and returns the Operation with
 // their typed values, and its Key.
 func (op *operation) pathParams(segs [][]byte) (*Operation, *Violation) {
-	out := &Operation{ID: op.op.ID, PathTemplate: op.op.PathTemplate, PathParams: make(map[string]any, len(op.path))}
+	out := &Operation{ID: op.op.ID, PathTemplate: op.op.PathTemplate, PathParams: make(map[string]any, len(op.path)), plan: op}
 	var kb [128]byte // the key is built on the stack, then copied once
 	key := append(kb[:0], op.key...)
 	for _, p := range op.path {

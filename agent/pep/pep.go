@@ -26,6 +26,11 @@ type Request struct {
 	RawQuery []byte  // without '?'
 	Headers  []Field // as the app will receive them, before the verdict's
 	ID       []byte  // X-Request-Id
+	// Body is the request's content as the app will receive it (chunked
+	// framing removed, any Content-Encoding still applied); nil without
+	// one. The protocol path read it whole, within its size limit, before
+	// Check.
+	Body []byte
 
 	PeerID          string // verified SPIFFE ID of the client
 	PeerTrustDomain string

@@ -58,6 +58,8 @@ const (
 	classTransferEncoding
 	classRequestID
 	classXFF
+	classContentType // a body's type and encoding: at most one line each
+	classContentEncoding
 )
 
 // hardening is Hardening compiled for the request path.
@@ -92,6 +94,8 @@ func newHardening(h Hardening) *hardening {
 	add("Transfer-Encoding", classTransferEncoding)
 	add(HeaderRequestID, classRequestID)
 	add(headerXFF, classXFF)
+	add("Content-Type", classContentType)
+	add("Content-Encoding", classContentEncoding)
 	if len(h.AllowedMethods) > 0 {
 		c.methods = make(map[string]struct{}, len(h.AllowedMethods))
 		for _, m := range h.AllowedMethods {
@@ -111,18 +115,19 @@ type refusal struct {
 }
 
 var (
-	refuseObsFold     = &refusal{fasthttp.StatusBadRequest, "bad_request", "obsolete line folding"}
-	refuseHeaderName  = &refusal{fasthttp.StatusBadRequest, "bad_request", "header name is not a token"}
-	refuseUnderscore  = &refusal{fasthttp.StatusBadRequest, "bad_request", "header name with an underscore"}
-	refuseOverride    = &refusal{fasthttp.StatusBadRequest, "bad_request", "method override header"}
-	refuseCLTE        = &refusal{fasthttp.StatusBadRequest, "bad_request", "both Content-Length and Transfer-Encoding"}
-	refuseTooMany     = &refusal{fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "too many header lines"}
-	refuseVersion     = &refusal{fasthttp.StatusHTTPVersionNotSupported, "http_version_not_supported", "HTTP version other than 1.0 and 1.1"}
-	refuseMethod      = &refusal{fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
-	refuseHost        = &refusal{fasthttp.StatusBadRequest, "bad_request", "Host is not host[:port]"}
-	refuseMissingHost = &refusal{fasthttp.StatusBadRequest, "bad_request", "HTTP/1.1 request without Host"}
-	refuseAuthority   = &refusal{fasthttp.StatusBadRequest, "bad_request", "absolute-form target names another authority than Host"}
-	refuseGetBody     = &refusal{fasthttp.StatusBadRequest, "bad_request", "body on a method without body semantics"}
+	refuseObsFold         = &refusal{fasthttp.StatusBadRequest, "bad_request", "obsolete line folding"}
+	refuseHeaderName      = &refusal{fasthttp.StatusBadRequest, "bad_request", "header name is not a token"}
+	refuseUnderscore      = &refusal{fasthttp.StatusBadRequest, "bad_request", "header name with an underscore"}
+	refuseOverride        = &refusal{fasthttp.StatusBadRequest, "bad_request", "method override header"}
+	refuseCLTE            = &refusal{fasthttp.StatusBadRequest, "bad_request", "both Content-Length and Transfer-Encoding"}
+	refuseTooMany         = &refusal{fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "too many header lines"}
+	refuseVersion         = &refusal{fasthttp.StatusHTTPVersionNotSupported, "http_version_not_supported", "HTTP version other than 1.0 and 1.1"}
+	refuseMethod          = &refusal{fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
+	refuseHost            = &refusal{fasthttp.StatusBadRequest, "bad_request", "Host is not host[:port]"}
+	refuseMissingHost     = &refusal{fasthttp.StatusBadRequest, "bad_request", "HTTP/1.1 request without Host"}
+	refuseAuthority       = &refusal{fasthttp.StatusBadRequest, "bad_request", "absolute-form target names another authority than Host"}
+	refuseGetBody         = &refusal{fasthttp.StatusBadRequest, "bad_request", "body on a method without body semantics"}
+	refuseRepeatedContent = &refusal{fasthttp.StatusBadRequest, "bad_request", "repeated Content-Type or Content-Encoding"}
 )
 
 // scan reads the raw header block once, as the app's parser would see it,
@@ -194,6 +199,11 @@ func (hd *hardening) scan(raw []byte, c *conn) *refusal {
 		cl := hd.classes[string(lower[:len(name)])]
 		if cl == 0 {
 			continue
+		}
+		if cl&(classContentType|classContentEncoding) != 0 && seen&cl != 0 {
+			// fasthttp keeps one of them, another parser the other: the
+			// body checks would read another type than the app.
+			return refuseRepeatedContent
 		}
 		seen |= cl
 		switch {

@@ -321,6 +321,9 @@ func TestHeaderChecks(t *testing.T) {
 		{"method override allowed", func(h *Hardening) { h.AllowMethodOverride = true }, "X-HTTP-Method: DELETE\r\n", 200, nil, []string{"X-Http-Method"}},
 		{"too many headers", nil, strings.Repeat("X-N: 1\r\n", 20), 431, nil, nil},
 		{"CL and TE", nil, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400, nil, nil},
+		{"two Content-Types", nil, "Content-Type: application/json\r\ncontent-type: text/plain\r\n", 400, nil, nil},
+		{"two Content-Encodings", nil, "Content-Encoding: identity\r\nContent-Encoding: gzip\r\n", 400, nil, nil},
+		{"one of each", nil, "Content-Type: application/json\r\nContent-Encoding: identity\r\n", 200, nil, []string{"Content-Type", "Content-Encoding"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

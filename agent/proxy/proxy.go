@@ -287,7 +287,7 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, c *conn) bool {
 	// escape to the heap on every request.
 	c.req = pep.Request{
 		Method: h.Method(), Path: c.path, RawPath: uri.PathOriginal(), RawQuery: uri.QueryString(),
-		Headers: c.fields, ID: c.requestID,
+		Headers: c.fields, ID: c.requestID, Body: ctx.Request.Body(),
 		PeerID: c.peerStr, PeerTrustDomain: c.peerTD, ClientIP: c.clientIP,
 	}
 	v := s.opts.Guard.Check(&c.req)

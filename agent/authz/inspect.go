@@ -1,0 +1,184 @@
+package authz
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+
+	"github.com/warden-sidecar/warden/agent/inspect"
+	"github.com/warden-sidecar/warden/agent/openapi"
+	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/redact"
+)
+
+// WithOpenAPI validates every request against the spec that spec returns
+// (nil: no validation), after the token and before the body limits: a
+// request no operation describes gets 404, one whose parameters or JSON
+// body break their schemas 400 invalid_request, and the policy gets
+// input.operation.
+func WithOpenAPI(spec func() *openapi.Spec) Option {
+	return func(a *Authorizer) { a.spec = spec }
+}
+
+// WithJSONLimits refuses JSON bodies that are not one valid JSON value
+// within l (400 invalid_body).
+func WithJSONLimits(l inspect.JSONLimits) Option {
+	return func(a *Authorizer) { a.jsonLimits = &l }
+}
+
+// WithXMLLimits refuses XML bodies with a DTD, not well-formed or over l
+// (400 invalid_body).
+func WithXMLLimits(l inspect.XMLLimits) Option {
+	return func(a *Authorizer) { a.xmlLimits = &l }
+}
+
+// WithPolicyBody gives JSON bodies of up to maxBytes to the policy as
+// input.parsed_body; a larger JSON body gets 413, so that a policy that
+// caps an amount cannot be passed by padding the body.
+func WithPolicyBody(maxBytes int) Option {
+	return func(a *Authorizer) { a.policyBodyMax = maxBytes }
+}
+
+// inspects reports whether Check looks at anything but the headers: the
+// stages below cost nothing for a request without a body and without a
+// spec.
+func (a *Authorizer) inspects() bool {
+	return a.spec != nil || a.jsonLimits != nil || a.xmlLimits != nil || a.policyBodyMax > 0
+}
+
+// checkInput runs the stages between the token and the policy: the OpenAPI
+// operation and its parameters, the body limits, the body's schema, and the
+// parsed body for the policy. ok is false when the request is refused with v.
+func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok bool) {
+	body := req.Body
+	kind := inspect.None
+	if len(body) > 0 {
+		if st.contentTypes > 1 || st.contentEncodings > 1 {
+			// The app may read either copy: refuse rather than guess.
+			return a.refuseBody(req, inspect.None, &inspect.Violation{Rule: "repeated_content_header"}), false
+		}
+		kind = inspect.Classify(st.contentType, body)
+	}
+
+	var op *openapi.Operation
+	var spec *openapi.Spec
+	if a.spec != nil {
+		spec = a.spec()
+	}
+	if spec != nil {
+		var viol *openapi.Violation
+		if op, viol = spec.Match(a.openapiRequest(st, req)); viol != nil {
+			return a.refuseOpenAPI(req, viol), false
+		}
+	}
+
+	if kind != inspect.None && a.limits(kind) {
+		if len(st.contentEncoding) > 0 && !asciiEqualFoldString(st.contentEncoding, "identity") {
+			// An encoded body cannot be checked without decoding it, and
+			// warden does not inflate what a client sends.
+			return a.refuseBody(req, kind, &inspect.Violation{Rule: "content_encoding"}), false
+		}
+		var viol *inspect.Violation
+		switch kind {
+		case inspect.JSON:
+			viol = a.jsonLimits.CheckJSON(body)
+		case inspect.XML:
+			viol = a.xmlLimits.CheckXML(body)
+		}
+		if viol != nil {
+			return a.refuseBody(req, kind, viol), false
+		}
+	}
+
+	var parsed any
+	if op != nil {
+		var viol *openapi.Violation
+		if parsed, viol = op.CheckBody(a.openapiRequest(st, req)); viol != nil {
+			return a.refuseOpenAPI(req, viol), false
+		}
+		st.in.Operation = &bundle.Operation{ID: op.ID, PathTemplate: op.PathTemplate, PathParams: op.PathParams, Key: op.Key}
+	}
+
+	if a.policyBodyMax > 0 && kind == inspect.JSON {
+		if len(body) > a.policyBodyMax {
+			a.events.Warn().Str("event", "body_refused").Str("rule", "policy_body_max_bytes").
+				Int("limit", a.policyBodyMax).Int("bytes", len(body)).
+				Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
+				Msg("JSON body larger than WARDEN_POLICY_BODY_MAX_BYTES: the policy could not see it")
+			return pep.Verdict{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large"}, false
+		}
+		if parsed == nil {
+			d := json.NewDecoder(bytes.NewReader(body))
+			d.UseNumber()
+			if err := d.Decode(&parsed); err != nil {
+				// Only when the JSON limits are off: they refused it already.
+				return a.refuseBody(req, kind, &inspect.Violation{Rule: "syntax"}), false
+			}
+		}
+		st.in.ParsedBody = parsed
+		st.in.ParsedBodyRaw = b2s(body)
+	}
+	return pep.Verdict{}, true
+}
+
+// limits reports whether bodies of kind are checked.
+func (a *Authorizer) limits(kind inspect.Kind) bool {
+	switch kind {
+	case inspect.JSON:
+		return a.jsonLimits != nil
+	case inspect.XML:
+		return a.xmlLimits != nil
+	}
+	return false
+}
+
+func (a *Authorizer) openapiRequest(st *state, req *pep.Request) *openapi.Request {
+	r := &st.oreq
+	*r = openapi.Request{
+		Method: req.Method, Path: req.Path, RawPath: req.RawPath, RawQuery: req.RawQuery,
+		Headers: req.Headers, ContentType: st.contentType, Body: req.Body,
+	}
+	return r
+}
+
+// refuseBody answers 400 invalid_body, or 415 for a body warden cannot
+// read, and logs the rule and where it was broken; never a byte of the body.
+func (a *Authorizer) refuseBody(req *pep.Request, kind inspect.Kind, v *inspect.Violation) pep.Verdict {
+	e := a.events.Warn().Str("event", "body_refused").Str("kind", kind.String()).Str("rule", v.Rule)
+	if v.Where != "" {
+		e = e.Str("where", v.Where)
+	}
+	if v.Limit > 0 {
+		e = e.Int("limit", v.Limit)
+	}
+	e.Int64("offset", v.Offset).
+		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
+		Msg("request body refused")
+	if v.Rule == "content_encoding" {
+		return pep.Verdict{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type"}
+	}
+	return pep.Verdict{Status: http.StatusBadRequest, Code: "invalid_body"}
+}
+
+// refuseOpenAPI answers the violation's status and code, and logs which
+// parameter broke which rule; never its value.
+func (a *Authorizer) refuseOpenAPI(req *pep.Request, v *openapi.Violation) pep.Verdict {
+	e := a.events.Warn().Str("event", "openapi_refused").Str("rule", v.Rule)
+	if v.In != "" {
+		e = e.Str("in", v.In)
+	}
+	if v.Name != "" {
+		e = e.Str("name", v.Name)
+	}
+	if v.Detail != "" {
+		e = e.Str("detail", v.Detail)
+	}
+	e.Bytes("method", req.Method).Bytes("request_id", req.ID).Str("peer_id", req.PeerID).
+		Bytes("path", redact.Path(req.Path)).Msg("request does not follow the OpenAPI spec")
+	return pep.Verdict{Status: v.Status, Code: v.Code}
+}
+
+func asciiEqualFoldString(b []byte, lower string) bool {
+	return len(b) == len(lower) && asciiEqualFold(b, []byte(lower))
+}
