@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/micro.sh: warden's Go benchmarks (proxy handler, PEP check, decision
-# cache, log batching, JSON and XML body inspection, and the load generator
+# cache, log batching, JSON and XML body inspection, OpenAPI validation, and the load generator
 # itself), -count times each, in the format benchstat reads. `make
 # bench-micro` runs it. The output also goes to OUT, so that a change can be
 # compared with
