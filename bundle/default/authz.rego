@@ -4,7 +4,9 @@
 # boolean, or an object {allow, status, reason, headers, cache_ttl_seconds}.
 # The input is documented on bundle.Input: method, path, raw_path, query,
 # headers, transaction, sender, peer {spiffe_id, trust_domain},
-# destination {spiffe_id} and, with a verified JWT, token.
+# destination {spiffe_id}, with a verified JWT token, with an OpenAPI spec
+# operation {id, path_template, path_params}, and with WARDEN_POLICY_BODY=json
+# parsed_body.
 #
 # This is the place for the protections every pod should have by default:
 # add them as further conditions or rules below, each with its test in
