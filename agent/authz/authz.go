@@ -149,17 +149,17 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 		a.events.Warn().Str("event", "policy_eval_timeout").Str("revision", d.Revision).
 			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 			Msg("policy evaluation exceeded WARDEN_POLICY_EVAL_TIMEOUT: denied")
-		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden"}
+		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden", Stage: pep.StagePolicy, Revision: d.Revision}
 	case err != nil:
-		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden"}
+		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden", Stage: pep.StagePolicy, Revision: d.Revision}
 	case !d.Allow:
 		status := d.Status
 		if status < 400 || status > 599 {
 			status = http.StatusForbidden
 		}
-		return pep.Verdict{Status: status, Code: codeFor(status)}
+		return pep.Verdict{Status: status, Code: codeFor(status), Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
 	}
-	return pep.Verdict{AppHeaders: d.Headers}
+	return pep.Verdict{AppHeaders: d.Headers, Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
 }
 
 // checkToken verifies the request's token and puts its claims into the
@@ -255,7 +255,7 @@ func (a *Authorizer) refuseToken(req *pep.Request, reason token.Reason, detail s
 	a.events.Warn().Str("event", "token_refused").Str("reason", string(reason)).Str("detail", detail).
 		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 		Msg("request token refused")
-	return pep.Verdict{Status: http.StatusUnauthorized, Code: "unauthorized", ClientHeaders: bearerChallenge}
+	return pep.Verdict{Status: http.StatusUnauthorized, Code: "unauthorized", ClientHeaders: bearerChallenge, Stage: pep.StageToken}
 }
 
 // bearerChallenge is the WWW-Authenticate header of a refused token.

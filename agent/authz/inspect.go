@@ -106,7 +106,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 				Int("limit", a.policyBodyMax).Int("bytes", len(body)).
 				Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 				Msg("JSON body larger than WARDEN_POLICY_BODY_MAX_BYTES: the policy could not see it")
-			return pep.Verdict{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large"}, false
+			return pep.Verdict{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Stage: pep.StageBody}, false
 		}
 		if parsed == nil {
 			var ok bool
@@ -168,9 +168,9 @@ func (a *Authorizer) refuseBody(req *pep.Request, kind inspect.Kind, v *inspect.
 		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 		Msg("request body refused")
 	if v.Rule == "content_encoding" {
-		return pep.Verdict{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type"}
+		return pep.Verdict{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Stage: pep.StageBody}
 	}
-	return pep.Verdict{Status: http.StatusBadRequest, Code: "invalid_body"}
+	return pep.Verdict{Status: http.StatusBadRequest, Code: "invalid_body", Stage: pep.StageBody}
 }
 
 // refuseOpenAPI answers the violation's status and code, and logs which
@@ -188,7 +188,7 @@ func (a *Authorizer) refuseOpenAPI(req *pep.Request, v *openapi.Violation) pep.V
 	}
 	e.Bytes("method", req.Method).Bytes("request_id", req.ID).Str("peer_id", req.PeerID).
 		Bytes("path", redact.Path(req.Path)).Msg("request does not follow the OpenAPI spec")
-	return pep.Verdict{Status: v.Status, Code: v.Code}
+	return pep.Verdict{Status: v.Status, Code: v.Code, Stage: pep.StageOpenAPI}
 }
 
 func asciiEqualFoldString(b []byte, lower string) bool {

@@ -50,7 +50,25 @@ type Verdict struct {
 	// ClientHeaders are added to the refusal (a WWW-Authenticate
 	// challenge). Read-only.
 	ClientHeaders []Header
+
+	// What decided, for metrics, traces and logs: one of the Stage values.
+	Stage Stage
+	// Revision and Cached describe the policy's decision when it ran
+	// (Stage is StagePolicy).
+	Revision string
+	Cached   bool
 }
+
+// Stage is the part of the pipeline that decided a request. Its values are
+// fixed: they may label metrics.
+type Stage string
+
+const (
+	StageToken   Stage = "token"   // the token was missing or invalid
+	StageOpenAPI Stage = "openapi" // the request does not follow the API's spec
+	StageBody    Stage = "body"    // the body broke a limit
+	StagePolicy  Stage = "policy"  // the policy decided (allowed or denied)
+)
 
 // Checker decides a request. Check must not keep req or its bytes after it
 // returns.
