@@ -124,10 +124,12 @@ func (c *outboundServer) shutdown(ctx context.Context) error {
 // inboundServer is the mTLS listener, the rate limiter bound to its
 // address, and the proxy to the app.
 type inboundServer struct {
-	a         *Agent
-	srv       *proxy.Server
-	rl        *ratelimit.Running
-	listening atomic.Bool
+	a   *Agent
+	srv *proxy.Server
+	rl  *ratelimit.Running
+	// stopTracing exports the last spans; a no-op without tracing.
+	stopTracing func(context.Context)
+	listening   atomic.Bool
 	serving
 }
 
@@ -154,6 +156,13 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		return err
 	}
 	c.rl = rl
+	tr, stopTracing, err := a.startTracing(context.Background())
+	if err != nil {
+		ln.Close()
+		_ = rl.Close()
+		return err
+	}
+	c.stopTracing = stopTracing
 	var limiter proxy.Limiter
 	if rl.Userspace != nil {
 		limiter = rl.Userspace
@@ -174,6 +183,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		AllowPeer:           a.peers.Allowed,
 		Guard:               a.guard,
 		Limiter:             limiter,
+		Tracer:              tr,
 		Log:                 a.log.With().Str("component", "proxy").Logger(),
 	})
 	a.setAddr(&a.inboundAddr, ln.Addr())
@@ -195,6 +205,11 @@ func (c *inboundServer) shutdown(ctx context.Context) error {
 	}
 	if cerr := c.rl.Close(); cerr != nil {
 		c.a.log.Error().Str("event", "ratelimit_close_failed").Err(cerr).Send()
+	}
+	// The spans of the drained requests are exported within what is left
+	// of the drain's deadline.
+	if c.stopTracing != nil {
+		c.stopTracing(ctx)
 	}
 	return err
 }

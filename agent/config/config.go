@@ -91,6 +91,11 @@ type Config struct {
 	PolicyEvalTimeout     time.Duration
 	DecisionLog           string // "stderr", "stdout" or a file path
 
+	// Tracing; off when OTLPEndpoint is "".
+	OTLPEndpoint string
+	OTLPProtocol string // "grpc" or "http/protobuf"
+	TraceSample  float64
+
 	// JWT verification; off when JWTJWKS is "".
 	JWTJWKS        string // "", JWKSSPIFFE, an http(s) URL or a file path
 	JWTJWKSRefresh time.Duration

@@ -2,12 +2,15 @@ package config
 
 import (
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 // parser reads variables and keeps the first error, so that each setter
@@ -320,6 +323,31 @@ func (p *parser) iface(name string) string {
 	v := p.raw(name)
 	if len(v) > 15 || strings.ContainsAny(v, "/ \t:") {
 		p.fail(name, v, "an interface name such as eth0 (at most 15 characters)")
+		return ""
+	}
+	return v
+}
+
+// ratio is a number from 0 to 1.
+func (p *parser) ratio(name string) float64 {
+	v := p.raw(name)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1 || f != f {
+		p.fail(name, v, "a ratio from 0 to 1, e.g. 0.1")
+		return 0
+	}
+	return f
+}
+
+// otlpEndpoint accepts an empty value or an http(s)://host:port URL.
+func (p *parser) otlpEndpoint(name string) string {
+	v := p.raw(name)
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		p.fail(name, redact.URL(v), "http://host:port or https://host:port")
 		return ""
 	}
 	return v

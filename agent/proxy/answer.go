@@ -145,6 +145,9 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, c *conn, status int, code stri
 
 // access writes the one access-log line per request.
 func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
+	if c.span != nil {
+		s.endSpan(ctx, c)
+	}
 	e := s.log.Info()
 	if !e.Enabled() {
 		return
@@ -198,4 +201,15 @@ func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
 	// not get to send more on this connection, whose framing is in doubt.
 	ctx.SetConnectionClose()
 	s.access(ctx, c)
+}
+
+// endSpan ends the request's span with its outcome.
+func (s *Server) endSpan(ctx *fasthttp.RequestCtx, c *conn) {
+	v := c.verdict
+	c.span.End(SpanOutcome{
+		Method: string(ctx.Method()), Status: ctx.Response.StatusCode(),
+		Decided: v.decided, Allowed: v.allowed, Stage: v.stage, Revision: v.revision, Cached: v.cached,
+		PeerID: c.peerStr, RequestID: string(c.requestID), End: time.Now(),
+	})
+	c.span = nil
 }

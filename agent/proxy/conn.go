@@ -38,6 +38,8 @@ type conn struct {
 	target    []byte      // the request target forwarded to the app
 	req       pep.Request // the pipeline's request, kept to spare an allocation
 	fields    []pep.Field
+	verdict   verdict     // what the pipeline decided on the current request
+	span      RequestSpan // the current request's span; nil without a Tracer
 
 	// What the header scan found in the current request; the slices alias
 	// fasthttp's copy of the header block, valid during the handler.

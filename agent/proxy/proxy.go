@@ -46,6 +46,8 @@ type Options struct {
 	// Limiter, when set, is the userspace rate limiter: it decides each
 	// connection at accept (in NewListener) and each request.
 	Limiter Limiter
+	// Tracer, when set, gets a span for each request (agent/trace).
+	Tracer Tracer
 
 	Log zerolog.Logger
 }
@@ -62,6 +64,42 @@ type Limiter interface {
 	// A plain word rather than the limiter's type, so that the proxy does
 	// not import the limiter (and through it the eBPF loader).
 	AllowRequest(ip netip.Addr, state *uint64) (ok bool, retryAfter time.Duration)
+}
+
+// Tracer starts a span per request. Start gets the client's traceparent
+// and tracestate (nil when absent) and the time the request arrived; it
+// returns the span and, when the client sent no traceparent, the one the
+// app must receive (nil: the app gets the client's unchanged).
+type Tracer interface {
+	Start(traceparent, tracestate []byte, start time.Time) (RequestSpan, []byte)
+}
+
+// RequestSpan is one request's span: End records how it went.
+type RequestSpan interface {
+	End(SpanOutcome)
+}
+
+// SpanOutcome is what a request's span records.
+type SpanOutcome struct {
+	Method    string
+	Status    int
+	Decided   bool // the pipeline decided (Stage, Revision, Cached, Allowed are set)
+	Allowed   bool
+	Stage     pep.Stage
+	Revision  string
+	Cached    bool
+	PeerID    string
+	RequestID string
+	End       time.Time
+}
+
+// verdict is what the proxy keeps of the pipeline's verdict for the
+// request's span.
+type verdict struct {
+	decided, allowed bool
+	stage            pep.Stage
+	revision         string
+	cached           bool
 }
 
 // Server is the inbound proxy.
@@ -175,7 +213,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// The request was read whole: the next read starts the next one.
 	c.firstLine, c.atRequestStart = c.firstLine[:0], true
 	c.path = c.path[:0]
+	c.verdict = verdict{}
 	h := &ctx.Request.Header
+	var appTraceparent []byte
+	if s.opts.Tracer != nil {
+		c.span, appTraceparent = s.opts.Tracer.Start(h.Peek("traceparent"), h.Peek("tracestate"), ctx.Time())
+	}
 	// The header block is read first: the request id depends on it (a
 	// client's id is kept only when it sent exactly one, and a valid one).
 	bad := s.harden.scan(h.RawHeaders(), c)
@@ -236,6 +279,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	closeAfter := h.ConnectionClose()
 	s.prepareRequest(h, c)
+	if appTraceparent != nil {
+		h.SetBytesV("traceparent", appTraceparent)
+	}
 	if s.opts.Guard != nil {
 		if !s.guard(ctx, c) {
 			return
@@ -292,6 +338,7 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, c *conn) bool {
 	}
 	v := s.opts.Guard.Check(&c.req)
 	c.req, c.fields = pep.Request{}, c.fields[:0]
+	c.verdict = verdict{decided: true, allowed: v.Status == 0, stage: v.Stage, revision: v.Revision, cached: v.Cached}
 	if v.Status != 0 {
 		code := v.Code
 		if code == "" {
