@@ -5,12 +5,14 @@ package main
 // parser, and every counter of the mix checked exactly.
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,7 +32,12 @@ import (
 // _count and _sum.
 func scrape(t *testing.T, admin string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(admin + "/metrics")
+	return scrapeWith(t, http.DefaultClient, admin)
+}
+
+func scrapeWith(t *testing.T, c *http.Client, admin string) map[string]float64 {
+	t.Helper()
+	resp, err := c.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,5 +313,36 @@ func getJSON(t *testing.T, url string, v any) {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("%s: %v", url, err)
+	}
+}
+
+// With eBPF, the rate limiter's counters are the kernel's, read from its
+// per-CPU map at each scrape: /metrics says what /ratelimit says, after
+// SYNs the program dropped.
+func TestBPFMetricsReadTheKernelCounters(t *testing.T) {
+	s := startNsSidecar(t, "WARDEN_RATE_LIMIT_MODE=ebpf", "WARDEN_CONN_RATE_LIMIT=1", "WARDEN_CONN_BURST=3")
+	l := s.link
+	if ok := concurrently(8, func() error { return s.request(l.B4, l.A4) }); ok != 3 {
+		t.Fatalf("%d of 8 connections at 1/s, burst 3 succeeded; want 3", ok)
+	}
+	// The client's requests to the admin port (another port) are not
+	// counted: the counters stay still while they are read.
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(_ context.Context, _, addr string) (net.Conn, error) {
+		ap := netip.MustParseAddrPort(addr)
+		return s.dial(l.B4, ap.Addr(), int(ap.Port()))
+	}}
+	m := scrapeWith(t, &http.Client{Timeout: 3 * time.Second, Transport: tr}, "http://"+s.admin)
+	v := s.rateLimitView(t)
+	want := map[string]float64{
+		`warden_ratelimit_total{mode="ebpf",reason="within_limits",result="passed"}`: float64(v.Counters.Passed),
+		`warden_ratelimit_total{mode="ebpf",reason="unparsed",result="passed"}`:      float64(v.Counters.Unparsed),
+		`warden_ratelimit_total{mode="ebpf",reason="conn_rate",result="dropped"}`:    5,
+		`warden_ratelimit_total{mode="ebpf",reason="packet_rate",result="dropped"}`:  0,
+		`warden_ratelimit_total{mode="ebpf",reason="blocked",result="dropped"}`:      0,
+		`warden_blocked_sources`: 0,
+	}
+	wantSeries(t, m, want)
+	if v.Counters.Passed == 0 || v.Counters.Dropped.ConnRate != 5 {
+		t.Errorf("/ratelimit counters %+v", v.Counters)
 	}
 }
