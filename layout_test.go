@@ -73,9 +73,10 @@ var layoutRules = []struct {
 	},
 	{
 		from: []string{"agent/proxy"},
-		deny: []string{"github.com/cilium/ebpf/...", "github.com/go-jose/...", "google.golang.org/grpc/..."},
-		why: "the data path does not pull in the eBPF loader, JOSE or gRPC " +
-			"(read a peer's SPIFFE ID with go-spiffe's x509svid, not warden's spiffe package, whose Workload API client is gRPC)",
+		deny: []string{"github.com/cilium/ebpf/...", "github.com/go-jose/...", "google.golang.org/grpc/...", "github.com/prometheus/..."},
+		why: "the data path does not pull in the eBPF loader, JOSE, gRPC or a metrics library " +
+			"(read a peer's SPIFFE ID with go-spiffe's x509svid, not warden's spiffe package, whose Workload API client is gRPC; " +
+			"tell the Observer, which agent/metrics implements, what each request came to)",
 	},
 	{
 		from: []string{"..."},

@@ -15,6 +15,8 @@ import (
 
 	"github.com/warden-sidecar/warden/agent/authz"
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/agent/metrics"
+	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/spiffe"
@@ -57,6 +59,13 @@ type Agent struct {
 	identityLoaded atomic.Bool // source is set
 	draining       atomic.Bool
 
+	// What /metrics reads: the registry the parts count in, and the parts
+	// it reads at scrape time that are built after New.
+	metrics     *metrics.Metrics
+	proxy       atomic.Pointer[proxy.Server]
+	logOut      *BatchWriter                // the root logger's writer, when batched
+	decisionOut atomic.Pointer[BatchWriter] // the decision log's own writer, if any
+
 	// The lifecycle: what started, in order, and the group supervising
 	// their work. failed is cancelled when a supervised function fails.
 	components []component
@@ -79,8 +88,12 @@ type Addrs struct {
 }
 
 // New prepares an agent; Start or Run starts it.
-func New(cfg config.Config, log zerolog.Logger) *Agent {
+func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Agent {
 	a := &Agent{cfg: cfg, log: log, renewed: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(a)
+	}
+	a.metrics = a.newMetrics()
 	// The order parts start in; they stop in reverse. The admin server goes
 	// first, so probes get answers (503) while the identity is awaited; the
 	// outbound listener before the inbound one, so the app can call out as

@@ -132,6 +132,7 @@ func (a *Agent) startIdentity(ctx context.Context) error {
 	return nil
 }
 func (a *Agent) rotated(svid *x509svid.SVID) {
+	a.metrics.SVIDRotated()
 	a.mu.Lock()
 	a.lastRotated = time.Now()
 	a.mu.Unlock()

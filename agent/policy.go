@@ -68,10 +68,12 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 		AllowNetwork:        a.cfg.PolicyAllowNetwork,
 		EvalTimeout:         a.cfg.PolicyEvalTimeout,
 		OnActivate: func(st bundle.Status) {
+			a.metrics.BundleActivated()
 			plog.Info().Str("event", "policy_activated").Str("source", st.Source).
 				Str("revision", st.Revision).Time("loaded_at", st.LoadedAt).Send()
 		},
 		OnError: func(err error) {
+			a.metrics.BundleRejected()
 			plog.Error().Str("event", "policy_rejected").Err(err).Msg("bundle not activated; the active revision stays")
 		},
 	})
@@ -89,7 +91,7 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 		closeLog()
 		return nil, nil, err
 	}
-	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()))
+	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()), authz.WithObserver(a.metrics))
 	opts = append(opts, a.inputChecks()...)
 	var spec *openapi.Store
 	if a.cfg.OpenAPISpec != "" {
@@ -227,6 +229,7 @@ func (a *Agent) decisionLogger() (zerolog.Logger, func(), error) {
 		return a.log.Level(zerolog.InfoLevel).With().Str("component", "decision").Logger(), func() {}, nil
 	case "stdout":
 		w := NewBatchWriter(os.Stdout, 0)
+		a.decisionOut.Store(w)
 		return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close() }, nil
 	}
 	f, err := os.OpenFile(a.cfg.DecisionLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
@@ -234,6 +237,7 @@ func (a *Agent) decisionLogger() (zerolog.Logger, func(), error) {
 		return zerolog.Logger{}, nil, fmt.Errorf("agent: WARDEN_DECISION_LOG: %w", err)
 	}
 	w := NewBatchWriter(f, 0)
+	a.decisionOut.Store(w)
 	return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close(); _ = f.Close() }, nil
 }
 func (a *Agent) policyView() any {

@@ -70,6 +70,10 @@ func (c *adminServer) start(_ context.Context, run func(func() error)) error {
 	c.srv.HandleJSON("/identity", a.identityView)
 	c.srv.HandleJSON("/policy", a.policyView)
 	c.srv.HandleJSON("/ratelimit", a.rateLimitView)
+	mlog := a.log.With().Str("component", "metrics").Logger()
+	c.srv.Handle("/metrics", a.metrics.Handler(func(msg string) {
+		mlog.Warn().Str("event", "metrics_error").Str("error", msg).Send()
+	}))
 	if a.cfg.AdminPprof {
 		c.srv.EnablePprof()
 	}
@@ -184,8 +188,10 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		Guard:               a.guard,
 		Limiter:             limiter,
 		Tracer:              tr,
+		Observer:            a.metrics,
 		Log:                 a.log.With().Str("component", "proxy").Logger(),
 	})
+	a.proxy.Store(c.srv)
 	a.setAddr(&a.inboundAddr, ln.Addr())
 	tlsLn := proxy.NewListener(ln, spiffe.ServerTLSConfig(a.source, a.source), limiter, a.cfg.HandshakeTimeout)
 	c.serve(ln, run, func() error { return c.srv.Serve(tlsLn) })

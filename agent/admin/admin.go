@@ -45,6 +45,11 @@ func (s *Server) HandleJSON(path string, view func() any) {
 	})
 }
 
+// Handle serves GET path with h (the metrics, in their own format).
+func (s *Server) Handle(path string, h http.Handler) {
+	s.mux.Handle("GET "+path, h)
+}
+
 type readiness struct {
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`

@@ -26,6 +26,7 @@ type Authorizer struct {
 	ownID  func() string
 	log    zerolog.Logger // the decision log
 	events zerolog.Logger // security events (token_refused)
+	obs    Observer       // nil: nobody counts
 	states sync.Pool
 
 	tokens        *token.Verifier // nil: tokens are not read
@@ -61,6 +62,31 @@ func WithTokens(v *token.Verifier, header string, required bool) Option {
 // without it they are not.
 func WithEventLog(l zerolog.Logger) Option {
 	return func(a *Authorizer) { a.events = l }
+}
+
+// Observer is told the outcome of each stage of Check, for metrics
+// (agent/metrics implements it). Its methods run on the request path: they
+// must not block, and should not allocate. The arguments are the
+// pipeline's own fixed values, so that an implementation can label metrics
+// with them.
+type Observer interface {
+	// Token is a token check's outcome: reason is "" for a verified token,
+	// and for a request without one where none is required (present is
+	// then false); otherwise the refusal's reason.
+	Token(reason token.Reason, present bool)
+	// Decision is the policy's answer: err is not nil when no decision
+	// could be made (an evaluation error or timeout, which deny); took is
+	// the time Decide took, a cache lookup when cached.
+	Decision(allow, cached bool, err error, took time.Duration)
+	// InputRefused is a refusal by the OpenAPI (pep.StageOpenAPI) or body
+	// (pep.StageBody) checks, for rule: an openapi.Violation's or
+	// inspect.Violation's Rule, or one of the Rule* of this package.
+	InputRefused(stage pep.Stage, rule string)
+}
+
+// WithObserver tells o the outcome of each stage (see Observer).
+func WithObserver(o Observer) Option {
+	return func(a *Authorizer) { a.obs = o }
 }
 
 // New builds the PEP. ownID returns warden's SPIFFE ID (input.destination);
@@ -142,7 +168,11 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	// goroutine per evaluation, and evaluation is bounded CPU work with a
 	// deadline of its own (WARDEN_POLICY_EVAL_TIMEOUT).
 	d, err := a.engine.Decide(context.Background(), in)
-	a.logDecision(in, st.token, &d, err, time.Since(start))
+	took := time.Since(start)
+	a.logDecision(in, st.token, &d, err, took)
+	if a.obs != nil {
+		a.obs.Decision(d.Allow && err == nil, d.Cached, err, took)
+	}
 
 	switch {
 	case errors.Is(err, bundle.ErrEvalTimeout):
@@ -175,6 +205,9 @@ func (a *Authorizer) checkToken(st *state, req *pep.Request) (v pep.Verdict, ok 
 	case !present && a.tokenRequired:
 		return a.refuseToken(req, token.ReasonMissing, "no bearer token"), false
 	case !present:
+		if a.obs != nil {
+			a.obs.Token("", false)
+		}
 		return pep.Verdict{}, true
 	}
 	vt, err := a.tokens.Verify(raw)
@@ -189,6 +222,9 @@ func (a *Authorizer) checkToken(st *state, req *pep.Request) (v pep.Verdict, ok 
 	st.token = vt
 	st.in.Token = vt.Claims
 	st.in.TokenKey = vt.Key
+	if a.obs != nil {
+		a.obs.Token("", true)
+	}
 	return pep.Verdict{}, true
 }
 
@@ -255,6 +291,9 @@ func (a *Authorizer) refuseToken(req *pep.Request, reason token.Reason, detail s
 	a.events.Warn().Str("event", "token_refused").Str("reason", string(reason)).Str("detail", detail).
 		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 		Msg("request token refused")
+	if a.obs != nil {
+		a.obs.Token(reason, reason != token.ReasonMissing)
+	}
 	return pep.Verdict{Status: http.StatusUnauthorized, Code: "unauthorized", ClientHeaders: bearerChallenge, Stage: pep.StageToken}
 }
 

@@ -188,8 +188,13 @@ func TestDecisionLogLine(t *testing.T) {
 
 // BenchmarkCheckCached is the PEP's cost for a request whose decision is
 // cached: building the input, the cache lookup and the decision log line.
-func BenchmarkCheckCached(b *testing.B) {
-	a := New(newEngine(b, policy), func() string { return ownID }, zerolog.New(io.Discard))
+func BenchmarkCheckCached(b *testing.B) { benchmarkCheckCached(b) }
+
+// BenchmarkCheckCachedMetrics (metrics_timing_test.go) is
+// BenchmarkCheckCached with agent/metrics told each stage's outcome.
+
+func benchmarkCheckCached(b *testing.B, opts ...Option) {
+	a := New(newEngine(b, policy), func() string { return ownID }, zerolog.New(io.Discard), opts...)
 	ctx := request("GET", "/accounts/%61lice?expand=true", "X-Api-Version", "2", "User-Agent", "bench", "Accept", "*/*")
 	req := peerRequest("/accounts/alice")
 	b.ReportAllocs()

@@ -12,6 +12,19 @@ import (
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
+// The body stage's own rules, beside agent/inspect's.
+const (
+	// RuleRepeatedContentHeader: Content-Type or Content-Encoding sent
+	// twice (the app might read either copy).
+	RuleRepeatedContentHeader = "repeated_content_header"
+	// RuleContentEncoding: a JSON or XML body with a Content-Encoding
+	// warden would have to inflate to check (415).
+	RuleContentEncoding = "content_encoding"
+	// RulePolicyBodyMaxBytes: a JSON body over
+	// WARDEN_POLICY_BODY_MAX_BYTES, which the policy could not see (413).
+	RulePolicyBodyMaxBytes = "policy_body_max_bytes"
+)
+
 // WithOpenAPI validates every request against the spec that spec returns
 // (nil: no validation), after the token and before the body limits: a
 // request no operation describes gets 404, one whose parameters or JSON
@@ -56,7 +69,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 	if len(body) > 0 {
 		if st.contentTypes > 1 || st.contentEncodings > 1 {
 			// The app may read either copy: refuse rather than guess.
-			return a.refuseBody(req, inspect.None, &inspect.Violation{Rule: "repeated_content_header"}), false
+			return a.refuseBody(req, inspect.None, &inspect.Violation{Rule: RuleRepeatedContentHeader}), false
 		}
 		kind = inspect.Classify(st.contentType, body)
 	}
@@ -77,7 +90,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 		if len(st.contentEncoding) > 0 && !asciiEqualFoldString(st.contentEncoding, "identity") {
 			// An encoded body cannot be checked without decoding it, and
 			// warden does not inflate what a client sends.
-			return a.refuseBody(req, kind, &inspect.Violation{Rule: "content_encoding"}), false
+			return a.refuseBody(req, kind, &inspect.Violation{Rule: RuleContentEncoding}), false
 		}
 		var viol *inspect.Violation
 		switch kind {
@@ -102,10 +115,13 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 
 	if a.policyBodyMax > 0 && kind == inspect.JSON {
 		if len(body) > a.policyBodyMax {
-			a.events.Warn().Str("event", "body_refused").Str("rule", "policy_body_max_bytes").
+			a.events.Warn().Str("event", "body_refused").Str("rule", RulePolicyBodyMaxBytes).
 				Int("limit", a.policyBodyMax).Int("bytes", len(body)).
 				Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 				Msg("JSON body larger than WARDEN_POLICY_BODY_MAX_BYTES: the policy could not see it")
+			if a.obs != nil {
+				a.obs.InputRefused(pep.StageBody, RulePolicyBodyMaxBytes)
+			}
 			return pep.Verdict{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Stage: pep.StageBody}, false
 		}
 		if parsed == nil {
@@ -167,7 +183,10 @@ func (a *Authorizer) refuseBody(req *pep.Request, kind inspect.Kind, v *inspect.
 	e.Int64("offset", v.Offset).
 		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 		Msg("request body refused")
-	if v.Rule == "content_encoding" {
+	if a.obs != nil {
+		a.obs.InputRefused(pep.StageBody, v.Rule)
+	}
+	if v.Rule == RuleContentEncoding {
 		return pep.Verdict{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Stage: pep.StageBody}
 	}
 	return pep.Verdict{Status: http.StatusBadRequest, Code: "invalid_body", Stage: pep.StageBody}
@@ -188,6 +207,9 @@ func (a *Authorizer) refuseOpenAPI(req *pep.Request, v *openapi.Violation) pep.V
 	}
 	e.Bytes("method", req.Method).Bytes("request_id", req.ID).Str("peer_id", req.PeerID).
 		Bytes("path", redact.Path(req.Path)).Msg("request does not follow the OpenAPI spec")
+	if a.obs != nil {
+		a.obs.InputRefused(pep.StageOpenAPI, v.Rule)
+	}
 	return pep.Verdict{Status: v.Status, Code: v.Code, Stage: pep.StageOpenAPI}
 }
 

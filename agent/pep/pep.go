@@ -64,6 +64,10 @@ type Verdict struct {
 type Stage string
 
 const (
+	// StagePeer is the protocol path's own check of the peer's SPIFFE ID
+	// (WARDEN_ALLOWED_PEERS), before the pipeline: no Checker answers it,
+	// but metrics name it beside the others.
+	StagePeer    Stage = "peer"
 	StageToken   Stage = "token"   // the token was missing or invalid
 	StageOpenAPI Stage = "openapi" // the request does not follow the API's spec
 	StageBody    Stage = "body"    // the body broke a limit

@@ -49,6 +49,9 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	if c == nil {
 		s.reject(ctx, nil, status, code)
 		ctx.SetConnectionClose()
+		if s.opts.Observer != nil {
+			s.opts.Observer.Request(RequestStats{Outcome: OutcomeInvalid, Status: status})
+		}
 		return
 	}
 	if !c.ConnectionState().HandshakeComplete {
@@ -61,6 +64,9 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	if !c.resolved {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
 	}
+	// fasthttp read no request: none of the handler's state is this one's,
+	// and its start is unknown.
+	c.stage, c.forwarded, c.upstream, c.untimed = "", false, 0, true
 	c.requestID = s.ids.Append(c.requestID[:0])
 	// Only the class of the error, the method and the path: fasthttp's
 	// message may quote the raw request, credentials included.
@@ -68,7 +74,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	s.log.Warn().Str("event", "bad_request").Str("error_class", ParseErrorClass(err)).Int("status", status).
 		Bytes("method", method).Bytes("raw_path", redact.Path(path)).
 		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before proxying")
-	s.refuse(ctx, c, status, code)
+	s.refuse(ctx, c, OutcomeInvalid, status, code)
 	ctx.SetConnectionClose()
 }
 
@@ -115,13 +121,13 @@ func (s *Server) tooManyRequests(ctx *fasthttp.RequestCtx, c *conn, wait time.Du
 	secs := int((wait + time.Second - 1) / time.Second)
 	s.reject(ctx, c, fasthttp.StatusTooManyRequests, "rate_limited")
 	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(c.scratch[:0], int64(max(secs, 1)), 10))
-	s.access(ctx, c)
+	s.finish(ctx, c, OutcomeRateLimit)
 }
 
 // refuse answers with an error instead of the app, and logs the access.
-func (s *Server) refuse(ctx *fasthttp.RequestCtx, c *conn, status int, code string) {
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, c *conn, o Outcome, status int, code string) {
 	s.reject(ctx, c, status, code)
-	s.access(ctx, c)
+	s.finish(ctx, c, o)
 }
 
 // reject writes the small JSON error body clients get; details stay in the log.
@@ -143,11 +149,31 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, c *conn, status int, code stri
 	ctx.Response.AppendBodyString("\"}\n")
 }
 
-// access writes the one access-log line per request.
-func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
+// finish ends a request that got its answer (o): the Observer is told,
+// and the access line written.
+func (s *Server) finish(ctx *fasthttp.RequestCtx, c *conn, o Outcome) {
+	var took time.Duration
+	if t := ctx.Time(); !t.IsZero() {
+		took = time.Since(t)
+	}
+	if s.opts.Observer != nil {
+		st := RequestStats{
+			Outcome: o, Stage: c.stage, Status: ctx.Response.StatusCode(),
+			Total: took, Forwarded: c.forwarded, Upstream: c.upstream,
+		}
+		if c.untimed {
+			st.Total = 0
+		}
+		s.opts.Observer.Request(st)
+	}
 	if c.span != nil {
 		s.endSpan(ctx, c)
 	}
+	s.access(ctx, c, took)
+}
+
+// access writes the one access-log line per request.
+func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, took time.Duration) {
 	e := s.log.Info()
 	if !e.Enabled() {
 		return
@@ -157,10 +183,7 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn) {
 	if len(path) == 0 {
 		path = ctx.URI().PathOriginal()
 	}
-	var dur float64
-	if t := ctx.Time(); !t.IsZero() {
-		dur = time.Since(t).Seconds()
-	}
+	dur := took.Seconds()
 	e.Str("event", "access").
 		Bytes("method", ctx.Method()).
 		Bytes("path", redact.Path(path)).
@@ -200,7 +223,7 @@ func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
 	// A client that sent a request two parsers could read differently does
 	// not get to send more on this connection, whose framing is in doubt.
 	ctx.SetConnectionClose()
-	s.access(ctx, c)
+	s.finish(ctx, c, OutcomeInvalid)
 }
 
 // endSpan ends the request's span with its outcome.

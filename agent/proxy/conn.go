@@ -63,6 +63,14 @@ type conn struct {
 	// lingerOnClose is set when warden answers before reading the whole
 	// request (a body over the limit): see Close.
 	lingerOnClose bool
+
+	// For the Observer: told how the handshake ended; and what the current
+	// request came to so far (reset as each request is handled).
+	obs       Observer
+	stage     pep.Stage
+	forwarded bool
+	upstream  time.Duration
+	untimed   bool // the request could not be read: its start is unknown
 }
 
 // Lingering close bounds: how long and how much of the rest of a refused
@@ -98,20 +106,30 @@ func (c *conn) Close() error {
 // fasthttp calls it before the first read; the deadline is set on the
 // connection rather than with HandshakeContext, which would start a
 // goroutine per connection to watch the context.
+//
+// The first call is the handshake, and the one the Observer is told about;
+// later calls return its result again (tls.Conn keeps it).
 func (c *conn) Handshake() error {
-	if c.handshook || c.handshakeTimeout <= 0 {
-		c.handshook = true
+	if c.handshook {
 		return c.Conn.Handshake()
 	}
 	c.handshook = true
-	d := time.Now().Add(c.handshakeTimeout)
-	if !c.readDeadline.IsZero() && c.readDeadline.Before(d) {
-		d = c.readDeadline
+	var err error
+	if c.handshakeTimeout <= 0 {
+		err = c.Conn.Handshake()
+	} else {
+		d := time.Now().Add(c.handshakeTimeout)
+		if !c.readDeadline.IsZero() && c.readDeadline.Before(d) {
+			d = c.readDeadline
+		}
+		_ = c.Conn.SetDeadline(d)
+		err = c.Conn.Handshake()
+		_ = c.Conn.SetReadDeadline(c.readDeadline)
+		_ = c.Conn.SetWriteDeadline(c.writeDeadline)
 	}
-	_ = c.Conn.SetDeadline(d)
-	err := c.Conn.Handshake()
-	_ = c.Conn.SetReadDeadline(c.readDeadline)
-	_ = c.Conn.SetWriteDeadline(c.writeDeadline)
+	if c.obs != nil {
+		c.obs.Handshake(handshakeResult(err))
+	}
 	return err
 }
 
@@ -183,6 +201,7 @@ type listener struct {
 	cfg              *tls.Config
 	lim              Limiter
 	handshakeTimeout time.Duration
+	obs              Observer // set by Server.Serve, before the first Accept
 }
 
 // NewListener serves TLS with cfg on inner; the proxy Server needs its
@@ -212,7 +231,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		return &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout, atRequestStart: true}, nil
+		return &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout, atRequestStart: true, obs: l.obs}, nil
 	}
 }
 

@@ -10,5 +10,7 @@
 // warden's but internal/ (TestLayout checks): the rate limiter is its
 // Limiter interface, whose per-connection state is a word the proxy keeps
 // and never reads, and a peer's ID comes from go-spiffe's x509svid, so the
-// data path does not pull in the eBPF loader, JOSE or gRPC.
+// data path does not pull in the eBPF loader, JOSE or gRPC. Metrics are its
+// Observer, told what each request came to and how each handshake ended,
+// so it names no metrics library either.
 package proxy

@@ -48,6 +48,9 @@ type Options struct {
 	Limiter Limiter
 	// Tracer, when set, gets a span for each request (agent/trace).
 	Tracer Tracer
+	// Observer, when set, is told about each request and handshake, for
+	// metrics.
+	Observer Observer
 
 	Log zerolog.Logger
 }
@@ -187,8 +190,11 @@ func New(opts Options) *Server {
 }
 
 // Serve accepts connections from ln, which must come from NewListener, until
-// Shutdown.
+// Shutdown. Its connections report their handshakes to Options.Observer.
 func (s *Server) Serve(ln net.Listener) error {
+	if l, ok := ln.(*listener); ok {
+		l.obs = s.opts.Observer
+	}
 	return s.srv.Serve(ln)
 }
 
@@ -205,6 +211,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		// Not from NewListener: refuse rather than proxy without identity.
 		s.reject(ctx, nil, fasthttp.StatusInternalServerError, "internal_error")
+		if s.opts.Observer != nil {
+			s.opts.Observer.Request(RequestStats{Outcome: OutcomeError, Status: fasthttp.StatusInternalServerError})
+		}
 		return
 	}
 	if !c.resolved {
@@ -214,6 +223,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	c.firstLine, c.atRequestStart = c.firstLine[:0], true
 	c.path = c.path[:0]
 	c.verdict = verdict{}
+	c.stage, c.forwarded, c.upstream, c.untimed = "", false, 0, false
 	h := &ctx.Request.Header
 	var appTraceparent []byte
 	if s.opts.Tracer != nil {
@@ -238,7 +248,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !c.allowed {
 		s.log.Warn().Str("event", "peer_refused").Str("peer_id", c.peerStr).
 			Str("client_ip", c.clientIP).Bytes("request_id", c.requestID).Msg("peer not allowed")
-		s.refuse(ctx, c, fasthttp.StatusForbidden, "peer_not_allowed")
+		c.stage = pep.StagePeer
+		s.refuse(ctx, c, OutcomeDeny, fasthttp.StatusForbidden, "peer_not_allowed")
 		return
 	}
 	if bad == nil {
@@ -265,7 +276,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", redact.Path(uri.PathOriginal())).
 			Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("ambiguous request path")
-		s.refuse(ctx, c, fasthttp.StatusBadRequest, "bad_request")
+		s.refuse(ctx, c, OutcomeInvalid, fasthttp.StatusBadRequest, "bad_request")
 		return
 	}
 	if q := uri.QueryString(); len(q) > 0 {
@@ -302,13 +313,20 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		h.Set("Host", s.opts.UpstreamAddr) // HTTP/1.0 without Host; the app gets HTTP/1.1
 	}
 
+	var sent time.Time
+	if s.opts.Observer != nil {
+		sent = time.Now() // two clock reads a request, only for metrics
+	}
 	err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+	if s.opts.Observer != nil {
+		c.forwarded, c.upstream = true, time.Since(sent)
+	}
 	if err != nil {
 		status, code := upstreamError(err)
 		s.log.Error().Str("event", "upstream_error").Err(err).Str("upstream", s.opts.UpstreamAddr).
 			Bytes("request_id", c.requestID).Msg("upstream request failed")
 		ctx.Response.Reset()
-		s.refuse(ctx, c, status, code)
+		s.refuse(ctx, c, OutcomeError, status, code)
 		return
 	}
 	RemoveHopByHopResponse(&ctx.Response.Header)
@@ -316,7 +334,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if closeAfter {
 		ctx.Response.SetConnectionClose()
 	}
-	s.access(ctx, c)
+	s.finish(ctx, c, OutcomeAllow)
 }
 
 // guard asks the decision pipeline, and applies its verdict: a refusal with
@@ -348,7 +366,8 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, c *conn) bool {
 		for _, hd := range v.ClientHeaders {
 			ctx.Response.Header.Set(hd.Name, hd.Value)
 		}
-		s.access(ctx, c)
+		c.stage = v.Stage
+		s.finish(ctx, c, OutcomeDeny)
 		return false
 	}
 	for _, hd := range v.AppHeaders {

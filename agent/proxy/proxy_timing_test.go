@@ -32,13 +32,13 @@ func helloApp(b *testing.B) string {
 // authorized connection: header rewriting, the upstream round trip on a
 // pooled keep-alive connection, and the access log line (JSON to a discarding
 // writer). TLS record work and the client's side are not in it.
-func BenchmarkHandle(b *testing.B) { benchmarkHandle(b, nil, nil) }
+func BenchmarkHandle(b *testing.B) { benchmarkHandle(b, nil, nil, nil) }
 
 // BenchmarkHandleLimited is BenchmarkHandle with the userspace limiter
 // deciding each request against the connection's bucket (a rate it never
 // reaches): the limiter must add no allocation.
 func BenchmarkHandleLimited(b *testing.B) {
-	benchmarkHandle(b, ratelimit.NewUserspace(0, ratelimit.Limits{PacketRate: 1_000_000_000}, 1024), nil)
+	benchmarkHandle(b, ratelimit.NewUserspace(0, ratelimit.Limits{PacketRate: 1_000_000_000}, 1024), nil, nil)
 }
 
 // BenchmarkHandleGuarded adds the hand-off to the decision pipeline: the
@@ -46,19 +46,23 @@ func BenchmarkHandleLimited(b *testing.B) {
 // the app (a Checker that decides nothing, so that only the proxy's side
 // is measured; agent/authz's BenchmarkCheckCached measures the other).
 func BenchmarkHandleGuarded(b *testing.B) {
-	benchmarkHandle(b, nil, allowWith{pep.Verdict{AppHeaders: []pep.Header{{Name: "X-User", Value: "alice"}}}})
+	benchmarkHandle(b, nil, allowWith{pep.Verdict{AppHeaders: []pep.Header{{Name: "X-User", Value: "alice"}}}}, nil)
 }
 
 type allowWith struct{ v pep.Verdict }
 
 func (a allowWith) Check(*pep.Request) pep.Verdict { return a.v }
 
-func benchmarkHandle(b *testing.B, lim Limiter, guard pep.Checker) {
+// BenchmarkHandleMetrics (metrics_timing_test.go) is BenchmarkHandle with
+// agent/metrics counting each request.
+
+func benchmarkHandle(b *testing.B, lim Limiter, guard pep.Checker, obs Observer) {
 	opts := defaultOptions(helloApp(b))
 	opts.AllowPeer = func(spiffeid.ID) bool { return true }
 	opts.Log = zerolog.New(io.Discard)
 	opts.Limiter = lim
 	opts.Guard = guard
+	opts.Observer = obs
 	s := New(opts)
 	c := &conn{resolved: true, allowed: true, clientIP: "127.0.0.1", peerStr: clientID.String()}
 	c.xfcc = []byte("By=" + ownID.String() + ";URI=" + clientID.String())

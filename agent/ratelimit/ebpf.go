@@ -71,6 +71,23 @@ func (k *kernel) Status() Status {
 	return st
 }
 
+func (k *kernel) Totals() (Totals, error) {
+	t := Totals{Mode: config.RateLimitEBPF}
+	c, err := k.l.Counters()
+	if err != nil {
+		return t, err
+	}
+	t.Counters = Counters{Passed: c.Passed, Unparsed: c.Unparsed, Dropped: DropCounters{
+		Blocked: c.DroppedBlocked, ConnRate: c.DroppedConnRate, PacketRate: c.DroppedPacketRate,
+	}}
+	blocked, err := k.l.Blocked()
+	if err != nil {
+		return t, err
+	}
+	t.Blocked = len(blocked)
+	return t, nil
+}
+
 func (k *kernel) Close() error { return k.l.Close() }
 
 func startKernel(s Settings) (*kernel, error) {

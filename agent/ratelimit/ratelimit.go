@@ -24,6 +24,10 @@ type Enforcer interface {
 	Unblock(ip netip.Addr) error
 	// Status is the /ratelimit view.
 	Status() Status
+	// Totals are the counters and the number of blocked sources, for
+	// metrics at each scrape: Status without the top sources, which walk
+	// every source's state.
+	Totals() (Totals, error)
 	// Close stops enforcing; for eBPF it detaches the program.
 	Close() error
 }
@@ -52,6 +56,13 @@ type Status struct {
 	// CapabilitiesKept is why warden still holds CAP_BPF, CAP_NET_ADMIN
 	// or CAP_PERFMON; absent when it holds none of them.
 	CapabilitiesKept string `json:"capabilities_kept,omitempty"`
+}
+
+// Totals are what Enforcer.Totals reads.
+type Totals struct {
+	Mode     string // as Status.Mode
+	Counters Counters
+	Blocked  int // sources blocked now
 }
 
 // Counters are totals since start.

@@ -153,6 +153,7 @@ type off struct {
 func (off) Block(netip.Addr, time.Duration) error { return ErrOff }
 func (off) Unblock(netip.Addr) error              { return ErrOff }
 func (off) Close() error                          { return nil }
+func (off) Totals() (Totals, error)               { return Totals{Mode: config.RateLimitOff}, nil }
 
 func (o off) Status() Status {
 	return Status{Mode: config.RateLimitOff, Port: o.port, Limits: o.limits, TopSources: []SourceDrops{}, Blocklist: []BlockEntry{}}

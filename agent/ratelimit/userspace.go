@@ -217,18 +217,11 @@ func (u *Userspace) Status() Status {
 	// from holding them forever when no more blocks come.
 	u.updateBlocks(func(map[netip.Addr]int64, int64) {})
 	st := Status{
-		Mode:   config.RateLimitUserspace,
-		Port:   u.port,
-		Unit:   "connections_and_requests",
-		Limits: u.limits,
-		Counters: Counters{
-			Passed: u.passed.Load(),
-			Dropped: DropCounters{
-				Blocked:    u.dropBlocked.Load(),
-				ConnRate:   u.dropConn.Load(),
-				PacketRate: u.dropRequest.Load(),
-			},
-		},
+		Mode:       config.RateLimitUserspace,
+		Port:       u.port,
+		Unit:       "connections_and_requests",
+		Limits:     u.limits,
+		Counters:   u.counters(),
 		TopSources: []SourceDrops{},
 		Blocklist:  []BlockEntry{},
 	}
@@ -251,6 +244,29 @@ func (u *Userspace) Status() Status {
 	}
 	st.TopSources = append(st.TopSources, TopSources(all, TopSourcesLen)...)
 	return st
+}
+
+// Totals implements Enforcer; it reads the blocklist without copying it.
+func (u *Userspace) Totals() (Totals, error) {
+	t := Totals{Mode: config.RateLimitUserspace, Counters: u.counters()}
+	now := u.now()
+	for _, until := range u.blocked.Load().until {
+		if until > now {
+			t.Blocked++
+		}
+	}
+	return t, nil
+}
+
+func (u *Userspace) counters() Counters {
+	return Counters{
+		Passed: u.passed.Load(),
+		Dropped: DropCounters{
+			Blocked:    u.dropBlocked.Load(),
+			ConnRate:   u.dropConn.Load(),
+			PacketRate: u.dropRequest.Load(),
+		},
+	}
 }
 
 // TopSources sorts by drops, most first (then by address, for a stable

@@ -210,3 +210,38 @@ func BenchmarkAllowRequestLimited(b *testing.B) {
 		u.AllowRequest(srcA, &bk)
 	}
 }
+
+// Totals, what metrics read at each scrape, agree with Status and count
+// only the blocks in force.
+func TestTotalsAgreeWithStatus(t *testing.T) {
+	u, clk := newTestLimiter(Limits{ConnRate: 10, ConnBurst: 2, PacketRate: 1, PacketBurst: 1}, 1024)
+	countConns(u, srcA, 5)
+	var tat uint64
+	u.AllowRequest(srcB, &tat)
+	u.AllowRequest(srcB, &tat)
+	if err := u.Block(srcC, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Block(srcB, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	u.AllowConn(srcC)
+
+	got, err := u.Totals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Totals{Mode: "userspace", Blocked: 2, Counters: Counters{
+		Passed: 3, Dropped: DropCounters{ConnRate: 3, PacketRate: 1, Blocked: 1},
+	}}
+	if got != want {
+		t.Fatalf("totals %+v, want %+v", got, want)
+	}
+	if st := u.Status(); st.Counters != got.Counters || len(st.Blocklist) != got.Blocked {
+		t.Fatalf("status %+v with %d blocks, totals %+v", st.Counters, len(st.Blocklist), got)
+	}
+	clk.t += 2 * time.Second // srcB's block ended; no Block since swept it
+	if got, _ := u.Totals(); got.Blocked != 1 {
+		t.Fatalf("%d blocked after one block expired, want 1", got.Blocked)
+	}
+}

@@ -268,9 +268,10 @@ func (a *recordingApp) last(t *testing.T) appRequest {
 // dev issue`.
 type sidecar struct {
 	*process
-	addr  string // the inbound listener, host:port
-	admin string // http://host:port
-	tls   *tls.Config
+	addr   string // the inbound listener, host:port
+	admin  string // http://host:port
+	tls    *tls.Config
+	devDir string // the development CA, to issue more clients
 }
 
 // startSidecar starts warden in front of app and waits until it is ready
@@ -286,7 +287,7 @@ func startSidecar(t *testing.T, app *recordingApp, env ...string) *sidecar {
 		"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR=" + devDir,
 		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0", "WARDEN_UPSTREAM_ADDR=" + app.addr,
 	}, env...)...)
-	s := &sidecar{process: p, addr: p.listenAddr(t, "inbound"), admin: "http://" + p.listenAddr(t, "admin"), tls: clientTLS(t, clientDir)}
+	s := &sidecar{process: p, addr: p.listenAddr(t, "inbound"), admin: "http://" + p.listenAddr(t, "admin"), tls: clientTLS(t, clientDir), devDir: devDir}
 	testenv.Poll(t, "readiness", 15*time.Second, func() bool { code, _ := get(t, s.admin+"/readyz"); return code == 200 })
 	return s
 }

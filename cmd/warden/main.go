@@ -92,7 +92,7 @@ func runSidecar(ctx context.Context, lookup func(string) (string, bool), stderr 
 	log := agent.NewLogger(out, cfg.LogLevel, cfg.LogFormat)
 	log.Info().Str("event", "starting").Str("version", version).
 		Interface("settings", config.Overrides(lookup)).Send()
-	return agent.New(cfg, log).Run(ctx)
+	return agent.New(cfg, log, agent.WithLogWriter(out)).Run(ctx)
 }
 
 func devIssue(args []string, lookup func(string) (string, bool), stdout io.Writer) error {

@@ -62,7 +62,7 @@ func quickstart(ctx context.Context, lookup func(string) (string, bool), stdout,
 	out := agent.NewBatchWriter(stderr, 0)
 	defer out.Close()
 	log := agent.NewLogger(out, cfg.LogLevel, cfg.LogFormat)
-	a := agent.New(cfg, log)
+	a := agent.New(cfg, log, agent.WithLogWriter(out))
 	addrs, err := a.Start(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
