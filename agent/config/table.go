@@ -166,6 +166,8 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.PolicyEvalTimeout = p.duration(n) }},
 	{"WARDEN_DECISION_LOG", "stderr", "where decision log lines go: `stderr`, `stdout` or a file path (appended)", BySidecar, "",
 		func(p *parser, c *values, n string) { c.DecisionLog = p.str(n) }},
+	{"WARDEN_DECISION_LOG_SAMPLE", "1", "share of allowed decisions served from the decision cache that are logged, from `0` to `1` (`0.1`: one in ten); such lines carry `sample_rate`; denials, errors and decisions the policy computed are always logged", BySidecar, "",
+		func(p *parser, c *values, n string) { c.DecisionLogSample = p.ratio(n) }},
 	{"WARDEN_JWT_JWKS", "", "keys to verify request tokens (JWTs) with: a JWKS file, an `http(s)://` JWKS URL, or `spiffe` for the Workload API's JWT bundles (JWT-SVIDs; workloadapi mode only); empty: tokens are not verified", BySidecar, "",
 		func(p *parser, c *values, n string) { c.JWTJWKS = p.jwks(n) }},
 	{"WARDEN_JWT_JWKS_REFRESH", "5m", "how often a JWKS file or URL is loaded again; a token naming an unknown `kid` also triggers a load, at most once per 30s", BySidecar, "",

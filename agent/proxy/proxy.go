@@ -193,7 +193,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	if !c.allowed {
-		s.log.Warn().Str("event", "peer_refused").Str("peer_id", c.peerStr).
+		s.log.Warn().Str("event", "peer_refused").Str("reason", pep.ReasonPeerNotAllowed).Str("peer_id", c.peerStr).
 			Str("client_ip", c.clientIP).Bytes("request_id", c.requestID).Msg("peer not allowed")
 		s.refuse(ctx, c, fasthttp.StatusForbidden, "peer_not_allowed")
 		return
