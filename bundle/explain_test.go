@@ -48,3 +48,24 @@ allow := {"allow": true} if {
 		t.Error("an unknown mode was accepted")
 	}
 }
+
+// Notes mode shows the policy's trace() notes.
+func TestExplainNotes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.tar.gz")
+	writeTarball(t, path, build(t, "r1", policy(`package warden.authz
+default allow := false
+allow if {
+	trace(sprintf("method %s", [input.method]))
+	input.method == "POST"
+}
+`), nil))
+	e := newEngine(t, Options{Source: path})
+	e.mustLoad(t)
+	var out strings.Builder
+	if d, err := e.Explain(context.Background(), request("GET", "/"), ExplainNotes, &out); err != nil || d.Allow {
+		t.Fatalf("%+v, %v", d, err)
+	}
+	if s := out.String(); !strings.Contains(s, `Note "method GET"`) || strings.Contains(s, "Fail") {
+		t.Errorf("notes:\n%s", s)
+	}
+}
