@@ -3,7 +3,6 @@ package authz
 import (
 	crand "crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"hash/maphash"
@@ -94,13 +93,24 @@ func (l *decisionLog) appendID(dst []byte) []byte {
 	binary.BigEndian.PutUint64(b[8:], l.idSeq.Add(1))
 	b[6] = b[6]&0x0f | 0x80 // version 8
 	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant; the counter stays below 2⁶²
-	for i, part := range [...][2]int{{0, 4}, {4, 6}, {6, 8}, {8, 10}, {10, 16}} {
-		if i > 0 {
+	const digits = "0123456789abcdef"
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
 			dst = append(dst, '-')
 		}
-		dst = hex.AppendEncode(dst, b[part[0]:part[1]])
+		dst = append(dst, digits[c>>4], digits[c&0x0f])
 	}
 	return dst
+}
+
+// appendDigits appends n, below 10^width, as width decimal digits.
+func appendDigits(dst []byte, n int64, width int) []byte {
+	var b [20]byte
+	for i := width - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10) // by a constant: no division instruction
+		n /= 10
+	}
+	return append(dst, b[:width]...)
 }
 
 // logScratch is the decision log's part of the per-request state: buffers
@@ -138,11 +148,7 @@ func (st *logScratch) appendTimestamp(t time.Time) []byte {
 		st.tsSec = sec
 		st.tsPrefix = append(t.AppendFormat(append(st.tsPrefix[:0], '"'), "2006-01-02T15:04:05"), '.')
 	}
-	st.ts = append(st.ts[:0], st.tsPrefix...)
-	ns := t.Nanosecond()
-	for div := 100_000_000; div > 0; div /= 10 {
-		st.ts = append(st.ts, byte('0'+ns/div%10))
-	}
+	st.ts = appendDigits(append(st.ts[:0], st.tsPrefix...), int64(t.Nanosecond()), 9)
 	return append(st.ts, 'Z', '"')
 }
 
@@ -158,24 +164,11 @@ func appendSeconds(dst []byte, d time.Duration) []byte {
 	if frac == 0 {
 		return dst
 	}
-	dst = append(dst, '.')
-	digits := 9
-	for frac%10 == 0 {
-		frac /= 10
-		digits--
-	}
-	for div := pow10(digits - 1); div > 0; div /= 10 {
-		dst = append(dst, byte('0'+frac/div%10))
+	dst = appendDigits(append(dst, '.'), frac, 9)
+	for dst[len(dst)-1] == '0' {
+		dst = dst[:len(dst)-1]
 	}
 	return dst
-}
-
-func pow10(n int) int64 {
-	p := int64(1)
-	for range n {
-		p *= 10
-	}
-	return p
 }
 
 // bundlesJSON returns OPA's "bundles" object for revision:
