@@ -5,16 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 // decisionLine is a decision log line: OPA's decision log schema, with
@@ -417,6 +421,12 @@ func TestReadLoggedInput(t *testing.T) {
 		t.Errorf("warnings %q", l.Warnings)
 	}
 
+	// A value that was not UTF-8 was logged with U+FFFD: named.
+	l, err = ReadLoggedInput([]byte(`{"method": "GET", "headers": {"x-name": "Jos\ufffd"}}`))
+	if err != nil || len(l.Warnings) != 1 || !strings.Contains(l.Warnings[0], "input.headers.x-name: holds U+FFFD") {
+		t.Errorf("warnings %q, %v", l.Warnings, err)
+	}
+
 	for _, bad := range []string{``, `null`, `[]`, `"x"`, `{"input": 3}`, `{"method": 3}`, `{"headers": {"a": 1}}`, `{"headers": []}`,
 		`{"query": 1}`, `{"query": {"a": "1"}}`, `{"query": {"a": [1]}}`, `{"peer": "x"}`, `{"token": []}`, `{"operation": {"path_params": 1}}`,
 		`{} {}`, `{"method": "GET"`} {
@@ -435,4 +445,66 @@ func TestAppendSeconds(t *testing.T) {
 			t.Errorf("%v: %s, want %s", d, got, want)
 		}
 	}
+}
+
+// FuzzDecisionLogRoundTrip: whatever the query and headers, the line
+// parses, and reading it back gives the query the log keeps and each
+// header name once, with the value the policy saw (joined when repeated;
+// REDACTED for credentials). Values that are not UTF-8 are skipped: JSON
+// cannot carry them, and the log writes U+FFFD instead.
+func FuzzDecisionLogRoundTrip(f *testing.F) {
+	f.Add("a=1&b=2+3&a=%zz", "Accept: a\nX-One: 1\naccept: b")
+	f.Add("access_token=x&%61pi_key=y", "X-Api-Key: k\nAuthorization: Bearer t\nCookie: c\nX-Request-Id: r")
+	f.Add("", "X-\"quoted\\: v\"\\\nx-\"QUOTED\\: w")
+	f.Add("q=\x01", "X-Ctl: \x7f\ttab")
+	e := engineWith(f, map[string]string{"authz.rego": allowAll}, bundle.Options{})
+	f.Fuzz(func(t *testing.T, query, headerBlock string) {
+		if !utf8.ValidString(query) || !utf8.ValidString(headerBlock) {
+			t.Skip()
+		}
+		var log bytes.Buffer
+		a := New(e, func() string { return ownID }, zerolog.New(&log))
+		req := request("GET", "/x?"+query)
+		want := map[string]string{"host": "app"}
+		var order []string
+		for _, line := range strings.Split(headerBlock, "\n") {
+			name, value, ok := strings.Cut(line, ":")
+			if !ok || name == "" {
+				continue
+			}
+			value = strings.TrimSpace(value)
+			req.Headers = append(req.Headers, pep.Field{Name: []byte(name), Value: []byte(value)})
+			lower := strings.ToLower(name)
+			if excluded([]byte(lower)) {
+				continue
+			}
+			if redact.IsCredentialName(lower) {
+				value = redacted
+			}
+			if prev, ok := want[lower]; ok && !redact.IsCredentialName(lower) {
+				value = prev + ", " + value
+			} else if !ok {
+				order = append(order, lower)
+			}
+			want[lower] = value
+		}
+		check(a, req, peerRequest("/x"))
+		l, err := ReadLoggedInput(bytes.TrimSpace(log.Bytes()))
+		if err != nil {
+			t.Fatalf("%v: %s", err, log.String())
+		}
+		if l.Input.RawQuery != redact.Query(query) || l.Input.Method != "GET" || l.Input.Transaction != "req-1" {
+			t.Fatalf("input %+v from %s", l.Input, log.String())
+		}
+		got := map[string]string{}
+		for _, h := range l.Input.Headers {
+			if _, dup := got[h.Name]; dup {
+				t.Fatalf("header %q twice in %s", h.Name, log.String())
+			}
+			got[h.Name] = h.Value
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("headers %q, want %q (from %q)", got, want, headerBlock)
+		}
+	})
 }

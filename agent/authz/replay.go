@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/warden-sidecar/warden/bundle"
 )
@@ -131,6 +132,9 @@ func (l *Logged) readInput(obj map[string]any) error {
 			return err
 		}
 	}
+	for _, f := range strs {
+		l.replaced("input."+f.name, *f.dst)
+	}
 	for _, p := range []string{in.Path, in.RawPath} {
 		if strings.Contains(p, ";"+redacted) {
 			l.warn("input.path: its path parameters (;...) were logged as REDACTED; replayed as such")
@@ -226,6 +230,7 @@ func (l *Logged) readQuery(v any) error {
 	case nil:
 	case string:
 		l.Input.RawQuery = q
+		l.replaced("input.query", q)
 		for pair := range strings.SplitSeq(q, "&") {
 			if name, value, _ := strings.Cut(pair, "="); value == redacted {
 				l.warn("input.query.%s: logged as REDACTED (a credential); replayed as such", name)
@@ -282,10 +287,20 @@ func (l *Logged) readHeaders(v any) error {
 		if value == redacted {
 			l.warn("input.headers.%s: logged as REDACTED (its name says it holds a credential); replayed as such", name)
 		}
+		l.replaced("input.headers."+name, value)
 		// Names are lower case in the policy's input.
 		l.Input.Headers = append(l.Input.Headers, bundle.Header{Name: strings.ToLower(name), Value: value})
 	}
 	return nil
+}
+
+// replaced warns when s holds U+FFFD: the log writes each byte of a value
+// that is not UTF-8 as U+FFFD (JSON holds only text), so the policy may
+// have seen other bytes.
+func (l *Logged) replaced(field, s string) {
+	if strings.ContainsRune(s, utf8.RuneError) {
+		l.warn("%s: holds U+FFFD, which the log writes for bytes that are not UTF-8; the policy may have seen others", field)
+	}
 }
 
 // str reads obj[name] into dst when it is there: a string.
