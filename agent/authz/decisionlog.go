@@ -29,7 +29,7 @@ import (
 //	 (the result as warden read it, without the headers it adds for the app)
 //	 "erased": ["/input/..."], "metrics": {"timer_rego_query_eval_ns": 81234},
 //	 "warden": {"event": "decision", "request_id": "...", "allow": false,
-//	            "status": 403, "reason": "...", "cached": false, "eval_s": 8.1e-05,
+//	            "status": 403, "reason": "...", "cached": false, "eval_s": 0.000081234,
 //	            "sample_rate": 0.1, "error": "..."}}
 //
 // decision_id is a fresh id rather than the request id: a client may send

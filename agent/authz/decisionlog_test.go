@@ -412,12 +412,13 @@ func TestReadLoggedInput(t *testing.T) {
 	}
 
 	// Erased fields and the body are named.
-	l, err = ReadLoggedInput([]byte(`{"input": {"method": "POST"}, "erased": ["/input/headers/x-account-id", "/input/parsed_body"], "warden": {"allow": false}}`))
+	l, err = ReadLoggedInput([]byte(`{"input": {"method": "POST"}, "erased": ["/input/headers/x-account-id", "/input/parsed_body", "/input/query/page"], "warden": {"allow": false}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Warnings) != 2 || !strings.Contains(l.Warnings[0], "input.headers.x-account-id: erased from the log by the bundle's mask") ||
-		!strings.Contains(l.Warnings[1], "input.parsed_body: the request's body is never logged") {
+	if len(l.Warnings) != 3 || !strings.Contains(l.Warnings[0], "input.headers.x-account-id: erased from the log by the bundle's mask") ||
+		!strings.Contains(l.Warnings[1], "input.parsed_body: the request's body is never logged") ||
+		!strings.Contains(l.Warnings[2], "input.query: erased from the log by the bundle's mask (/input/query/page)") {
 		t.Errorf("warnings %q", l.Warnings)
 	}
 

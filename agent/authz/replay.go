@@ -96,6 +96,9 @@ func (l *Logged) readLine(doc map[string]any) {
 			l.warn("input.parsed_body: the request's body is never logged; replayed without one")
 		case p == "/input":
 			l.warn("input: the bundle's mask erased the whole input from the log; replayed with an empty one")
+		case strings.HasPrefix(p, "/input/query/"):
+			// The query is logged as one string: erased whole.
+			l.warn("input.query: erased from the log by the bundle's mask (%s); replayed without it", p)
 		case strings.HasPrefix(p, "/input/"):
 			l.warn("input%s: erased from the log by the bundle's mask; replayed without it", pointerToField(p))
 		}
