@@ -91,7 +91,8 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 		closeLog()
 		return nil, nil, err
 	}
-	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()), authz.WithObserver(a.metrics))
+	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()), authz.WithObserver(a.metrics),
+		authz.WithDecisionLogSample(a.cfg.DecisionLogSample))
 	opts = append(opts, a.inputChecks()...)
 	var spec *openapi.Store
 	if a.cfg.OpenAPISpec != "" {
@@ -221,16 +222,18 @@ func (a *Agent) startTokens(ctx context.Context) ([]authz.Option, func(), error)
 	return []authz.Option{authz.WithTokens(v, a.cfg.JWTHeader, a.cfg.JWTRequired)}, stop, nil
 }
 
-// decisionLogger is the audit log: JSON lines with event "decision", always
-// at info level whatever WARDEN_LOG_LEVEL says, batched off the request path.
+// decisionLogger is the audit log: JSON lines in OPA's decision log schema
+// (authz writes its own timestamp and no level), batched off the request
+// path. On stderr, among the other lines, they also carry the stream's
+// time, level and component, whatever WARDEN_LOG_LEVEL says.
 func (a *Agent) decisionLogger() (zerolog.Logger, func(), error) {
 	switch a.cfg.DecisionLog {
 	case "stderr":
-		return a.log.Level(zerolog.InfoLevel).With().Str("component", "decision").Logger(), func() {}, nil
+		return a.log.Level(zerolog.InfoLevel).With().Str("level", "info").Str("component", "decision").Logger(), func() {}, nil
 	case "stdout":
 		w := NewBatchWriter(os.Stdout, 0)
 		a.decisionOut.Store(w)
-		return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close() }, nil
+		return zerolog.New(w), func() { _ = w.Close() }, nil
 	}
 	f, err := os.OpenFile(a.cfg.DecisionLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
@@ -238,8 +241,9 @@ func (a *Agent) decisionLogger() (zerolog.Logger, func(), error) {
 	}
 	w := NewBatchWriter(f, 0)
 	a.decisionOut.Store(w)
-	return zerolog.New(w).With().Timestamp().Logger(), func() { _ = w.Close(); _ = f.Close() }, nil
+	return zerolog.New(w), func() { _ = w.Close(); _ = f.Close() }, nil
 }
+
 func (a *Agent) policyView() any {
 	if e := a.engine.Load(); e != nil {
 		return e.Status()

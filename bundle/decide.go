@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -24,9 +25,16 @@ const maxCacheTTL = 24 * time.Hour
 
 // Decision is the policy's answer for one request.
 type Decision struct {
-	Allow   bool
-	Status  int      // 0: the PEP picks its default (403)
-	Reason  string   // logged, never sent to clients
+	Allow  bool
+	Status int // 0: the PEP picks its default (403)
+	// Reasons are the policy's own reasons, as its result's "reason" gave
+	// them (a string, or a list or set of strings), at most MaxReasons of
+	// at most MaxReasonBytes each; nil when it gave none. Reason is them
+	// joined with "; ". Logged, never sent to clients. An undefined decision
+	// or an error has none: the PEP names its own reason from err. Shared by
+	// cached decisions: read-only.
+	Reasons []string
+	Reason  string
 	Headers []Header // to add to the upstream request; shared by cached decisions: read-only
 	// Mask lists what the decision log must erase from this decision's event,
 	// as the bundle's data.system.log.mask says (OPA's convention, evaluated
@@ -48,18 +56,24 @@ type Decision struct {
 // of that request alive, uncounted by CacheBytes.
 func (d Decision) owned() Decision {
 	n := len(d.Reason)
+	for _, r := range d.Reasons {
+		n += len(r)
+	}
 	for _, h := range d.Headers {
 		n += len(h.Name) + len(h.Value)
 	}
 	for _, m := range d.Mask {
 		n += len(m)
 	}
-	if n == 0 && d.Headers == nil && d.Mask == nil {
+	if n == 0 && d.Headers == nil && d.Mask == nil && d.Reasons == nil {
 		return d
 	}
 	var b strings.Builder
 	b.Grow(n)
 	b.WriteString(d.Reason)
+	for _, r := range d.Reasons {
+		b.WriteString(r)
+	}
 	for _, h := range d.Headers {
 		b.WriteString(h.Name)
 		b.WriteString(h.Value)
@@ -69,6 +83,13 @@ func (d Decision) owned() Decision {
 	}
 	all := block(b.String())
 	d.Reason = all.take(len(d.Reason))
+	if d.Reasons != nil {
+		rs := make([]string, len(d.Reasons))
+		for i, r := range d.Reasons {
+			rs[i] = all.take(len(r))
+		}
+		d.Reasons = rs
+	}
 	if d.Headers != nil {
 		hs := make([]Header, len(d.Headers))
 		for i, h := range d.Headers {
@@ -90,7 +111,10 @@ func (d Decision) owned() Decision {
 // strings and the arrays of its slices. The revision is not counted: the
 // compiled revision owns it.
 func (d *Decision) size() int {
-	n := len(d.Reason) + cap(d.Headers)*int(unsafe.Sizeof(Header{})) + cap(d.Mask)*int(unsafe.Sizeof(""))
+	n := len(d.Reason) + cap(d.Reasons)*int(unsafe.Sizeof("")) + cap(d.Headers)*int(unsafe.Sizeof(Header{})) + cap(d.Mask)*int(unsafe.Sizeof(""))
+	for _, r := range d.Reasons {
+		n += len(r)
+	}
 	for _, h := range d.Headers {
 		n += len(h.Name) + len(h.Value)
 	}
@@ -110,7 +134,7 @@ func (d *Decision) size() int {
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	c := e.state.Load()
 	if c == nil {
-		return Decision{Reason: "no policy bundle is active"}, ErrNotReady
+		return Decision{}, ErrNotReady
 	}
 	if in == nil {
 		return Decision{Revision: c.revision}, errors.New("bundle: Decide without input")
@@ -151,7 +175,7 @@ func (c *compiled) eval(ctx context.Context, in *Input, defaultTTL time.Duration
 	owned := own(in)
 	input, err := inputValue(&owned)
 	if err != nil {
-		d := Decision{Revision: c.revision, Reason: "input error"}
+		d := Decision{Revision: c.revision}
 		if c.mask != nil {
 			d.Mask = maskEverything
 		}
@@ -167,7 +191,7 @@ func (c *compiled) eval(ctx context.Context, in *Input, defaultTTL time.Duration
 		defer t.Stop()
 		cancel = deadline
 	}
-	d, result, ttl, err := c.decide(ctx, cancel, input, defaultTTL)
+	d, result, ttl, err := c.decide(ctx, cancel, input, defaultTTL, nil)
 	if c.mask != nil {
 		d.Mask = c.evalMask(ctx, cancel, input, result)
 	}
@@ -175,31 +199,35 @@ func (c *compiled) eval(ctx context.Context, in *Input, defaultTTL time.Duration
 }
 
 // decide evaluates the decision query. result is the decision as OPA gave
-// it, nil when undefined or in error, for the mask.
-func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.Value, defaultTTL time.Duration) (d Decision, result any, ttl time.Duration, err error) {
+// it, nil when undefined or in error, for the mask. tracer, when not nil,
+// records the evaluation (Explain).
+func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.Value, defaultTTL time.Duration, tracer topdown.QueryTracer) (d Decision, result any, ttl time.Duration, err error) {
 	deny := Decision{Revision: c.revision}
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
+	var rs rego.ResultSet
+	if tracer == nil {
+		rs, err = c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel))
+	} else {
+		// Without rule indexing and early exit every rule is tried, so the
+		// trace shows why each did not apply; the decision is the same.
+		rs, err = c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalQueryTracer(tracer),
+			rego.EvalRuleIndexing(false), rego.EvalEarlyExit(false))
+	}
 	if err != nil && topdown.IsCancel(err) {
 		// Only the deadline cancels.
-		deny.Reason = "evaluation timed out"
 		return deny, nil, 0, fmt.Errorf("%w: revision %s, after %v", ErrEvalTimeout, c.revision, c.timeout)
 	}
 	if err != nil {
-		deny.Reason = "evaluation error"
 		return deny, nil, 0, fmt.Errorf("bundle: revision %s: evaluate: %w", c.revision, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		deny.Reason = "decision undefined"
 		return deny, nil, defaultTTL, nil
 	}
 	if len(rs) > 1 {
-		deny.Reason = "malformed decision"
 		return deny, nil, 0, fmt.Errorf("bundle: revision %s: decision has %d results", c.revision, len(rs))
 	}
 	result = rs[0].Expressions[0].Value
 	d, ttl, err = readResult(result, defaultTTL)
 	if err != nil {
-		deny.Reason = "malformed decision"
 		return deny, result, 0, fmt.Errorf("bundle: revision %s: decision: %w", c.revision, err)
 	}
 	d.Revision = c.revision
@@ -208,7 +236,7 @@ func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.
 
 // readResult accepts a boolean, or an object
 //
-//	{"allow": bool, "status": int, "reason": string,
+//	{"allow": bool, "status": int, "reason": string or [string],
 //	 "headers": {string: string}, "cache_ttl_seconds": int}
 //
 // of which only allow is required and other keys are ignored. Anything else
@@ -235,9 +263,10 @@ func readResult(v any, defaultTTL time.Duration) (Decision, time.Duration, error
 			d.Status = int(n)
 		}
 		if s, ok := r["reason"]; ok {
-			if d.Reason, ok = s.(string); !ok {
-				return Decision{}, 0, fmt.Errorf("reason is %s, want a string", describe(s))
+			if d.Reasons, err = readReasons(s); err != nil {
+				return Decision{}, 0, err
 			}
+			d.Reason = strings.Join(d.Reasons, "; ")
 		}
 		if h, ok := r["headers"]; ok {
 			if d.Headers, err = readHeaders(h); err != nil {
@@ -254,6 +283,61 @@ func readResult(v any, defaultTTL time.Duration) (Decision, time.Duration, error
 		return d, ttl, nil
 	}
 	return Decision{}, 0, fmt.Errorf("result is %s, want a boolean or an object with allow", describe(v))
+}
+
+// Bounds of a decision's reasons: they are logged with every decision on
+// the request path and kept in the decision cache, so a policy returning
+// its whole input as reasons must not make every line megabytes long.
+const (
+	MaxReasons     = 8
+	MaxReasonBytes = 256
+)
+
+// readReasons accepts a string or a list (a Rego array or set) of strings.
+// Empty strings are dropped; beyond MaxReasons the last kept one says how
+// many more there were; each is cut to MaxReasonBytes on a character
+// boundary, marked with "...". Another type, in the list too, is an error:
+// a malformed decision denies.
+func readReasons(v any) ([]string, error) {
+	switch r := v.(type) {
+	case string:
+		if r == "" {
+			return nil, nil
+		}
+		return []string{truncateReason(r)}, nil
+	case []any:
+		var out []string
+		n := 0 // non-empty reasons
+		for i, e := range r {
+			s, ok := e.(string)
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("reason[%d] is %s, want a string", i, describe(e))
+			case s == "":
+				continue
+			case n < MaxReasons:
+				out = append(out, truncateReason(s))
+			}
+			n++
+		}
+		if n > MaxReasons {
+			out[MaxReasons-1] = fmt.Sprintf("(%d more)", n-MaxReasons+1)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("reason is %s, want a string or a list of strings", describe(v))
+}
+
+func truncateReason(s string) string {
+	if len(s) <= MaxReasonBytes {
+		return s
+	}
+	const mark = "..."
+	n := MaxReasonBytes - len(mark)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + mark
 }
 
 func integer(v any) (int64, error) {

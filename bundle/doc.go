@@ -2,7 +2,9 @@
 // ones `opa build` makes and `opa sign` signs) from the embedded default, a
 // directory, a .tar.gz file or an http(s) URL; verifies their signatures with
 // OPA's own verifier; compiles each revision once into a prepared query; and
-// answers Decide from a per-revision decision cache.
+// answers Decide from a per-revision decision cache. Explain evaluates one
+// input with OPA's tracer and prints OPA's explanation, for replaying a
+// decision offline (warden policy eval); the request path never traces.
 //
 // Each revision's decision cache is keyed on the input fields its rules read
 // (Status.CacheKey), bounded in entries and bytes, and evicts with CLOCK so

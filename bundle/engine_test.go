@@ -76,8 +76,44 @@ func TestDecisionResults(t *testing.T) {
 			rego: `package warden.authz
 allow := {"allow": false, "status": 401, "reason": "no token", "headers": {"x-b": "2", "x-a": "1"}}`,
 			in:     request("GET", "/"),
-			want:   Decision{Status: 401, Reason: "no token", Headers: []Header{{Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2"}}},
+			want:   Decision{Status: 401, Reasons: []string{"no token"}, Reason: "no token", Headers: []Header{{Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2"}}},
 			cached: true,
+		},
+		{
+			name: "a reason may be a list of strings, and is cached with the decision",
+			rego: `package warden.authz
+allow := {"allow": false, "reason": ["not the owner", "", "outside office hours"]}`,
+			in:     request("GET", "/"),
+			want:   Decision{Reasons: []string{"not the owner", "outside office hours"}, Reason: "not the owner; outside office hours"},
+			cached: true,
+		},
+		{
+			name: "a reason may be a set of strings, as partial rules make them",
+			rego: `package warden.authz
+reasons contains "b: no role" if input.method == "GET"
+reasons contains "a: no scope" if input.method == "GET"
+allow := {"allow": count(reasons) == 0, "reason": reasons}`,
+			in:     request("GET", "/"),
+			want:   Decision{Reasons: []string{"a: no scope", "b: no role"}, Reason: "a: no scope; b: no role"},
+			cached: true,
+		},
+		{
+			name: "an empty reason list is no reason",
+			rego: `package warden.authz
+allow := {"allow": false, "reason": []}`,
+			in: request("GET", "/"), want: Decision{}, cached: true,
+		},
+		{
+			name: "a reason list holding a number denies with an error",
+			rego: `package warden.authz
+allow := {"allow": true, "reason": ["ok", 7]}`,
+			in: request("GET", "/"), want: Decision{}, wantErr: "reason[1] is the number 7, want a string",
+		},
+		{
+			name: "a reason object denies with an error",
+			rego: `package warden.authz
+allow := {"allow": true, "reason": {"why": "x"}}`,
+			in: request("GET", "/"), want: Decision{}, wantErr: "reason is an object, want a string or a list of strings",
 		},
 		{
 			name: "an allowing object adds headers upstream",
@@ -103,50 +139,50 @@ allow := {"allow": true, "cache_ttl_seconds": 30}`,
 			name: "an undefined decision denies without error",
 			rego: `package warden.authz
 allow if input.method == "NEVER"`,
-			in: request("GET", "/"), want: Decision{Reason: "decision undefined"}, cached: true,
+			in: request("GET", "/"), want: Decision{}, cached: true,
 		},
 		{
 			name: "a string allow denies with an error",
 			rego: `package warden.authz
 allow := {"allow": "yes"}`,
-			in: request("GET", "/"), want: Decision{Reason: "malformed decision"}, wantErr: "allow is a string",
+			in: request("GET", "/"), want: Decision{}, wantErr: "allow is a string",
 		},
 		{
 			name: "an object without allow denies with an error",
 			rego: `package warden.authz
 allow := {"status": 200}`,
-			in: request("GET", "/"), want: Decision{Reason: "malformed decision"}, wantErr: "allow is missing",
+			in: request("GET", "/"), want: Decision{}, wantErr: "allow is missing",
 		},
 		{
 			name: "a string status denies with an error",
 			rego: `package warden.authz
 allow := {"allow": true, "status": "403"}`,
-			in: request("GET", "/"), want: Decision{Reason: "malformed decision"}, wantErr: "status is a string",
+			in: request("GET", "/"), want: Decision{}, wantErr: "status is a string",
 		},
 		{
 			name: "a header value with CRLF denies with an error",
 			rego: `package warden.authz
 allow := {"allow": true, "headers": {"x-a": "1\r\nx-admin: true"}}`,
-			in: request("GET", "/"), want: Decision{Reason: "malformed decision"}, wantErr: "control character",
+			in: request("GET", "/"), want: Decision{}, wantErr: "control character",
 		},
 		{
 			name: "a numeric header value denies with an error",
 			rego: `package warden.authz
 allow := {"allow": true, "headers": {"x-a": 1}}`,
-			in: request("GET", "/"), want: Decision{Reason: "malformed decision"}, wantErr: `header "x-a" is the number 1`,
+			in: request("GET", "/"), want: Decision{}, wantErr: `header "x-a" is the number 1`,
 		},
 		{
 			name: "a string result denies with an error",
 			rego: `package warden.authz
 allow := "yes"`,
-			in: request("GET", "/"), want: Decision{Reason: "malformed decision"}, wantErr: "result is a string",
+			in: request("GET", "/"), want: Decision{}, wantErr: "result is a string",
 		},
 		{
 			name: "conflicting values deny with an evaluation error, never cached",
 			rego: `package warden.authz
 allow := true if input.method == "GET"
 allow := false if input.path == "/conflict"`,
-			in: request("GET", "/conflict"), want: Decision{Reason: "evaluation error"}, wantErr: "conflict",
+			in: request("GET", "/conflict"), want: Decision{}, wantErr: "conflict",
 		},
 		{
 			name: "every input field reaches the policy",

@@ -82,7 +82,7 @@ func TestEvalTimeoutDeniesASlowPolicy(t *testing.T) {
 		start := time.Now()
 		d, err := e.Decide(context.Background(), request("POST", "/"))
 		took := time.Since(start)
-		if !errors.Is(err, ErrEvalTimeout) || d.Allow || d.Cached || d.Reason != "evaluation timed out" {
+		if !errors.Is(err, ErrEvalTimeout) || d.Allow || d.Cached || d.Reason != "" {
 			t.Fatalf("Decide: %+v, %v; want a denial with ErrEvalTimeout", d, err)
 		}
 		if !strings.Contains(err.Error(), "after 100ms") {

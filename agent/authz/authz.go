@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ type Authorizer struct {
 	events zerolog.Logger // security events (token_refused)
 	obs    Observer       // nil: nobody counts
 	states sync.Pool
+	dlog   decisionLog // the decision log's settings and counters (decisionlog.go)
 
 	tokens        *token.Verifier // nil: tokens are not read
 	tokenHeader   []byte          // lower case
@@ -56,6 +58,22 @@ func WithTokens(v *token.Verifier, header string, required bool) Option {
 		a.bearerPrefix = strings.EqualFold(header, "authorization")
 		a.tokenRequired = required
 	}
+}
+
+// WithDecisionLogSample logs only the share rate (0 to 1) of the allowed
+// decisions served from the decision cache (WARDEN_DECISION_LOG_SAMPLE);
+// denials, errors and decisions the policy computed are always logged.
+// Without it every decision is logged.
+func WithDecisionLogSample(rate float64) Option {
+	return func(a *Authorizer) { a.dlog.setSample(rate) }
+}
+
+// WithSampleSource draws the sampling's random numbers from src, which
+// must then be used by one goroutine at a time: for tests, with a fixed
+// seed. Without it they come from math/rand/v2's global generator, a
+// ChaCha8 state per thread, which takes no lock.
+func WithSampleSource(src rand.Source) Option {
+	return func(a *Authorizer) { a.dlog.src = src }
 }
 
 // WithEventLog sets where security events (token_refused) are logged;
@@ -93,6 +111,7 @@ func WithObserver(o Observer) Option {
 // decisions are logged to log, one line each, with event "decision".
 func New(engine *bundle.Engine, ownID func() string, log zerolog.Logger, opts ...Option) *Authorizer {
 	a := &Authorizer{engine: engine, ownID: ownID, log: log, events: zerolog.Nop()}
+	a.dlog.init(engine.DecisionPath())
 	for _, o := range opts {
 		o(a)
 	}
@@ -117,6 +136,8 @@ type state struct {
 	contentType, contentEncoding   []byte
 	contentTypes, contentEncodings int
 	oreq                           openapi.Request
+
+	logScratch // the decision log's buffers (decisionlog.go)
 }
 
 type span struct{ start, end int }
@@ -169,24 +190,21 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	// deadline of its own (WARDEN_POLICY_EVAL_TIMEOUT).
 	d, err := a.engine.Decide(context.Background(), in)
 	took := time.Since(start)
-	a.logDecision(in, st.token, &d, err, took)
+	a.logDecision(st, &d, err, start, took)
 	if a.obs != nil {
 		a.obs.Decision(d.Allow && err == nil, d.Cached, err, took)
 	}
 
 	switch {
 	case errors.Is(err, bundle.ErrEvalTimeout):
-		a.events.Warn().Str("event", "policy_eval_timeout").Str("revision", d.Revision).
+		a.events.Warn().Str("event", "policy_eval_timeout").Str("reason", pep.ReasonPolicyTimeout).Str("revision", d.Revision).
 			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 			Msg("policy evaluation exceeded WARDEN_POLICY_EVAL_TIMEOUT: denied")
 		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden", Stage: pep.StagePolicy, Revision: d.Revision}
 	case err != nil:
 		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden", Stage: pep.StagePolicy, Revision: d.Revision}
 	case !d.Allow:
-		status := d.Status
-		if status < 400 || status > 599 {
-			status = http.StatusForbidden
-		}
+		status := deniedStatus(d.Status)
 		return pep.Verdict{Status: status, Code: codeFor(status), Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
 	}
 	return pep.Verdict{AppHeaders: d.Headers, Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
@@ -288,7 +306,7 @@ func asciiEqualFold(b, lower []byte) bool {
 // refuseToken answers 401 with the Bearer challenge (RFC 6750) and logs
 // why; the reason and detail never reach the client, the token never the log.
 func (a *Authorizer) refuseToken(req *pep.Request, reason token.Reason, detail string) pep.Verdict {
-	a.events.Warn().Str("event", "token_refused").Str("reason", string(reason)).Str("detail", detail).
+	a.events.Warn().Str("event", "token_refused").Str("reason", pep.ReasonTokenPrefix+string(reason)).Str("detail", detail).
 		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 		Msg("request token refused")
 	if a.obs != nil {
@@ -352,89 +370,13 @@ func (a *Authorizer) release(st *state) {
 	a.states.Put(st)
 }
 
-func (a *Authorizer) logDecision(in *bundle.Input, tok *token.Verified, d *bundle.Decision, err error, took time.Duration) {
-	e := a.log.Info()
-	if !e.Enabled() {
-		return
+// deniedStatus is what a client denied by the policy gets: the policy's
+// status when it is an error status, else 403.
+func deniedStatus(status int) int {
+	if status < 400 || status > 599 {
+		return http.StatusForbidden
 	}
-	m := readLogMask(d.Mask)
-	input := zerolog.Dict()
-	if m == nil || !m.all {
-		logInput(input, in, tok, m)
-	}
-	e.Str("event", "decision").
-		Str("request_id", in.Transaction).
-		Dict("input", input).
-		Bool("allow", d.Allow && err == nil).
-		Str("revision", d.Revision).
-		Bool("cached", d.Cached).
-		Float64("eval_s", took.Seconds())
-	if d.Status != 0 && (m == nil || !m.result) {
-		e.Int("status", d.Status)
-	}
-	if d.Reason != "" && (m == nil || !m.result) {
-		e.Str("reason", d.Reason)
-	}
-	if err != nil {
-		e.AnErr("error", err)
-	}
-	e.Send()
-}
-
-// logInput writes the policy input to the decision log line: credentials
-// never (the token header never reaches the input; query parameters and
-// headers whose names say they hold one are replaced), and nothing the
-// bundle's mask erases.
-func logInput(d *zerolog.Event, in *bundle.Input, tok *token.Verified, m *logMask) {
-	str := func(name, value string) {
-		if !m.field(name) {
-			d.Str(name, value)
-		}
-	}
-	str("method", in.Method)
-	// Path parameters (WARDEN_PATH_SEMICOLON=keep) can be session ids.
-	str("path", redact.Path(in.Path))
-	str("raw_path", redact.Path(in.RawPath))
-	str("query", redact.Query(in.RawQuery))
-	if !m.field("headers") {
-		hdrs := zerolog.Dict()
-		for _, h := range in.Headers {
-			switch {
-			case m.child("headers", h.Name):
-			case redact.IsCredentialName(h.Name):
-				// The policy may read it; the audit log does not keep it.
-				hdrs.Str(h.Name, redacted)
-			default:
-				hdrs.Str(h.Name, h.Value)
-			}
-		}
-		d.Dict("headers", hdrs)
-	}
-	str("transaction", in.Transaction)
-	str("sender", in.Sender)
-	if !m.field("peer") {
-		peer := zerolog.Dict()
-		if !m.child("peer", "spiffe_id") {
-			peer.Str("spiffe_id", in.PeerID)
-		}
-		if !m.child("peer", "trust_domain") {
-			peer.Str("trust_domain", in.PeerTrustDomain)
-		}
-		d.Dict("peer", peer)
-	}
-	if !m.field("destination") && !m.child("destination", "spiffe_id") {
-		d.Dict("destination", zerolog.Dict().Str("spiffe_id", in.DestinationID))
-	}
-	if op := in.Operation; op != nil && !m.field("operation") {
-		// Path parameters are in the path, logged above; the body never is.
-		d.Dict("operation", zerolog.Dict().Str("id", op.ID).Str("path_template", op.PathTemplate))
-	}
-	if tok != nil && !m.field("token") {
-		// Serialized once per verified token, not per line (unless masked).
-		if claims := m.tokenJSON(tok.JSON); claims != nil {
-			d.RawJSON("token", claims)
-		}
-	}
+	return status
 }
 
 func codeFor(status int) string {

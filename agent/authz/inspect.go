@@ -115,7 +115,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 
 	if a.policyBodyMax > 0 && kind == inspect.JSON {
 		if len(body) > a.policyBodyMax {
-			a.events.Warn().Str("event", "body_refused").Str("rule", RulePolicyBodyMaxBytes).
+			a.events.Warn().Str("event", "body_refused").Str("reason", pep.ReasonBodyPrefix+RulePolicyBodyMaxBytes).Str("rule", RulePolicyBodyMaxBytes).
 				Int("limit", a.policyBodyMax).Int("bytes", len(body)).
 				Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 				Msg("JSON body larger than WARDEN_POLICY_BODY_MAX_BYTES: the policy could not see it")
@@ -173,7 +173,7 @@ func (a *Authorizer) openapiRequest(st *state, req *pep.Request) *openapi.Reques
 // refuseBody answers 400 invalid_body, or 415 for a body warden cannot
 // read, and logs the rule and where it was broken; never a byte of the body.
 func (a *Authorizer) refuseBody(req *pep.Request, kind inspect.Kind, v *inspect.Violation) pep.Verdict {
-	e := a.events.Warn().Str("event", "body_refused").Str("kind", kind.String()).Str("rule", v.Rule)
+	e := a.events.Warn().Str("event", "body_refused").Str("reason", pep.ReasonBodyPrefix+v.Rule).Str("kind", kind.String()).Str("rule", v.Rule)
 	if v.Where != "" {
 		e = e.Str("where", v.Where)
 	}
@@ -195,7 +195,7 @@ func (a *Authorizer) refuseBody(req *pep.Request, kind inspect.Kind, v *inspect.
 // refuseOpenAPI answers the violation's status and code, and logs which
 // parameter broke which rule; never its value.
 func (a *Authorizer) refuseOpenAPI(req *pep.Request, v *openapi.Violation) pep.Verdict {
-	e := a.events.Warn().Str("event", "openapi_refused").Str("rule", v.Rule)
+	e := a.events.Warn().Str("event", "openapi_refused").Str("reason", pep.ReasonOpenAPIPrefix+v.Rule).Str("rule", v.Rule)
 	if v.In != "" {
 		e = e.Str("in", v.In)
 	}

@@ -49,12 +49,13 @@ func TestInputStagesRunInOrder(t *testing.T) {
 		status int
 		code   string
 		event  string
+		reason string // the event's
 	}{
-		{"a bomb to an unknown route: the route first", withBody(request("POST", "/nowhere"), "application/json", bomb), 404, "not_found", `"rule":"no_route"`},
-		{"a bomb without the required header: parameters first", withBody(request("POST", "/payments"), "application/json", bomb), 400, "invalid_request", `"rule":"required"`},
-		{"a bomb to a known route: limits before the schema", withBody(request("POST", "/payments", idem...), "application/json", bomb), 400, "invalid_body", `"rule":"max_depth"`},
-		{"a schema violation", withBody(request("POST", "/payments", idem...), "application/json", `{"amount":0,"currency":"EUR","to":"x"}`), 400, "invalid_request", `"rule":"exclusive_minimum"`},
-		{"allowed", withBody(request("POST", "/payments", idem...), "application/json", `{"amount":1,"currency":"EUR","to":"x"}`), 0, "", ""},
+		{"a bomb to an unknown route: the route first", withBody(request("POST", "/nowhere"), "application/json", bomb), 404, "not_found", `"rule":"no_route"`, "openapi:no_route"},
+		{"a bomb without the required header: parameters first", withBody(request("POST", "/payments"), "application/json", bomb), 400, "invalid_request", `"rule":"required"`, "openapi:required"},
+		{"a bomb to a known route: limits before the schema", withBody(request("POST", "/payments", idem...), "application/json", bomb), 400, "invalid_body", `"rule":"max_depth"`, "body:max_depth"},
+		{"a schema violation", withBody(request("POST", "/payments", idem...), "application/json", `{"amount":0,"currency":"EUR","to":"x"}`), 400, "invalid_request", `"rule":"exclusive_minimum"`, "openapi:exclusive_minimum"},
+		{"allowed", withBody(request("POST", "/payments", idem...), "application/json", `{"amount":1,"currency":"EUR","to":"x"}`), 0, "", "", ""},
 	}
 	for _, c := range cases {
 		events.Reset()
@@ -68,6 +69,9 @@ func TestInputStagesRunInOrder(t *testing.T) {
 		}
 		if c.event != "" && !strings.Contains(events.String(), c.event) {
 			t.Errorf("%s: event log %q, want %s", c.name, events.String(), c.event)
+		}
+		if c.reason != "" && !strings.Contains(events.String(), `"reason":"`+c.reason+`"`) {
+			t.Errorf("%s: event log %q, want the reason %s", c.name, events.String(), c.reason)
 		}
 	}
 	if !strings.Contains(decisions.String(), `"operation":{"id":"createPayment","path_template":"/payments"}`) {

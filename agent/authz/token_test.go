@@ -125,16 +125,17 @@ func TestTokenClaimsDecide(t *testing.T) {
 	var cached []bool
 	for _, line := range strings.Split(strings.TrimSpace(decisions.String()), "\n") {
 		var d struct {
-			Allow  bool `json:"allow"`
-			Cached bool `json:"cached"`
-			Input  struct {
+			Warden struct {
+				Cached bool `json:"cached"`
+			} `json:"warden"`
+			Input struct {
 				Token map[string]any `json:"token"`
 			} `json:"input"`
 		}
 		if err := json.Unmarshal([]byte(line), &d); err != nil {
 			t.Fatal(err)
 		}
-		cached = append(cached, d.Cached)
+		cached = append(cached, d.Warden.Cached)
 		if d.Input.Token["user"] == nil {
 			t.Errorf("decision log line without the token's claims: %s", line)
 		}
@@ -206,8 +207,8 @@ func TestTokenRefusals(t *testing.T) {
 			if v.Code != "unauthorized" || challenge != `Bearer error="invalid_token"` {
 				t.Errorf("verdict %+v, WWW-Authenticate %q", v, challenge)
 			}
-			if ev := lastEvent(t, &events); ev.Event != "token_refused" || ev.Reason != string(tt.want) || ev.RequestID != "req-1" {
-				t.Errorf("event %+v, want token_refused %s", ev, tt.want)
+			if ev := lastEvent(t, &events); ev.Event != "token_refused" || ev.Reason != "token:"+string(tt.want) || ev.RequestID != "req-1" {
+				t.Errorf("event %+v, want token_refused token:%s", ev, tt.want)
 			}
 		})
 	}

@@ -89,7 +89,8 @@ type Config struct {
 	PolicyCacheBytes      int64
 	PolicyAllowNetwork    bool
 	PolicyEvalTimeout     time.Duration
-	DecisionLog           string // "stderr", "stdout" or a file path
+	DecisionLog           string  // "stderr", "stdout" or a file path
+	DecisionLogSample     float64 // 0..1: the share of allowed, cached decisions logged
 
 	// Tracing; off when OTLPEndpoint is "".
 	OTLPEndpoint string

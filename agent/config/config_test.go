@@ -35,27 +35,29 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("timeouts %s %s", c.DrainTimeout, c.UpstreamTimeout)
 	}
 	if c.PolicyBundle != "" || c.PolicyDecision != "warden/authz/allow" || c.PolicyPollInterval != 30*time.Second ||
-		c.PolicyCacheSize != 10000 || c.DecisionLog != "stderr" {
+		c.PolicyCacheSize != 10000 || c.DecisionLog != "stderr" || c.DecisionLogSample != 1 {
 		t.Errorf("policy defaults %+v", c)
 	}
 }
 
 func TestValidValues(t *testing.T) {
 	c, err := FromEnv(env(map[string]string{
-		"WARDEN_IDENTITY":         "workloadapi",
-		"SPIFFE_ENDPOINT_SOCKET":  "unix:///run/spire/sockets/agent.sock",
-		"WARDEN_INBOUND_ADDR":     "[::]:0",
-		"WARDEN_TRUST_DOMAIN":     "example.org",
-		"WARDEN_ALLOWED_PEERS":    "spiffe://example.org/ns/a/*, spiffe://partner.org/ns/b/sa/c",
-		"WARDEN_UPSTREAM_TIMEOUT": "1500ms",
-		"WARDEN_LOG_LEVEL":        "debug",
-		"WARDEN_LOG_FORMAT":       "console",
-		"WARDEN_ADMIN_PPROF":      "true",
+		"WARDEN_IDENTITY":            "workloadapi",
+		"SPIFFE_ENDPOINT_SOCKET":     "unix:///run/spire/sockets/agent.sock",
+		"WARDEN_INBOUND_ADDR":        "[::]:0",
+		"WARDEN_TRUST_DOMAIN":        "example.org",
+		"WARDEN_ALLOWED_PEERS":       "spiffe://example.org/ns/a/*, spiffe://partner.org/ns/b/sa/c",
+		"WARDEN_UPSTREAM_TIMEOUT":    "1500ms",
+		"WARDEN_LOG_LEVEL":           "debug",
+		"WARDEN_LOG_FORMAT":          "console",
+		"WARDEN_ADMIN_PPROF":         "true",
+		"WARDEN_DECISION_LOG_SAMPLE": "0.25",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TrustDomain.Name() != "example.org" || !c.AdminPprof || c.UpstreamTimeout != 1500*time.Millisecond || c.InboundAddr != "[::]:0" {
+	if c.TrustDomain.Name() != "example.org" || !c.AdminPprof || c.UpstreamTimeout != 1500*time.Millisecond || c.InboundAddr != "[::]:0" ||
+		c.DecisionLogSample != 0.25 {
 		t.Errorf("parsed %+v", c)
 	}
 }
@@ -91,6 +93,10 @@ func TestInvalidValues(t *testing.T) {
 		{"bundle URL with another scheme", map[string]string{"WARDEN_POLICY_BUNDLE": "ftp://bundles/b.tar.gz"}, `WARDEN_POLICY_BUNDLE="ftp://bundles/b.tar.gz": expected an http:// or https:// URL`},
 		{"bundle file that is no tarball", map[string]string{"WARDEN_POLICY_BUNDLE": "config.go"}, `WARDEN_POLICY_BUNDLE="config.go": expected a directory or a file ending in .tar.gz`},
 		{"missing verification key", map[string]string{"WARDEN_POLICY_VERIFICATION_KEY": "/nonexistent/key.pem"}, `WARDEN_POLICY_VERIFICATION_KEY="/nonexistent/key.pem": expected a readable file`},
+		{"decision log sample as a percentage", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "10%"}, `WARDEN_DECISION_LOG_SAMPLE="10%": expected a number from 0 to 1, e.g. 0.1`},
+		{"negative decision log sample", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "-0.5"}, `WARDEN_DECISION_LOG_SAMPLE="-0.5": expected a number from 0 to 1`},
+		{"decision log sample NaN", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "NaN"}, `WARDEN_DECISION_LOG_SAMPLE="NaN": expected a number from 0 to 1`},
+		{"decision log sample of 2", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "2"}, `WARDEN_DECISION_LOG_SAMPLE="2": expected a number from 0 to 1`},
 		{"decision that is no rule path", map[string]string{"WARDEN_POLICY_DECISION": "data.warden.allow"}, `WARDEN_POLICY_DECISION="data.warden.allow": expected a rule path such as warden/authz/allow`},
 		{"decision with an empty segment", map[string]string{"WARDEN_POLICY_DECISION": "warden//allow"}, `WARDEN_POLICY_DECISION="warden//allow": expected a rule path`},
 		{"negative cache size", map[string]string{"WARDEN_POLICY_CACHE_SIZE": "-1"}, `WARDEN_POLICY_CACHE_SIZE="-1": expected a whole number, 0 or more`},

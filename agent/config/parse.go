@@ -168,6 +168,17 @@ func (p *parser) nonNegativeInt(name string) int {
 	return n
 }
 
+// ratio accepts a decimal number from 0 to 1.
+func (p *parser) ratio(name string) float64 {
+	v := p.raw(name)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(f >= 0 && f <= 1) { // NaN fails both
+		p.fail(name, v, "a number from 0 to 1, e.g. 0.1")
+		return 0
+	}
+	return f
+}
+
 // file accepts an empty value or a readable regular file.
 func (p *parser) file(name string) string {
 	v := p.raw(name)
@@ -326,17 +337,6 @@ func (p *parser) iface(name string) string {
 		return ""
 	}
 	return v
-}
-
-// ratio is a number from 0 to 1.
-func (p *parser) ratio(name string) float64 {
-	v := p.raw(name)
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 || f > 1 || f != f {
-		p.fail(name, v, "a ratio from 0 to 1, e.g. 0.1")
-		return 0
-	}
-	return f
 }
 
 // otlpEndpoint accepts an empty value or an http(s)://host:port URL.

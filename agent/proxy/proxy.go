@@ -246,7 +246,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	if !c.allowed {
-		s.log.Warn().Str("event", "peer_refused").Str("peer_id", c.peerStr).
+		s.log.Warn().Str("event", "peer_refused").Str("reason", pep.ReasonPeerNotAllowed).Str("peer_id", c.peerStr).
 			Str("client_ip", c.clientIP).Bytes("request_id", c.requestID).Msg("peer not allowed")
 		c.stage = pep.StagePeer
 		s.refuse(ctx, c, OutcomeDeny, fasthttp.StatusForbidden, "peer_not_allowed")

@@ -333,6 +333,9 @@ func TestRefusedPeerGets403AndAppSeesNothing(t *testing.T) {
 	if !strings.Contains(h.logs.String(), `"event":"access","method":"GET","path":"/hello","status":403`) {
 		t.Errorf("refused request not in the access log with its path: %s", h.logs)
 	}
+	if !strings.Contains(h.logs.String(), `"event":"peer_refused","reason":"peer_not_allowed","peer_id":"`+intruderID.String()+`"`) {
+		t.Errorf("no peer_refused event with its reason and the peer: %s", h.logs)
+	}
 }
 
 func TestPeerFromUntrustedDomainFailsHandshake(t *testing.T) {

@@ -1018,7 +1018,9 @@ func TestAttackSecretsInLogs(t *testing.T) {
 			t.Fatalf("got %s, want 200", got)
 		}
 		id := got.header.Get("X-Request-Id")
-		line := s.find(t, func(l map[string]any) bool { return l["event"] == "decision" && l["request_id"] == id })
+		line := s.find(t, func(l map[string]any) bool {
+			return decision(l)["event"] == "decision" && decision(l)["request_id"] == id
+		})
 		raw, _ := json.Marshal(line)
 		if !strings.Contains(string(raw), "blue-canary") {
 			t.Errorf("the decision line lacks the ordinary header X-Color: %s", redactSecrets(string(raw)))

@@ -317,7 +317,7 @@ func TestPolicyOperationAndParsedBody(t *testing.T) {
 	s.send(t, post("/payments", "application/json", pay("1", "alice"), idem, "X-Owner: alice"))
 	n := 0
 	for _, l := range s.logLines() {
-		if l["event"] == "decision" && l["cached"] == true {
+		if w := decision(l); w["event"] == "decision" && w["cached"] == true {
 			if in, _ := l["input"].(map[string]any); in != nil && in["path"] == "/payments" {
 				n++
 			}

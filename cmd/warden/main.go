@@ -33,17 +33,45 @@ Usage:
   warden quickstart                         demo app + dev identity + sidecar, with curl commands (make run)
   warden webhook                            the mutating admission webhook that injects warden into pods
   warden init [--dry-run]                   install the rules that redirect the app's inbound traffic to warden (pod init container)
+  warden policy eval --input FILE [--bundle PATH] [--decision RULE] [--explain fails|full|notes]
+                                            decide a decision log line's input again, offline, and explain it
+                                            (exit 0 allowed, 1 denied, 2 usage or input error)
   warden version
 `
 
 func main() {
-	if err := run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "warden:", err)
-		os.Exit(1)
+	err := run(os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
+	if err == nil {
+		return
 	}
+	code := 1
+	var ec *exitCode
+	if errors.As(err, &ec) {
+		code = ec.code
+	}
+	if ec == nil || ec.err != nil {
+		fmt.Fprintln(os.Stderr, "warden:", err)
+	}
+	os.Exit(code)
 }
 
-func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+// exitCode is an error that sets the exit status other than 1; without err
+// nothing is printed (warden policy eval's denial: its output said so).
+type exitCode struct {
+	code int
+	err  error
+}
+
+func (e *exitCode) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitCode) Unwrap() error { return e.err }
+
+func run(args []string, lookup func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "run"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -71,6 +99,8 @@ func run(args []string, lookup func(string) (string, bool), stdout, stderr io.Wr
 		return runWebhook(ctx, args, lookup, stdout, stderr)
 	case "init":
 		return runInit(ctx, args, lookup, stdout, stderr)
+	case "policy":
+		return runPolicy(ctx, args, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "warden", version)
 		return nil

@@ -140,6 +140,13 @@ func startWardenCmd(t testing.TB, cmd *exec.Cmd, env ...string) *process {
 	return p
 }
 
+// decision returns warden's fields of a decision log line (its "warden"
+// object), nil for another line.
+func decision(line map[string]any) map[string]any {
+	w, _ := line["warden"].(map[string]any)
+	return w
+}
+
 func (p *process) rawLog() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -299,7 +299,7 @@ func TestSPIRE(t *testing.T) {
 		jw.find(t, func(l map[string]any) bool {
 			in, _ := l["input"].(map[string]any)
 			tok, _ := in["token"].(map[string]any)
-			return l["event"] == "decision" && tok["sub"] == clientID.String() && tok["user"] == clientID.String()
+			return decision(l)["event"] == "decision" && tok["sub"] == clientID.String() && tok["user"] == clientID.String()
 		})
 
 		elsewhere, err := wl.FetchJWTSVID(ctx, jwtsvid.Params{Audience: frontendID.String()})
@@ -309,7 +309,9 @@ func TestSPIRE(t *testing.T) {
 		if code, challenge, _ := call(t, direct, "GET", in+"/jwt", elsewhere.Marshal()); code != 401 || challenge == "" {
 			t.Errorf("JWT-SVID for another audience: %d %q, want 401", code, challenge)
 		}
-		jw.find(t, func(l map[string]any) bool { return l["event"] == "token_refused" && l["reason"] == "wrong_audience" })
+		jw.find(t, func(l map[string]any) bool {
+			return l["event"] == "token_refused" && l["reason"] == "token:wrong_audience"
+		})
 		if code, _, _ := call(t, direct, "GET", in+"/jwt", ""); code != 401 {
 			t.Errorf("no token: %d, want 401", code)
 		}
