@@ -31,6 +31,7 @@ allow := false if input.destination == "NONE"
 allow := false if input.token == "NONE"
 allow := false if input.operation == "NONE"
 allow := false if input.parsed_body == "NONE"
+allow := false if input.signature == "NONE"
 `
 
 // authz is a policy in package warden.authz with the rules given.
@@ -65,6 +66,8 @@ func fullInput() *Input {
 		Token:         map[string]any{"sub": "alice"}, TokenKey: "tk-alice",
 		Operation: &Operation{ID: "getItem", PathTemplate: "/items/{id}",
 			PathParams: map[string]any{"id": int64(42)}, Key: "rev1|getItem|42"},
+		Signature: &Signature{KeyID: "gateway-1", Alg: "ecdsa-p256-sha256", Created: 1700000000,
+			Components: []string{"@method", "@target-uri"}},
 	}
 }
 
@@ -105,6 +108,16 @@ func TestCacheKeyCoversWhatThePolicyReads(t *testing.T) {
 				PathParams: map[string]any{"id": int64(43)}, Key: "rev1|getItem|43"}
 		}},
 		{"no operation", func(in *Input) { in.Operation = nil }},
+		{"another signing key", func(in *Input) {
+			in.Signature = &Signature{KeyID: "gateway-2", Alg: "ecdsa-p256-sha256", Created: 1700000000, Components: []string{"@method", "@target-uri"}}
+		}},
+		{"fewer signed components", func(in *Input) {
+			in.Signature = &Signature{KeyID: "gateway-1", Alg: "ecdsa-p256-sha256", Created: 1700000000, Components: []string{"@method"}}
+		}},
+		{"signed a second later", func(in *Input) {
+			in.Signature = &Signature{KeyID: "gateway-1", Alg: "ecdsa-p256-sha256", Created: 1700000001, Components: []string{"@method", "@target-uri"}}
+		}},
+		{"unsigned", func(in *Input) { in.Signature = nil }},
 	}
 	all := func(but ...string) map[string]bool {
 		m := map[string]bool{}
@@ -138,6 +151,10 @@ func TestCacheKeyCoversWhatThePolicyReads(t *testing.T) {
 		{"the peer's trust domain", authz(`allow if input.peer.trust_domain == "example.org"`), some("another peer trust domain")},
 		{"the transaction", authz(`allow if input.transaction != ""`), some("another transaction")},
 		{"the operation", authz(`allow if input.operation.path_params.id == 42`), some("another operation", "no operation")},
+		{"the signing key", authz(`allow if input.signature.key_id == "gateway-1"`),
+			some("another signing key", "fewer signed components", "unsigned")},
+		{"when it was signed", authz(`allow if input.signature.created > 0`),
+			some("another signing key", "fewer signed components", "signed a second later", "unsigned")},
 	}
 	for _, p := range policies {
 		t.Run(p.name, func(t *testing.T) {

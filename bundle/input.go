@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -33,6 +34,17 @@ type Input struct {
 	// holds it when the policy reads parsed_body.
 	ParsedBody    any
 	ParsedBodyRaw string
+	// Signature is the request's verified HTTP message signature
+	// (WARDEN_SIGNATURE_KEYS); nil when it carried none.
+	Signature *Signature
+}
+
+// Signature is input.signature: {"key_id", "alg", "created",
+// "components"}. Its strings are not retained past Decide.
+type Signature struct {
+	KeyID, Alg string
+	Created    int64 // Unix seconds
+	Components []string
 }
 
 // Operation is input.operation: {"id", "path_template", "path_params"}.
@@ -89,6 +101,11 @@ func own(in *Input) Input {
 		// Read only to tell "no body" from a JSON null; never given to OPA.
 		ParsedBodyRaw: in.ParsedBodyRaw,
 	}
+	if sig := in.Signature; sig != nil {
+		// Copied: the verifier's strings may alias the request.
+		out.Signature = &Signature{KeyID: strings.Clone(sig.KeyID), Alg: strings.Clone(sig.Alg), Created: sig.Created,
+			Components: slices.Clone(sig.Components)}
+	}
 	if len(in.Headers) > 0 {
 		out.Headers = make([]Header, len(in.Headers))
 		for i, h := range in.Headers {
@@ -114,7 +131,8 @@ func (b *block) take(n int) string {
 //	 transaction, sender, peer: {spiffe_id, trust_domain},
 //	 destination: {spiffe_id}, token,     # token only when Token != nil
 //	 operation: {id, path_template, path_params},  # with an OpenAPI spec
-//	 parsed_body}                         # with WARDEN_POLICY_BODY=json and a JSON body
+//	 parsed_body,                         # with WARDEN_POLICY_BODY=json and a JSON body
+//	 signature: {key_id, alg, created, components}}  # a verified signature
 func inputValue(in *Input) (ast.Value, error) {
 	obj := ast.NewObject(
 		ast.Item(ast.StringTerm("method"), ast.StringTerm(in.Method)),
@@ -151,6 +169,18 @@ func inputValue(in *Input) (ast.Value, error) {
 			ast.Item(ast.StringTerm("id"), ast.StringTerm(op.ID)),
 			ast.Item(ast.StringTerm("path_template"), ast.StringTerm(op.PathTemplate)),
 			ast.Item(ast.StringTerm("path_params"), ast.NewTerm(params)),
+		))
+	}
+	if sig := in.Signature; sig != nil {
+		comps := make([]*ast.Term, len(sig.Components))
+		for i, c := range sig.Components {
+			comps[i] = ast.StringTerm(c)
+		}
+		obj.Insert(ast.StringTerm("signature"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("key_id"), ast.StringTerm(sig.KeyID)),
+			ast.Item(ast.StringTerm("alg"), ast.StringTerm(sig.Alg)),
+			ast.Item(ast.StringTerm("created"), ast.IntNumberTerm(int(sig.Created))),
+			ast.Item(ast.StringTerm("components"), ast.ArrayTerm(comps...)),
 		))
 	}
 	if in.ParsedBodyRaw != "" {

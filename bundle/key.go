@@ -32,9 +32,11 @@ const (
 	fToken
 	fOperation
 	fParsedBody
+	fSignatureKey     // input.signature's key_id, alg and components
+	fSignatureCreated // and its created, different on every request
 
 	// fInput is every field: a rule reads the input as a whole.
-	fInput = fParsedBody<<1 - 1
+	fInput = fSignatureCreated<<1 - 1
 )
 
 // fieldNames name the fields for Status.CacheKey, in key order.
@@ -46,7 +48,7 @@ var fieldNames = [...]struct {
 	{fHeaders, "headers"}, {fTransaction, "transaction"}, {fSender, "sender"},
 	{fPeerID, "peer.spiffe_id"}, {fPeerTrustDomain, "peer.trust_domain"},
 	{fDestination, "destination"}, {fToken, "token"}, {fOperation, "operation"},
-	{fParsedBody, "parsed_body"},
+	{fParsedBody, "parsed_body"}, {fSignatureKey, "signature.key_id"}, {fSignatureCreated, "signature.created"},
 }
 
 // keySpec is what of an input a revision's decisions can depend on.
@@ -170,6 +172,14 @@ func (k *keySpec) read(path ast.Ref, named map[string]bool) {
 		k.fields |= fOperation
 	case "parsed_body":
 		k.fields |= fParsedBody
+	case "signature":
+		// A policy that asks which key signed keeps its decisions cached;
+		// one that reads created (or the whole signature) decides anew
+		// for every request, since created changes with each.
+		k.fields |= fSignatureKey
+		if !subConst || sub == "created" {
+			k.fields |= fSignatureCreated
+		}
 	case "input", "result":
 		// The mask policy's event: input.input is read again as input by
 		// the caller, and the result follows from the keyed fields.
@@ -278,6 +288,21 @@ func appendKey(b []byte, k *keySpec, in *Input) []byte {
 	if f&fOperation != 0 {
 		if in.Operation != nil {
 			b = appendString(append(b, 1), in.Operation.Key)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	if f&(fSignatureKey|fSignatureCreated) != 0 {
+		if sig := in.Signature; sig != nil {
+			b = appendString(append(b, 1), sig.KeyID)
+			b = appendString(b, sig.Alg)
+			b = binary.AppendUvarint(b, uint64(len(sig.Components)))
+			for _, c := range sig.Components {
+				b = appendString(b, c)
+			}
+			if f&fSignatureCreated != 0 {
+				b = binary.AppendVarint(b, sig.Created)
+			}
 		} else {
 			b = append(b, 0)
 		}

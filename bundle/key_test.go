@@ -194,13 +194,14 @@ func TestKeySpecKnowsEveryInputField(t *testing.T) {
 		Transaction: "t", Sender: "10.0.0.1", PeerID: "spiffe://td/p", PeerTrustDomain: "td",
 		DestinationID: "spiffe://td/d", Token: map[string]any{"sub": "alice"}, TokenKey: "k",
 		Operation:  &Operation{ID: "op", PathTemplate: "/", Key: "k"},
-		ParsedBody: map[string]any{"a": true}, ParsedBodyRaw: `{"a":true}`}
+		ParsedBody: map[string]any{"a": true}, ParsedBodyRaw: `{"a":true}`,
+		Signature: &Signature{KeyID: "k", Alg: "ed25519", Created: 1, Components: []string{"@method"}}}
 	v, err := inputValue(&in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obj := v.(ast.Object)
-	if obj.Len() < 12 {
+	if obj.Len() < 13 {
 		t.Fatalf("input document has %d fields", obj.Len())
 	}
 	obj.Foreach(func(key, _ *ast.Term) {

@@ -107,6 +107,13 @@ type Config struct {
 	JWTRequired    bool
 	JWTHeader      string // canonical form, e.g. Authorization
 
+	// Signed requests (RFC 9421); off when SignatureKeys is "".
+	SignatureKeys       string // a JWKS file or http(s) URL
+	SignatureRequired   bool
+	SignatureComponents []string
+	SignatureMaxAge     time.Duration
+	OutboundSigningKey  string // "", SigningKeySVID or a PEM file
+
 	// Rate limiting and blocking (kernel fast path or userspace).
 	RateLimitMode   string // RateLimitAuto, RateLimitEBPF, RateLimitUserspace or RateLimitOff
 	BPFInterface    string // "" = the interface that carries the route to the inbound address
@@ -175,6 +182,10 @@ const (
 	ProtectionOn  = "on"
 	ProtectionOff = "off"
 )
+
+// SigningKeySVID is the WARDEN_OUTBOUND_SIGNING_KEY value that signs with
+// warden's own SVID key.
+const SigningKeySVID = "svid"
 
 // Values of WARDEN_POLICY_BODY.
 const (

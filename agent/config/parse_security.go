@@ -10,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/warden-sidecar/warden/agent/token"
+	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 // The parsers of values that carry security decisions: request headers and
@@ -36,6 +37,37 @@ func (p *parser) jwks(name string) string {
 		p.fail(name, v, "a readable JWKS file, an http:// or https:// JWKS URL, or "+JWKSSPIFFE)
 	}
 	return v
+}
+
+// keySource accepts "", an http(s) URL, or a readable regular file.
+func (p *parser) keySource(name string) string {
+	v := p.raw(name)
+	switch {
+	case v == "":
+		return v
+	case strings.Contains(v, "://"):
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail(name, redact.URL(v), "a readable JWKS file or an http:// or https:// JWKS URL")
+			return ""
+		}
+		return v
+	}
+	if p.noFS {
+		return v
+	}
+	if info, err := os.Stat(v); err != nil || !info.Mode().IsRegular() {
+		p.fail(name, v, "a readable JWKS file or an http:// or https:// JWKS URL")
+	}
+	return v
+}
+
+// signingKey accepts "", svid, or a readable regular file.
+func (p *parser) signingKey(name string) string {
+	if v := p.raw(name); v == SigningKeySVID {
+		return v
+	}
+	return p.file(name)
 }
 
 // algorithms accepts a comma-separated list of asymmetric JWS algorithms.

@@ -190,6 +190,16 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.JWTRequired = p.boolean(n) }},
 	{"WARDEN_JWT_HEADER", "Authorization", "the request header carrying the token (`Bearer ` prefix; optional in another header); never the query string", BySidecar, "",
 		func(p *parser, c *values, n string) { c.JWTHeader = p.tokenHeader(n) }},
+	{"WARDEN_SIGNATURE_KEYS", "", "keys allowed to sign requests (RFC 9421 HTTP Message Signatures): a JWKS file (its `oct` keys are shared secrets for `hmac-sha256`) or an `http(s)://` JWKS URL (public keys only), refreshed like WARDEN_JWT_JWKS; empty: signatures are not checked", BySidecar, "",
+		func(p *parser, c *values, n string) { c.SignatureKeys = p.keySource(n) }},
+	{"WARDEN_SIGNATURE_REQUIRED", "true", "with WARDEN_SIGNATURE_KEYS: `true` refuses unsigned requests (401 `invalid_signature`); `false` verifies signed ones and passes unsigned ones to the policy without `input.signature`", BySidecar, "",
+		func(p *parser, c *values, n string) { c.SignatureRequired = p.boolean(n) }},
+	{"WARDEN_SIGNATURE_COMPONENTS", "@method,@target-uri,@authority,content-digest,authorization", "components a signature must cover (`content-digest` only for requests with a body, a header only when the request has it)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.SignatureComponents = p.list(n) }},
+	{"WARDEN_SIGNATURE_MAX_AGE", "60s", "oldest `created` accepted (plus WARDEN_JWT_CLOCK_SKEW); also how long a signature is remembered to refuse its replay", BySidecar, "",
+		func(p *parser, c *values, n string) { c.SignatureMaxAge = p.duration(n) }},
+	{"WARDEN_OUTBOUND_SIGNING_KEY", "", "signs the requests of the outbound listener (RFC 9421, the WARDEN_SIGNATURE_COMPONENTS): a PEM private key file (Ed25519, ECDSA P-256 or RSA; `keyid` is its JWK thumbprint) or `svid` (warden's SVID key, `keyid` its SPIFFE ID); empty: not signed", BySidecar, "",
+		func(p *parser, c *values, n string) { c.OutboundSigningKey = p.signingKey(n) }},
 	{"WARDEN_RATE_LIMIT_MODE", "auto", "`auto` (eBPF when a conn or packet rate is set and it loads, else the userspace limiter), `ebpf` (startup fails with the kernel's error if it can't load), `userspace` or `off`", BySidecar, "",
 		func(p *parser, c *values, n string) {
 			c.RateLimitMode = p.oneOf(n, RateLimitAuto, RateLimitEBPF, RateLimitUserspace, RateLimitOff)
