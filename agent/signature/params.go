@@ -21,7 +21,7 @@ type candidate struct {
 	sig        []byte
 	created    int64
 	expires    int64  // 0: none
-	deadline   int64  // Unix ns after which the signature is stale anyway: the replay cache keeps it until then
+	deadline   int64  // Unix ns from which the signature is stale anyway: the replay cache keeps it until then
 	err        *Error // why this label cannot be verified
 }
 
@@ -182,7 +182,9 @@ func (v *Verifier) checkTimes(c *candidate, now time.Time) *Error {
 			last = exp
 		}
 	}
-	c.deadline = last.UnixNano()
+	// The signature is fresh up to last included; the cache forgets an
+	// entry at its deadline, so one nanosecond after.
+	c.deadline = last.UnixNano() + 1
 	return nil
 }
 
