@@ -56,23 +56,17 @@ func newSigner(s *Signer, keyID string, components []string, now func() time.Tim
 	if keyID == "" || !printable(keyID) {
 		return nil, errors.New("signature: keyid must be printable ASCII, and not empty")
 	}
-	if _, _, err := checkComponents(components); err != nil {
+	all, _, _, err := checkComponents(components)
+	if err != nil {
 		return nil, err
 	}
-	if components == nil {
-		components = DefaultComponents
-	}
-	for _, c := range components {
-		s.components = append(s.components, toLower(c))
-	}
+	s.components = all
 	if now == nil {
 		now = time.Now
 	}
 	s.keyID, s.now = keyID, now
 	return s, nil
 }
-
-func toLower(s string) string { return string(appendLower(nil, s)) }
 
 // Sign signs r and returns the fields to set on it, each replacing any of
 // the same name r has: Content-Digest (sha-256, when r has a body),

@@ -3,6 +3,7 @@ package signature
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -160,7 +161,7 @@ func NewVerifier(o Options) (*Verifier, error) {
 		o.Now = time.Now
 	}
 	v := &Verifier{keys: o.Keys, required: o.Required, maxAge: o.MaxAge, skew: o.ClockSkew, now: o.Now}
-	derived, fields, err := checkComponents(o.Components)
+	_, derived, fields, err := checkComponents(o.Components)
 	if err != nil {
 		return nil, err
 	}
@@ -169,31 +170,32 @@ func NewVerifier(o Options) (*Verifier, error) {
 	return v, nil
 }
 
-// checkComponents splits the required components into derived ones and
-// fields; nil is DefaultComponents.
-func checkComponents(names []string) (derived, fields []string, err error) {
+// checkComponents returns the component names trimmed and in lower case,
+// in order, and split into derived ones and fields; nil is
+// DefaultComponents.
+func checkComponents(names []string) (all, derived, fields []string, err error) {
 	if names == nil {
 		names = DefaultComponents
 	}
-	seen := make(map[string]bool, len(names))
+	all = make([]string, 0, len(names))
 	for _, n := range names {
 		n = strings.ToLower(strings.TrimSpace(n))
 		switch {
-		case seen[n]:
-			return nil, nil, fmt.Errorf("signature: component %q listed twice", n)
+		case slices.Contains(all, n):
+			return nil, nil, nil, fmt.Errorf("signature: component %q listed twice", n)
 		case strings.HasPrefix(n, "@"):
 			if !requestDerived[n] || n == "@query-param" {
-				return nil, nil, fmt.Errorf("signature: component %q: want one of @method, @target-uri, @authority, @scheme, @request-target, @path, @query or a field name", n)
+				return nil, nil, nil, fmt.Errorf("signature: component %q: want one of @method, @target-uri, @authority, @scheme, @request-target, @path, @query or a field name", n)
 			}
 			derived = append(derived, n)
 		case validFieldName(n):
 			fields = append(fields, n)
 		default:
-			return nil, nil, fmt.Errorf("signature: component %q is not a field name", n)
+			return nil, nil, nil, fmt.Errorf("signature: component %q is not a field name", n)
 		}
-		seen[n] = true
+		all = append(all, n)
 	}
-	return derived, fields, nil
+	return all, derived, fields, nil
 }
 
 // Stats returns the replay cache's figures.
