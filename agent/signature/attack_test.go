@@ -65,6 +65,23 @@ func TestAttacks(t *testing.T) {
 			r.Scheme = "http"
 			return r
 		}},
+		{name: "no scheme: @target-uri cannot be derived", reason: ReasonBadSignature, req: func(t *testing.T) *Request {
+			r := signed(t)
+			r.Scheme = ""
+			return r
+		}},
+		{name: "no authority: @authority cannot be derived", reason: ReasonBadSignature, req: func(t *testing.T) *Request {
+			r := signed(t)
+			r.Authority = nil
+			return r
+		}},
+		{name: "absolute-form request-target", req: func(t *testing.T) *Request {
+			r := testRequest()
+			r.RawTarget = []byte("https://api.example.com/v1/items?id=7&tag=a+b")
+			r = sign(t, r, k.ec, "ec")
+			r.RawTarget = []byte("/v1/items?id=7&tag=a+b") // the same target URI in origin form
+			return r
+		}},
 		{name: "a header named @method does not stand for the method", reason: ReasonBadSignature, req: func(t *testing.T) *Request {
 			r := add(signed(t), "@method", "POST")
 			r.Method = []byte("DELETE")

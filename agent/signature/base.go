@@ -35,6 +35,10 @@ func cannotDerive(c component, why string) *Error {
 func appendDerived(b []byte, r *Request, c component) ([]byte, *Error) {
 	t := parseTarget(r.RawTarget)
 	start := len(b)
+	assembled := c.name == "@target-uri" && t.form != formAbsolute
+	if (assembled || c.name == "@scheme") && r.Scheme == "" || (assembled || c.name == "@authority") && len(r.Authority) == 0 {
+		return b, cannotDerive(c, "needs the scheme and the authority")
+	}
 	switch c.name {
 	case "@method":
 		b = append(b, r.Method...)

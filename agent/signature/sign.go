@@ -31,7 +31,9 @@ type Signer struct {
 // (ecdsa-p256-sha256) or P-384 (ecdsa-p384-sha384), RSA of at least 2048
 // bits (rsa-pss-sha512). keyID is the signature's keyid: the verifier's JWKS
 // kid, or the SPIFFE ID when key is an SVID's. components are those to
-// cover (nil: DefaultComponents; see Sign). now nil is time.Now.
+// cover (nil: DefaultComponents; see Sign). now nil is time.Now. A Signer
+// holds its key: when an SVID rotates, make a new one (it is cheap) and
+// swap it in atomically.
 func NewSigner(key crypto.Signer, keyID string, components []string, now func() time.Time) (*Signer, error) {
 	if key == nil {
 		return nil, errors.New("signature: no signing key")

@@ -88,8 +88,10 @@ type Request struct {
 
 // Options configure a Verifier.
 type Options struct {
-	// Keys resolve a signature's keyid (sub is ""). A token.JWKS with
-	// JWKSOptions.Secrets when shared secrets are allowed.
+	// Keys resolve a signature's keyid (sub is ""): a token.JWKS, with
+	// JWKSOptions.Secrets when shared secrets are allowed. A JWKS's Lookup
+	// of an unknown keyid may wait for a refresh (KIDWait, at most once
+	// per MinRefresh), as for tokens.
 	Keys token.Keys
 	// Required refuses unsigned requests (missing); when false an unsigned
 	// request passes (Verify returns nil, nil) and a signed one is verified.
