@@ -426,6 +426,9 @@ func TestReplay(t *testing.T) {
 			return set(r, "Signature", "p=:AAAA:, "+get(r, "Signature"))
 		}},
 		{"with uncovered fields added", func(r *Request) *Request { return add(r, "X-Retry", "1") }},
+		{"with the signature's bytes replaced (refused before the key is used)", func(r *Request) *Request {
+			return set(r, "Signature", "warden=:"+base64.StdEncoding.EncodeToString(make([]byte, 64))+":")
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := newTestVerifier(t, Options{Keys: k.set, Required: true, Now: at(t0 + 1)})

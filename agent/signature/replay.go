@@ -104,6 +104,25 @@ func (c *replayCache) capacity() int {
 	return len(c.shards) * len(c.shards[0].buckets) * replayWays
 }
 
+// seen reports whether base is remembered, without remembering it: Verify
+// asks before the public-key operation, so that replaying a captured
+// request costs a hash, not a signature check.
+func (c *replayCache) seen(base []byte, now int64) bool {
+	h := maphash.Bytes(c.seed, base)
+	s := &c.shards[h>>c.shardShift]
+	s.mu.Lock()
+	b := &s.buckets[h&c.bucketMask]
+	found := false
+	for i := range b.keys {
+		if b.deadlines[i] > now && b.keys[i] == h {
+			found = true
+			break
+		}
+	}
+	s.mu.Unlock()
+	return found
+}
+
 // check looks base up and remembers it until deadline if it is new. now
 // and deadline are Unix nanoseconds.
 func (c *replayCache) check(base []byte, deadline, now int64) replayResult {

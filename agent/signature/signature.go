@@ -279,6 +279,9 @@ func (v *Verifier) Verify(r *Request) (*Verified, error) {
 		if c.err == nil {
 			bp := bufPool.Get().(*[]byte)
 			*bp, c.err = appendBase((*bp)[:0], r, c.components, c.params)
+			if c.err == nil && v.replay.seen(*bp, now.UnixNano()) {
+				c.err = refuse(ReasonReplayed, "signature "+quote(c.label)+" by key "+quote(c.keyID)+" was accepted before")
+			}
 			if c.err == nil && !c.alg.verify(c.key, *bp, c.sig) {
 				c.err = refuse(ReasonBadSignature, "signature "+quote(c.label)+" by key "+quote(c.keyID)+" does not verify")
 			}
