@@ -72,6 +72,14 @@ var layoutRules = []struct {
 			"it imports nothing of warden's but internal/ and the pipeline's contract (agent/pep)",
 	},
 	{
+		from:  []string{"agent/signature"},
+		deny:  []string{"..."},
+		allow: []string{"internal/...", "agent/pep", "agent/token"},
+		tests: true,
+		why: "agent/signature verifies and makes HTTP message signatures for the pipeline and the outbound proxy, which wire it: " +
+			"it imports nothing of warden's but internal/, the pipeline's contract (agent/pep) and the key sets of agent/token",
+	},
+	{
 		from: []string{"agent/proxy"},
 		deny: []string{"github.com/cilium/ebpf/...", "github.com/go-jose/...", "google.golang.org/grpc/...", "github.com/prometheus/..."},
 		why: "the data path does not pull in the eBPF loader, JOSE, gRPC or a metrics library " +

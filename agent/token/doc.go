@@ -12,6 +12,10 @@
 // bounded in entries and bytes) so that a repeated token costs one map
 // lookup.
 //
+// The same JWKS loading serves agent/signature's keys, which may include
+// shared secrets ("oct" keys) for hmac-sha256: a JWKS keeps them only when
+// asked (JWKSOptions.Secrets), and no token verifies with one.
+//
 // Signatures are checked by go-jose, never by hand. The package must not
 // read the environment, log, or import agent: the agent passes values in and
 // gets typed errors (*Error, with a stable Reason) and callbacks back. It

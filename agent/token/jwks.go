@@ -57,6 +57,11 @@ type JWKSOptions struct {
 	// 10s a fetch), which they may change. See internal/fetch for its
 	// timeouts and redirect rules.
 	FetchOptions []fetch.Option
+	// Secrets keeps "oct" keys (shared secrets of at least 32 bytes, alg
+	// absent or HS*) as Key.Secret, for HTTP message signatures' hmac-sha256.
+	// A JWKS for tokens never sets it. A secret is never fetched over plain
+	// http://: NewJWKS refuses such a source.
+	Secrets bool
 	// OnUpdate is called when a load brought a different key set (the
 	// first one included), OnError when a load failed (the keys loaded
 	// before stay). They run on Run's goroutine.
@@ -116,6 +121,9 @@ func NewJWKS(opts JWKSOptions) (*JWKS, error) {
 		u, err := url.Parse(opts.Source)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("token: JWKS %s: want an http:// or https:// URL or a file", j.source)
+		}
+		if opts.Secrets && u.Scheme != "https" {
+			return nil, fmt.Errorf("token: JWKS %s: shared secrets are fetched over https:// only", j.source)
 		}
 		own := []fetch.Option{
 			fetch.WithMaxBytes(maxJWKSBytes),
@@ -250,7 +258,7 @@ func (j *JWKS) Load(ctx context.Context) error {
 	if j.set.Load() != nil && digest == j.lastDigest {
 		return nil
 	}
-	keys, skipped, err := ParseJWKS(body)
+	keys, skipped, err := parseJWKS(body, j.opts.Secrets)
 	if err != nil {
 		return fmt.Errorf("token: JWKS %s: %w", j.source, err)
 	}
@@ -304,6 +312,16 @@ func (j *JWKS) read(ctx context.Context) ([]byte, error) {
 // seen. Private keys are used by their public half. A set with no usable
 // key is an error.
 func ParseJWKS(doc []byte) (keys map[string]Key, skipped []string, err error) {
+	return parseJWKS(doc, false)
+}
+
+// minSecretBytes is the shortest shared secret kept: HMAC-SHA256's output
+// size (RFC 7518 3.2 asks at least that much for HS256).
+const minSecretBytes = 32
+
+// parseJWKS is ParseJWKS that, with secrets, also keeps "oct" keys as
+// Key.Secret (see JWKSOptions.Secrets).
+func parseJWKS(doc []byte, secrets bool) (keys map[string]Key, skipped []string, err error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
@@ -325,6 +343,23 @@ func ParseJWKS(doc []byte) (keys map[string]Key, skipped []string, err error) {
 			continue
 		}
 		name := fmt.Sprintf("key %d (kid %s)", i, quote(jwk.KeyID))
+		if secret, ok := jwk.Key.([]byte); ok && secrets {
+			switch {
+			case jwk.KeyID == "":
+				skipped = append(skipped, name+": no kid")
+			case jwk.Use != "" && jwk.Use != "sig":
+				skipped = append(skipped, name+": use "+quote(jwk.Use))
+			case jwk.Algorithm != "" && !strings.HasPrefix(jwk.Algorithm, "HS"):
+				skipped = append(skipped, name+": alg "+quote(jwk.Algorithm)+" for a shared secret")
+			case len(secret) < minSecretBytes:
+				skipped = append(skipped, fmt.Sprintf("%s: shared secret of %d bytes, want at least %d", name, len(secret), minSecretBytes))
+			case known(keys, jwk.KeyID):
+				skipped = append(skipped, name+": kid seen before")
+			default:
+				keys[jwk.KeyID] = Key{Secret: secret, Alg: jwk.Algorithm}
+			}
+			continue
+		}
 		if !jwk.IsPublic() {
 			jwk = jwk.Public() // a zero key for symmetric ones
 			jwk.KeyID = keyIDOf(raw)
@@ -338,7 +373,7 @@ func ParseJWKS(doc []byte) (keys map[string]Key, skipped []string, err error) {
 			skipped = append(skipped, name+": symmetric or unknown key type")
 		case jwk.Algorithm != "" && CheckAlgorithms([]string{jwk.Algorithm}) != nil:
 			skipped = append(skipped, name+": alg "+quote(jwk.Algorithm))
-		case keys[jwk.KeyID].Public != nil:
+		case known(keys, jwk.KeyID):
 			skipped = append(skipped, name+": kid seen before")
 		default:
 			if err := usablePublicKey(jwk.Key); err != nil {
@@ -352,6 +387,11 @@ func ParseJWKS(doc []byte) (keys map[string]Key, skipped []string, err error) {
 		return nil, skipped, fmt.Errorf("no usable signature key (skipped: %s)", strings.Join(skipped, "; "))
 	}
 	return keys, skipped, nil
+}
+
+func known(keys map[string]Key, kid string) bool {
+	_, ok := keys[kid]
+	return ok
 }
 
 // keyIDOf reads a JWK's kid when go-jose's Public dropped it.

@@ -333,6 +333,65 @@ func TestParseJWKSKeepsOnlySignatureKeys(t *testing.T) {
 	}
 }
 
+// Shared secrets ("oct" keys) are for HTTP message signatures only: a JWKS
+// keeps them when asked (Secrets), never for tokens, and a key holding one
+// verifies no token algorithm.
+func TestJWKSSecretsOnlyWhenAsked(t *testing.T) {
+	good := tokentest.NewKey(t, "ES256", "ec")
+	secret := "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ" // 64 bytes, base64url
+	doc := []byte(`{"keys":[
+		` + string(mustJSON(t, good.Public())) + `,
+		{"kty":"oct","kid":"hmac","k":"` + secret + `"},
+		{"kty":"oct","kid":"pinned","alg":"HS256","k":"` + secret + `"},
+		{"kty":"oct","kid":"short","k":"c2VjcmV0c2VjcmV0c2VjcmV0"},
+		{"kty":"oct","kid":"rsa-alg","alg":"RS256","k":"` + secret + `"},
+		{"kty":"oct","kid":"enc","use":"enc","k":"` + secret + `"},
+		{"kty":"oct","kid":"ec","k":"` + secret + `"}
+	]}`)
+
+	keys, _, err := ParseJWKS(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys["ec"].Public == nil {
+		t.Errorf("without Secrets: keys %v", keys)
+	}
+
+	keys, skipped, err := parseJWKS(doc, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 || len(keys["hmac"].Secret) != 64 || keys["pinned"].Alg != "HS256" || keys["ec"].Public == nil {
+		t.Errorf("with Secrets: keys %v", keys)
+	}
+	if len(skipped) != 4 {
+		t.Errorf("with Secrets: skipped %q", skipped)
+	}
+	for _, alg := range append(SupportedAlgorithms, "HS256") {
+		if keys["hmac"].fits(alg) || keys["pinned"].fits(alg) {
+			t.Errorf("a shared secret fits the token algorithm %s", alg)
+		}
+	}
+
+	if _, err := NewJWKS(JWKSOptions{Source: "http://keys.example.test/jwks", Secrets: true}); err == nil {
+		t.Error("secrets over plain http accepted")
+	}
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := NewJWKS(JWKSOptions{Source: path, Secrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := j.Lookup("hmac", ""); err != nil || len(k.Secret) != 64 {
+		t.Errorf("Lookup(hmac) = %v, %v", k, err)
+	}
+}
+
 // smallRSA is a 1024-bit RSA key: too weak to trust.
 func smallRSA(t *testing.T) jose.JSONWebKey {
 	priv, err := rsa.GenerateKey(rand.Reader, 1024)

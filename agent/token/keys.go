@@ -15,12 +15,18 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// Key is one public verification key.
+// Key is one verification key: a public key, or (only from a JWKS loaded
+// with JWKSOptions.Secrets) a shared secret.
 type Key struct {
 	Public crypto.PublicKey // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 	// Alg is the algorithm the key is restricted to (a JWK's "alg"), or ""
 	// when any algorithm fitting its type may be used.
 	Alg string
+	// Secret is an "oct" JWK's key, for HMAC outside JWTs (HTTP message
+	// signatures); Public is nil then. Tokens never verify with it: fits
+	// refuses every algorithm for a key without Public, and HMAC is not an
+	// allowed token algorithm. Read-only: the key set shares it.
+	Secret []byte
 }
 
 // Keys is where verification keys come from: a JWKS (file or URL) or the
