@@ -33,6 +33,8 @@ func (c *policy) ready() error {
 		return errors.New("policy not loaded")
 	case !c.a.tokenKeys.Load():
 		return errors.New("jwks not loaded")
+	case !c.a.signatureKeys.Load():
+		return errors.New("signature keys not loaded")
 	}
 	return nil
 }
@@ -86,11 +88,19 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 	if err != nil {
 		return nil, nil, err
 	}
-	opts, stopTokens, err := a.startTokens(ctx)
+	opts, stopTokenKeys, err := a.startTokens(ctx)
 	if err != nil {
 		closeLog()
 		return nil, nil, err
 	}
+	sigOpts, stopSignatures, err := a.startSignatures(ctx)
+	if err != nil {
+		stopTokenKeys()
+		closeLog()
+		return nil, nil, err
+	}
+	opts = append(opts, sigOpts...)
+	stopTokens := func() { stopSignatures(); stopTokenKeys() }
 	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()), authz.WithObserver(a.metrics),
 		authz.WithDecisionLogSample(a.cfg.DecisionLogSample))
 	opts = append(opts, a.inputChecks()...)

@@ -254,7 +254,12 @@ func (a *Agent) outbound() (*outbound.Server, net.Listener, error) {
 	for _, r := range a.cfg.OutboundRoutes {
 		routes = append(routes, outbound.Route{Host: r.Host, Addr: r.Addr, ID: r.ID})
 	}
+	signer, err := a.outboundSigner()
+	if err != nil {
+		return nil, nil, err
+	}
 	ob := outbound.New(outbound.Options{
+		Signer:              signer,
 		Routes:              routes,
 		SVID:                a.source,
 		Bundles:             a.source,

@@ -16,6 +16,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/inspect"
 	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/agent/signature"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/internal/redact"
@@ -35,6 +36,8 @@ type Authorizer struct {
 	tokenHeader   []byte          // lower case
 	bearerPrefix  bool            // the header is Authorization: only "Bearer <token>" counts
 	tokenRequired bool
+
+	signatures *signature.Verifier // nil: signatures are not read
 
 	// The input checks (inspect.go); all off when zero.
 	spec          func() *openapi.Spec
@@ -92,6 +95,9 @@ type Observer interface {
 	// and for a request without one where none is required (present is
 	// then false); otherwise the refusal's reason.
 	Token(reason token.Reason, present bool)
+	// Signature is a signature check's outcome, as Token's: reason is one
+	// of agent/signature's Reason values.
+	Signature(reason string, present bool)
 	// Decision is the policy's answer: err is not nil when no decision
 	// could be made (an evaluation error or timeout, which deny); took is
 	// the time Decide took, a cache lookup when cached.
@@ -137,6 +143,11 @@ type state struct {
 	contentTypes, contentEncodings int
 	oreq                           openapi.Request
 
+	// The signature check's scratch (signature.go).
+	target []byte
+	sreq   signature.Request
+	sig    bundle.Signature
+
 	logScratch // the decision log's buffers (decisionlog.go)
 }
 
@@ -173,6 +184,11 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	in.PeerTrustDomain = req.PeerTrustDomain
 	in.DestinationID = a.ownID()
 	a.collectHeaders(st, req.Headers)
+	if a.signatures != nil {
+		if v, ok := a.checkSignature(st, req); !ok {
+			return v
+		}
+	}
 	if a.tokens != nil {
 		if v, ok := a.checkToken(st, req); !ok {
 			return v
@@ -366,6 +382,7 @@ func (a *Authorizer) release(st *state) {
 	st.in = bundle.Input{}
 	st.token, st.tokenValue = nil, nil
 	st.contentType, st.contentEncoding, st.oreq = nil, nil, openapi.Request{}
+	st.sig = bundle.Signature{}
 	clear(st.headers)
 	a.states.Put(st)
 }

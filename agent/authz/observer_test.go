@@ -26,6 +26,10 @@ func (r *recorder) Token(reason token.Reason, present bool) {
 	r.calls = append(r.calls, fmt.Sprintf("token reason=%q present=%t", reason, present))
 }
 
+func (r *recorder) Signature(reason string, present bool) {
+	r.calls = append(r.calls, fmt.Sprintf("signature reason=%q present=%t", reason, present))
+}
+
 func (r *recorder) Decision(allow, cached bool, err error, took time.Duration) {
 	r.calls = append(r.calls, fmt.Sprintf("decision allow=%t cached=%t failed=%t", allow, cached, err != nil))
 	r.took = append(r.took, took)

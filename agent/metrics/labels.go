@@ -4,6 +4,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/authz"
 	"github.com/warden-sidecar/warden/agent/inspect"
 	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/agent/signature"
 	"github.com/warden-sidecar/warden/agent/token"
 )
 
@@ -28,22 +29,31 @@ func codeClass(status int) int {
 
 // denialStages are the stages of warden_denials_total, in the order a
 // request meets them.
-var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy}
+var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageSignature, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy}
 
 func denialStage(s pep.Stage) int {
 	switch s {
 	case pep.StagePeer:
 		return 0
-	case pep.StageToken:
+	case pep.StageSignature:
 		return 1
-	case pep.StageOpenAPI:
+	case pep.StageToken:
 		return 2
-	case pep.StageBody:
+	case pep.StageOpenAPI:
 		return 3
+	case pep.StageBody:
+		return 4
 	}
 	// A denial the pipeline did not attribute is the policy's: it is the
 	// stage that decides what the others let through.
-	return 4
+	return 5
+}
+
+// signatureReasons are agent/signature's reasons, refusals' label values.
+var signatureReasons = []string{
+	signature.ReasonMissing, signature.ReasonUnknownKey, signature.ReasonBadSignature, signature.ReasonNotCovered,
+	signature.ReasonStale, signature.ReasonExpired, signature.ReasonReplayed, signature.ReasonDigestMismatch,
+	signature.ReasonMalformed, signature.ReasonDuplicateHeader,
 }
 
 // Decision results of warden_decisions_total; an error is a decision that

@@ -14,6 +14,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/ratelimit"
+	"github.com/warden-sidecar/warden/agent/signature"
 	"github.com/warden-sidecar/warden/agent/token"
 )
 
@@ -40,6 +41,9 @@ type Metrics struct {
 	tokenValid   prometheus.Counter
 	tokenAbsent  prometheus.Counter
 	tokenRefused map[token.Reason]prometheus.Counter
+	sigValid     prometheus.Counter
+	sigAbsent    prometheus.Counter
+	sigRefused   map[string]prometheus.Counter
 	openapiRules map[string]prometheus.Counter
 	bodyRules    map[string]prometheus.Counter
 
@@ -159,6 +163,16 @@ func New(src Sources) *Metrics {
 	for _, r := range tokenReasons {
 		m.tokenRefused[r] = tokens.WithLabelValues("refused", string(r))
 	}
+	sigs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warden_signature_verifications_total",
+		Help: "HTTP message signatures checked (RFC 9421), by result (valid; absent: an unsigned request where none is required; refused) and the refusal's reason.",
+	}, []string{"result", "reason"})
+	m.sigValid = sigs.WithLabelValues("valid", "none")
+	m.sigAbsent = sigs.WithLabelValues("absent", "none")
+	m.sigRefused = make(map[string]prometheus.Counter, len(signatureReasons))
+	for _, r := range signatureReasons {
+		m.sigRefused[r] = sigs.WithLabelValues("refused", r)
+	}
 	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_input_refusals_total",
 		Help: "Requests refused by the OpenAPI or body checks, by stage and the rule broken.",
@@ -184,7 +198,7 @@ func New(src Sources) *Metrics {
 	})
 
 	m.reg.MustRegister(requests, denials, m.requestDur, m.upstreamDur, m.overheadDur, handshakes,
-		decisions, m.evalDur, tokens, refusals, loads, m.svidRotations)
+		decisions, m.evalDur, tokens, sigs, refusals, loads, m.svidRotations)
 	m.registerSources(src)
 	return m
 }
@@ -251,6 +265,22 @@ func (m *Metrics) Token(reason token.Reason, present bool) {
 		if !ok {
 			// token.ReasonOf's answer for an error without a reason.
 			c = m.tokenRefused[token.ReasonMalformed]
+		}
+		c.Inc()
+	}
+}
+
+// Signature implements authz.Observer.
+func (m *Metrics) Signature(reason string, present bool) {
+	switch {
+	case reason == "" && present:
+		m.sigValid.Inc()
+	case reason == "":
+		m.sigAbsent.Inc()
+	default:
+		c, ok := m.sigRefused[reason]
+		if !ok {
+			c = m.sigRefused[signature.ReasonMalformed]
 		}
 		c.Inc()
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/agent/proxy"
+	"github.com/warden-sidecar/warden/agent/signature"
 	"github.com/warden-sidecar/warden/internal/redact"
 	"github.com/warden-sidecar/warden/spiffe"
 )
@@ -44,6 +46,10 @@ type Options struct {
 	MaxHeaderBytes      int
 	MaxRequestBodyBytes int
 	MaxConnections      int
+
+	// Signer, when set, signs each request before it is sent (RFC 9421):
+	// WARDEN_OUTBOUND_SIGNING_KEY.
+	Signer func() (*signature.Signer, error)
 
 	Log zerolog.Logger
 }
@@ -158,6 +164,7 @@ type conn struct {
 	net.Conn
 	requestID []byte
 	host      []byte
+	fields    []pep.Field // the headers to sign, reused
 }
 
 type listener struct{ net.Listener }
@@ -201,6 +208,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// The app spoke http to warden (origin-form or, as to an HTTP proxy,
 	// absolute-form); the destination gets https and the app's Host.
 	ctx.Request.URI().SetSchemeBytes(schemeHTTPS)
+	if s.opts.Signer != nil {
+		if err := s.sign(ctx, c); err != nil {
+			s.log.Error().Str("event", "outbound_sign_failed").Err(err).Str("destination_id", r.id).
+				Bytes("request_id", c.requestID).Msg("request not signed: not sent")
+			s.refuse(ctx, c, r, fasthttp.StatusInternalServerError, "internal_error")
+			return
+		}
+	}
 
 	if err := r.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.Timeout); err != nil {
 		status, code := destinationError(err)
@@ -321,4 +336,31 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, r *route) {
 		Int("bytes_out", ctx.Response.Header.ContentLength()).
 		Bytes("request_id", c.requestID).
 		Send()
+}
+
+// sign adds the request's signature headers (and Content-Digest) for the
+// request exactly as it will be written: method, the origin-form target,
+// Host, the headers and the body.
+func (s *Server) sign(ctx *fasthttp.RequestCtx, c *conn) error {
+	signer, err := s.opts.Signer()
+	if err != nil {
+		return err
+	}
+	h := &ctx.Request.Header
+	c.fields = c.fields[:0]
+	for k, v := range h.All() {
+		c.fields = append(c.fields, pep.Field{Name: k, Value: v})
+	}
+	hs, err := signer.Sign(&signature.Request{
+		Method: h.Method(), Scheme: "https", Authority: ctx.Host(), RawTarget: ctx.Request.URI().RequestURI(),
+		Headers: c.fields, Body: ctx.Request.Body(),
+	})
+	c.fields = c.fields[:0]
+	if err != nil {
+		return err
+	}
+	for _, f := range hs {
+		h.Set(f.Name, f.Value)
+	}
+	return nil
 }

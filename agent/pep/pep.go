@@ -67,11 +67,12 @@ const (
 	// StagePeer is the protocol path's own check of the peer's SPIFFE ID
 	// (WARDEN_ALLOWED_PEERS), before the pipeline: no Checker answers it,
 	// but metrics name it beside the others.
-	StagePeer    Stage = "peer"
-	StageToken   Stage = "token"   // the token was missing or invalid
-	StageOpenAPI Stage = "openapi" // the request does not follow the API's spec
-	StageBody    Stage = "body"    // the body broke a limit
-	StagePolicy  Stage = "policy"  // the policy decided (allowed or denied)
+	StagePeer      Stage = "peer"
+	StageSignature Stage = "signature" // the request's HTTP message signature was missing or invalid
+	StageToken     Stage = "token"     // the token was missing or invalid
+	StageOpenAPI   Stage = "openapi"   // the request does not follow the API's spec
+	StageBody      Stage = "body"      // the body broke a limit
+	StagePolicy    Stage = "policy"    // the policy decided (allowed or denied)
 )
 
 // Checker decides a request. Check must not keep req or its bytes after it
