@@ -361,6 +361,10 @@ func (a *Authorizer) logInput(d *zerolog.Event, st *state, m *logMask) {
 		}
 		d.Dict("operation", od)
 	}
+	if sig := in.Signature; sig != nil && !m.field("signature") {
+		d.Dict("signature", zerolog.Dict().Str("key_id", sig.KeyID).Str("alg", sig.Alg).
+			Int64("created", sig.Created).Strs("components", sig.Components))
+	}
 	if tok := st.token; tok != nil && !m.field("token") {
 		// Serialized once per verified token, not per line (unless masked).
 		if claims := m.tokenJSON(tok.JSON); claims != nil {

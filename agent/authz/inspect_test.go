@@ -12,6 +12,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/inspect"
 	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/bundle"
 )
 
 const allowAll = "package warden.authz\nallow := true\n"
@@ -110,5 +111,28 @@ func BenchmarkCheckOpenAPI(b *testing.B) {
 		if v := check(a, req, p); v.Status != 0 {
 			b.Fatal(fmt.Sprint(v))
 		}
+	}
+}
+
+// A verified signature reaches the decision log, and the logged line
+// replays to the same input.signature.
+func TestSignatureLoggedAndReplayed(t *testing.T) {
+	var log bytes.Buffer
+	a := New(newEngine(t, allowAll), func() string { return ownID }, zerolog.New(&log))
+	st := a.states.Get().(*state)
+	defer a.states.Put(st)
+	st.in = bundle.Input{Method: "GET", Path: "/", Signature: &bundle.Signature{KeyID: "gateway", Alg: "ed25519",
+		Created: 1700000000, Components: []string{"@method", "@target-uri"}}}
+	input := zerolog.Dict()
+	a.logInput(input, st, nil)
+	out := zerolog.New(&log)
+	out.Log().Dict("input", input).Send()
+	got, err := ReadLoggedInput(log.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig := got.Input.Signature; sig == nil || sig.KeyID != "gateway" || sig.Alg != "ed25519" || sig.Created != 1700000000 ||
+		strings.Join(sig.Components, ",") != "@method,@target-uri" {
+		t.Errorf("replayed signature %+v from %s", sig, log.String())
 	}
 }

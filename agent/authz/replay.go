@@ -201,6 +201,32 @@ func (l *Logged) readInput(obj map[string]any) error {
 			return fmt.Errorf("authz: input.operation.path_params is %s, want an object", kind(p))
 		}
 	}
+	if v, ok := obj["signature"]; ok {
+		sig, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("authz: input.signature is %s, want an object", kind(v))
+		}
+		in.Signature = &bundle.Signature{}
+		if err := str(sig, "input.signature.key_id", "key_id", &in.Signature.KeyID); err != nil {
+			return err
+		}
+		if err := str(sig, "input.signature.alg", "alg", &in.Signature.Alg); err != nil {
+			return err
+		}
+		if n, ok := sig["created"].(json.Number); ok {
+			created, err := n.Int64()
+			if err != nil {
+				return fmt.Errorf("authz: input.signature.created: %w", err)
+			}
+			in.Signature.Created = created
+		}
+		comps, _ := sig["components"].([]any)
+		for _, c := range comps {
+			if s, ok := c.(string); ok {
+				in.Signature.Components = append(in.Signature.Components, s)
+			}
+		}
+	}
 	if v, ok := obj["parsed_body"]; ok {
 		// Never in a log line; an input written by hand may hold one.
 		raw, err := json.Marshal(v)
@@ -213,7 +239,7 @@ func (l *Logged) readInput(obj map[string]any) error {
 	for name := range obj {
 		switch name {
 		case "method", "path", "raw_path", "query", "headers", "transaction", "sender", "peer",
-			"destination", "token", "operation", "parsed_body":
+			"destination", "token", "operation", "parsed_body", "signature":
 		default:
 			unknown = append(unknown, name)
 		}
