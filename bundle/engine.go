@@ -217,15 +217,19 @@ func (e *Engine) Ready() bool { return e.state.Load() != nil }
 // Status reports the active revision and the last load error.
 func (e *Engine) Status() Status {
 	st := Status{Source: e.src.String()}
-	if c := e.state.Load(); c != nil {
+	// Under statusMu, which an activation holds while it swaps the revision
+	// and clears the error: the status never pairs a new revision with the
+	// error of the attempts before it.
+	e.statusMu.Lock()
+	c := e.state.Load()
+	st.LastError, st.LastErrorAt = e.statusErr, e.statusErrAt
+	e.statusMu.Unlock()
+	if c != nil {
 		st.Active = true
 		st.Revision = c.revision
 		st.LoadedAt = c.loadedAt
 		st.CacheKey = slices.Clone(c.cacheKey)
 	}
-	e.statusMu.Lock()
-	st.LastError, st.LastErrorAt = e.statusErr, e.statusErrAt
-	e.statusMu.Unlock()
 	return st
 }
 
@@ -271,8 +275,10 @@ func (e *Engine) Load(ctx context.Context) error {
 		return err
 	}
 	e.lastErr = nil
+	e.statusMu.Lock()
 	e.state.Store(c)
-	e.clearError()
+	e.statusErr, e.statusErrAt = "", time.Time{}
+	e.statusMu.Unlock()
 	if e.opts.OnActivate != nil {
 		e.opts.OnActivate(e.Status())
 	}
