@@ -127,6 +127,7 @@ func TestRuleLabelsCoverEveryRule(t *testing.T) {
 	if !slices.Contains(tokenReasons, wtoken.ReasonMalformed) {
 		t.Error("the fallback reason is not a label value")
 	}
+	missing("agent/signature reason", constsNamed(parseDir(t, "../signature"), "Reason"), signatureReasons)
 
 	// The schema keywords kin-openapi reports (SchemaError.SchemaField),
 	// in agent/openapi's snake case.

@@ -38,12 +38,8 @@ type Metrics struct {
 
 	decisions    [len(decisionResults)][2]prometheus.Counter // [result][cached]
 	evalDur      prometheus.Histogram
-	tokenValid   prometheus.Counter
-	tokenAbsent  prometheus.Counter
-	tokenRefused map[token.Reason]prometheus.Counter
-	sigValid     prometheus.Counter
-	sigAbsent    prometheus.Counter
-	sigRefused   map[string]prometheus.Counter
+	tokens       credentialChecks[token.Reason]
+	signatures   credentialChecks[string]
 	openapiRules map[string]prometheus.Counter
 	bodyRules    map[string]prometheus.Counter
 
@@ -157,22 +153,13 @@ func New(src Sources) *Metrics {
 		Name: "warden_token_verifications_total",
 		Help: "Request tokens checked, by result (valid; absent: none sent where none is required; refused) and the refusal's reason.",
 	}, []string{"result", "reason"})
-	m.tokenValid = tokens.WithLabelValues("valid", "none")
-	m.tokenAbsent = tokens.WithLabelValues("absent", "none")
-	m.tokenRefused = make(map[token.Reason]prometheus.Counter, len(tokenReasons))
-	for _, r := range tokenReasons {
-		m.tokenRefused[r] = tokens.WithLabelValues("refused", string(r))
-	}
+	// token.ReasonOf's answer for an error without a reason is malformed.
+	m.tokens = newCredentialChecks(tokens, tokenReasons, token.ReasonMalformed)
 	sigs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_signature_verifications_total",
 		Help: "HTTP message signatures checked (RFC 9421), by result (valid; absent: an unsigned request where none is required; refused) and the refusal's reason.",
 	}, []string{"result", "reason"})
-	m.sigValid = sigs.WithLabelValues("valid", "none")
-	m.sigAbsent = sigs.WithLabelValues("absent", "none")
-	m.sigRefused = make(map[string]prometheus.Counter, len(signatureReasons))
-	for _, r := range signatureReasons {
-		m.sigRefused[r] = sigs.WithLabelValues("refused", r)
-	}
+	m.signatures = newCredentialChecks(sigs, signatureReasons, signature.ReasonMalformed)
 	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_input_refusals_total",
 		Help: "Requests refused by the OpenAPI or body checks, by stage and the rule broken.",
@@ -254,35 +241,44 @@ func (m *Metrics) Handshake(r proxy.HandshakeResult) {
 }
 
 // Token implements authz.Observer.
-func (m *Metrics) Token(reason token.Reason, present bool) {
-	switch {
-	case reason == "" && present:
-		m.tokenValid.Inc()
-	case reason == "":
-		m.tokenAbsent.Inc()
-	default:
-		c, ok := m.tokenRefused[reason]
-		if !ok {
-			// token.ReasonOf's answer for an error without a reason.
-			c = m.tokenRefused[token.ReasonMalformed]
-		}
-		c.Inc()
-	}
-}
+func (m *Metrics) Token(reason token.Reason, present bool) { m.tokens.count(reason, present) }
 
 // Signature implements authz.Observer.
-func (m *Metrics) Signature(reason string, present bool) {
+func (m *Metrics) Signature(reason string, present bool) { m.signatures.count(reason, present) }
+
+// credentialChecks are the series of a credential check (a token, a
+// signature) by result and reason, resolved up front.
+type credentialChecks[R ~string] struct {
+	valid, absent prometheus.Counter
+	refused       map[R]prometheus.Counter
+	fallback      R // the reason an unknown one counts as
+}
+
+func newCredentialChecks[R ~string](vec *prometheus.CounterVec, reasons []R, fallback R) credentialChecks[R] {
+	c := credentialChecks[R]{
+		valid: vec.WithLabelValues("valid", "none"), absent: vec.WithLabelValues("absent", "none"),
+		refused: make(map[R]prometheus.Counter, len(reasons)), fallback: fallback,
+	}
+	for _, r := range reasons {
+		c.refused[r] = vec.WithLabelValues("refused", string(r))
+	}
+	return c
+}
+
+// count records one check: reason is "" for a valid credential (present)
+// or none where none is required (not present).
+func (c *credentialChecks[R]) count(reason R, present bool) {
 	switch {
 	case reason == "" && present:
-		m.sigValid.Inc()
+		c.valid.Inc()
 	case reason == "":
-		m.sigAbsent.Inc()
+		c.absent.Inc()
 	default:
-		c, ok := m.sigRefused[reason]
+		r, ok := c.refused[reason]
 		if !ok {
-			c = m.sigRefused[signature.ReasonMalformed]
+			r = c.refused[c.fallback]
 		}
-		c.Inc()
+		r.Inc()
 	}
 }
 
