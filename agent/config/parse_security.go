@@ -18,37 +18,24 @@ import (
 
 // jwks accepts "", spiffe, an http(s) URL, or a readable regular file.
 func (p *parser) jwks(name string) string {
-	v := p.raw(name)
-	switch {
-	case v == "" || v == JWKSSPIFFE:
-		return v
-	case strings.Contains(v, "://"):
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.fail(name, v, "a readable JWKS file, an http:// or https:// JWKS URL, or "+JWKSSPIFFE)
-			return ""
-		}
+	if v := p.raw(name); v == JWKSSPIFFE {
 		return v
 	}
-	if p.noFS {
-		return v
-	}
-	if info, err := os.Stat(v); err != nil || !info.Mode().IsRegular() {
-		p.fail(name, v, "a readable JWKS file, an http:// or https:// JWKS URL, or "+JWKSSPIFFE)
-	}
-	return v
+	return p.keySource(name, " or "+JWKSSPIFFE)
 }
 
-// keySource accepts "", an http(s) URL, or a readable regular file.
-func (p *parser) keySource(name string) string {
+// keySource accepts "", an http(s) URL, or a readable regular file: a
+// JWKS. or names what else the variable takes, for the error.
+func (p *parser) keySource(name, or string) string {
 	v := p.raw(name)
+	expected := "a readable JWKS file, an http:// or https:// JWKS URL" + or
 	switch {
 	case v == "":
 		return v
 	case strings.Contains(v, "://"):
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.fail(name, redact.URL(v), "a readable JWKS file or an http:// or https:// JWKS URL")
+			p.fail(name, redact.URL(v), expected)
 			return ""
 		}
 		return v
@@ -57,7 +44,7 @@ func (p *parser) keySource(name string) string {
 		return v
 	}
 	if info, err := os.Stat(v); err != nil || !info.Mode().IsRegular() {
-		p.fail(name, v, "a readable JWKS file or an http:// or https:// JWKS URL")
+		p.fail(name, v, expected)
 	}
 	return v
 }

@@ -191,7 +191,7 @@ var Vars = []Var{
 	{"WARDEN_JWT_HEADER", "Authorization", "the request header carrying the token (`Bearer ` prefix; optional in another header); never the query string", BySidecar, "",
 		func(p *parser, c *values, n string) { c.JWTHeader = p.tokenHeader(n) }},
 	{"WARDEN_SIGNATURE_KEYS", "", "keys allowed to sign requests (RFC 9421 HTTP Message Signatures): a JWKS file (its `oct` keys are shared secrets for `hmac-sha256`) or an `http(s)://` JWKS URL (public keys only), refreshed like WARDEN_JWT_JWKS; empty: signatures are not checked", BySidecar, "",
-		func(p *parser, c *values, n string) { c.SignatureKeys = p.keySource(n) }},
+		func(p *parser, c *values, n string) { c.SignatureKeys = p.keySource(n, "") }},
 	{"WARDEN_SIGNATURE_REQUIRED", "true", "with WARDEN_SIGNATURE_KEYS: `true` refuses unsigned requests (401 `invalid_signature`); `false` verifies signed ones and passes unsigned ones to the policy without `input.signature`", BySidecar, "",
 		func(p *parser, c *values, n string) { c.SignatureRequired = p.boolean(n) }},
 	{"WARDEN_SIGNATURE_COMPONENTS", "@method,@target-uri,@authority,content-digest,authorization", "components a signature must cover (`content-digest` only for requests with a body, a header only when the request has it)", BySidecar, "",
