@@ -6,14 +6,10 @@ package main
 // sees the request, and the log names the rule, never the body.
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // post is a POST of body to path with the given Content-Type ("" for none)
@@ -251,21 +247,6 @@ func TestAttackOpenAPI(t *testing.T) {
 	}
 }
 
-// A spec that fails to load stops warden at startup with one line naming
-// the variable and the file.
-func TestOpenAPISpecErrorStopsStartup(t *testing.T) {
-	spec := filepath.Join(t.TempDir(), "broken.yaml")
-	writeFile(t, spec, "openapi: 3.0.3\ninfo: {title: x, version: '1'}\npaths:\n  /a/{id}:\n    get:\n      responses: {'200': {description: ok}}\n")
-	out, err := runWarden(t, "WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR="+t.TempDir(), "WARDEN_OPENAPI_SPEC="+spec,
-		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0")
-	if err == nil {
-		t.Fatalf("warden started with a broken spec:\n%s", out)
-	}
-	if !strings.Contains(out, "WARDEN_OPENAPI_SPEC") || !strings.Contains(out, spec) {
-		t.Errorf("startup error does not name the variable and the file:\n%s", out)
-	}
-}
-
 // The policy decides on the API's own names and on the body's values.
 const operationPolicy = `package warden.authz
 default allow := false
@@ -326,18 +307,6 @@ func TestPolicyOperationAndParsedBody(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d decisions on a body came from the cache", n)
 	}
-}
-
-// runWarden runs the binary with env only, until it exits (bounded), and
-// returns what it printed.
-func runWarden(t *testing.T, env ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, wardenBin)
-	cmd.Env = env
-	b, err := cmd.CombinedOutput()
-	return string(b), err
 }
 
 // logLines returns a copy of the log lines read so far.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/warden-sidecar/warden/agent"
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -116,6 +117,13 @@ func runSidecar(ctx context.Context, lookup func(string) (string, bool), stderr 
 	cfg, err := config.FromEnv(lookup)
 	if err != nil {
 		return err
+	}
+	if cfg.OpenAPISpec != "" {
+		// A spec that does not compile is a configuration error: one line,
+		// before anything starts. The agent loads it again, and watches it.
+		if _, err := openapi.Load(cfg.OpenAPISpec); err != nil {
+			return fmt.Errorf("config: WARDEN_OPENAPI_SPEC=%s: %w", cfg.OpenAPISpec, err)
+		}
 	}
 	out := agent.NewBatchWriter(stderr, 0)
 	defer out.Close()

@@ -433,6 +433,9 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestStartupRefusesBadConfigurationInOneLine(t *testing.T) {
+	// An OpenAPI spec whose template names a parameter it never declares.
+	spec := filepath.Join(t.TempDir(), "broken.yaml")
+	writeFile(t, spec, "openapi: 3.0.3\ninfo: {title: x, version: '1'}\npaths:\n  /a/{id}:\n    get:\n      responses: {'200': {description: ok}}\n")
 	tests := []struct {
 		env  []string
 		want []string
@@ -440,6 +443,8 @@ func TestStartupRefusesBadConfigurationInOneLine(t *testing.T) {
 		{nil, []string{"WARDEN_IDENTITY", "SPIFFE_ENDPOINT_SOCKET"}},
 		{[]string{"WARDEN_IDENTITY=dev", "WARDEN_INBOUND_ADDR=nowhere"}, []string{`WARDEN_INBOUND_ADDR="nowhere"`, "expected host:port"}},
 		{[]string{"WARDEN_IDENTITY=dev", "WARDEN_SPIFFE_ID=spiffe://x/../y"}, []string{`WARDEN_SPIFFE_ID="spiffe://x/../y"`}},
+		{[]string{"WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR=" + t.TempDir(), "WARDEN_OPENAPI_SPEC=" + spec,
+			"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0"}, []string{"WARDEN_OPENAPI_SPEC", spec, "id"}},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command(wardenBin)
