@@ -341,6 +341,9 @@ func TestInputProtectionSettings(t *testing.T) {
 		"WARDEN_OPENAPI_SPEC":          "/nonexistent/openapi.yaml",
 		"WARDEN_POLICY_BODY":           "xml",
 		"WARDEN_POLICY_BODY_MAX_BYTES": "0",
+		"WARDEN_SIGNATURE_COMPONENTS":  "@method,@nonsense",
+		"WARDEN_SIGNATURE_KEYS":        "ftp://keys.example/jwks",
+		"WARDEN_OUTBOUND_SIGNING_KEY":  "/nonexistent/key.pem",
 	} {
 		_, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", name: bad}))
 		if err == nil || !strings.Contains(err.Error(), name) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/warden-sidecar/warden/agent/signature"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/internal/redact"
 )
@@ -47,6 +48,17 @@ func (p *parser) keySource(name, or string) string {
 		p.fail(name, v, expected)
 	}
 	return v
+}
+
+// signatureComponents accepts a list of RFC 9421 components.
+func (p *parser) signatureComponents(name string) []string {
+	comps := p.list(name)
+	if err := signature.CheckComponents(comps); err != nil {
+		p.fail(name, p.raw(name), "comma-separated derived components (@method, @target-uri, @authority, ...) and header names; "+
+			strings.TrimPrefix(err.Error(), "signature: "))
+		return nil
+	}
+	return comps
 }
 
 // signingKey accepts "", svid, or a readable regular file.

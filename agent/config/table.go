@@ -195,7 +195,7 @@ var Vars = []Var{
 	{"WARDEN_SIGNATURE_REQUIRED", "true", "with WARDEN_SIGNATURE_KEYS: `true` refuses unsigned requests (401 `invalid_signature`); `false` verifies signed ones and passes unsigned ones to the policy without `input.signature`", BySidecar, "",
 		func(p *parser, c *values, n string) { c.SignatureRequired = p.boolean(n) }},
 	{"WARDEN_SIGNATURE_COMPONENTS", "@method,@target-uri,@authority,content-digest,authorization", "components a signature must cover (`content-digest` only for requests with a body, a header only when the request has it)", BySidecar, "",
-		func(p *parser, c *values, n string) { c.SignatureComponents = p.list(n) }},
+		func(p *parser, c *values, n string) { c.SignatureComponents = p.signatureComponents(n) }},
 	{"WARDEN_SIGNATURE_MAX_AGE", "60s", "oldest `created` accepted (plus WARDEN_JWT_CLOCK_SKEW); also how long a signature is remembered to refuse its replay", BySidecar, "",
 		func(p *parser, c *values, n string) { c.SignatureMaxAge = p.duration(n) }},
 	{"WARDEN_OUTBOUND_SIGNING_KEY", "", "signs the requests of the outbound listener (RFC 9421, the WARDEN_SIGNATURE_COMPONENTS): a PEM private key file (Ed25519, ECDSA P-256 or RSA; `keyid` is its JWK thumbprint) or `svid` (warden's SVID key, `keyid` its SPIFFE ID); empty: not signed", BySidecar, "",

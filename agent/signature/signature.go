@@ -175,6 +175,13 @@ func NewVerifier(o Options) (*Verifier, error) {
 // checkComponents returns the component names trimmed and in lower case,
 // in order, and split into derived ones and fields; nil is
 // DefaultComponents.
+// CheckComponents reports whether names can be required of a signature:
+// the configuration's check of WARDEN_SIGNATURE_COMPONENTS.
+func CheckComponents(names []string) error {
+	_, _, _, err := checkComponents(names)
+	return err
+}
+
 func checkComponents(names []string) (all, derived, fields []string, err error) {
 	if names == nil {
 		names = DefaultComponents
