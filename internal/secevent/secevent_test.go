@@ -1,0 +1,33 @@
+package secevent
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+func TestEventCarriesTheSchema(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf, func() string { return "spiffe://example.org/warden" })
+	l.Event(HoneypotHit, High).Str(FieldSourceIP, "192.0.2.7").Str(FieldPath, "/.env").Send()
+	var got map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("not one JSON line: %v: %q", err, buf.String())
+	}
+	for k, want := range map[string]string{"event_type": "security", "event": "honeypot_hit", "severity": "high",
+		"source_ip": "192.0.2.7", "path": "/.env", "spiffe_id": "spiffe://example.org/warden"} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %q", k, got[k], want)
+		}
+	}
+	ts, _ := got["time"].(string)
+	if _, err := time.Parse(timeLayout, ts); err != nil || len(ts) != len("2006-01-02T15:04:05.000Z") {
+		t.Errorf("time %q is not RFC 3339 UTC with milliseconds", ts)
+	}
+}
+
+func TestNilLogWritesNothing(t *testing.T) {
+	var l *Log
+	l.Event(PolicyDenied, Medium).Str(FieldReason, "x").Send() // must not panic
+}
