@@ -11,6 +11,7 @@ package secevent
 
 import (
 	"io"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -74,7 +75,20 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 type Log struct {
 	l     zerolog.Logger
 	ownID func() string
+
+	mu     sync.Mutex
+	sample map[sampleKey]int64 // the second each sampled (name, key) was last written
 }
+
+type sampleKey struct {
+	name Name
+	key  string
+}
+
+// maxSampleKeys bounds the sampling table: past it the table starts over,
+// so a flood of distinct sources costs at most one event each per second
+// and bounded memory.
+const maxSampleKeys = 10000
 
 // New writes events to w; ownID is warden's current SPIFFE ID (the
 // spiffe_id of every event), nil or "" while it has none.
@@ -98,4 +112,26 @@ func (l *Log) Event(name Name, sev Severity) *zerolog.Event {
 		}
 	}
 	return e
+}
+
+// Sampled is Event for the events written at most once per key (a source
+// IP) per second: rate_limited and tls_handshake_failed. It returns nil
+// when one was written for (name, key) in the current second.
+func (l *Log) Sampled(name Name, sev Severity, key string) *zerolog.Event {
+	if l == nil {
+		return nil
+	}
+	now := time.Now().Unix()
+	k := sampleKey{name, key}
+	l.mu.Lock()
+	if last, ok := l.sample[k]; ok && last == now {
+		l.mu.Unlock()
+		return nil
+	}
+	if l.sample == nil || len(l.sample) >= maxSampleKeys {
+		l.sample = make(map[sampleKey]int64)
+	}
+	l.sample[k] = now
+	l.mu.Unlock()
+	return l.Event(name, sev)
 }

@@ -31,3 +31,25 @@ func TestNilLogWritesNothing(t *testing.T) {
 	var l *Log
 	l.Event(PolicyDenied, Medium).Str(FieldReason, "x").Send() // must not panic
 }
+
+func TestSampledWritesOncePerKeyPerSecond(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf, nil)
+	// Inside one second (retried if the loop straddles a second boundary).
+	for range 3 {
+		buf.Reset()
+		start := time.Now().Unix()
+		for range 5 {
+			l.Sampled(RateLimited, Low, "192.0.2.1").Send()
+			l.Sampled(RateLimited, Low, "192.0.2.2").Send()
+		}
+		if time.Now().Unix() != start {
+			continue
+		}
+		if n := bytes.Count(buf.Bytes(), []byte("\n")); n != 2 {
+			t.Fatalf("%d events for 2 sources in one second, want 2:\n%s", n, buf.String())
+		}
+		return
+	}
+	t.Fatal("could not stay within one second")
+}
