@@ -25,7 +25,7 @@ func TestDefaultBundle(t *testing.T) {
 	e.mustLoad(t)
 	st := e.Status()
 	if !st.Active || st.Revision != "default-1" || st.Source != "embedded:bundle/default" || st.LoadedAt.IsZero() ||
-		!reflect.DeepEqual(st.CacheKey, []string{"peer.spiffe_id"}) {
+		!reflect.DeepEqual(st.CacheKey, []string{"peer.spiffe_id", "destination"}) {
 		t.Fatalf("status = %+v", st)
 	}
 	if d := decide(t, e.Engine, request("POST", "/anything")); !d.Allow || d.Revision != "default-1" {

@@ -11,11 +11,26 @@
 # This is the place for the protections every pod should have by default:
 # add them as further conditions or rules below, each with its test in
 # bundle/engine_test.go.
+#
+# Environment segregation (segregation.rego, its matrix in
+# warden/segregation/data.json) applies to every peer: a call the matrix
+# forbids is denied with the reason "segregation".
 package warden.authz
+
+import data.warden.segregation
 
 # Fail closed: whatever no rule allows is denied.
 default allow := false
 
 # The PEP asks only after the mTLS handshake authenticated the peer and
-# WARDEN_ALLOWED_PEERS accepted it, so an authenticated peer is enough here.
-allow if input.peer.spiffe_id != ""
+# WARDEN_ALLOWED_PEERS accepted it, so an authenticated peer is enough here,
+# unless the segregation matrix forbids it to call this workload.
+allow if {
+	input.peer.spiffe_id != ""
+	not segregation.deny
+}
+
+allow := {"allow": false, "reason": "segregation"} if {
+	input.peer.spiffe_id != ""
+	segregation.deny
+}
