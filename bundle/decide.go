@@ -45,6 +45,9 @@ type Decision struct {
 	// it masks nothing; ["/input"] when the mask could not be evaluated, which
 	// does not change the decision. Shared by cached decisions: read-only.
 	Mask []string
+	// RateLimit is the policy's rate_limit (ratelimit.go); zero when it
+	// gave none. Shared by cached decisions: read-only.
+	RateLimit RateLimit
 	// Revision is the bundle revision that decided.
 	Revision string
 	Cached   bool
@@ -55,7 +58,7 @@ type Decision struct {
 // whole request: a cached decision holding a substring of it would keep all
 // of that request alive, uncounted by CacheBytes.
 func (d Decision) owned() Decision {
-	n := len(d.Reason)
+	n := len(d.Reason) + len(d.RateLimit.Key)
 	for _, r := range d.Reasons {
 		n += len(r)
 	}
@@ -71,6 +74,7 @@ func (d Decision) owned() Decision {
 	var b strings.Builder
 	b.Grow(n)
 	b.WriteString(d.Reason)
+	b.WriteString(d.RateLimit.Key)
 	for _, r := range d.Reasons {
 		b.WriteString(r)
 	}
@@ -83,6 +87,7 @@ func (d Decision) owned() Decision {
 	}
 	all := block(b.String())
 	d.Reason = all.take(len(d.Reason))
+	d.RateLimit.Key = all.take(len(d.RateLimit.Key))
 	if d.Reasons != nil {
 		rs := make([]string, len(d.Reasons))
 		for i, r := range d.Reasons {
@@ -111,7 +116,7 @@ func (d Decision) owned() Decision {
 // strings and the arrays of its slices. The revision is not counted: the
 // compiled revision owns it.
 func (d *Decision) size() int {
-	n := len(d.Reason) + cap(d.Reasons)*int(unsafe.Sizeof("")) + cap(d.Headers)*int(unsafe.Sizeof(Header{})) + cap(d.Mask)*int(unsafe.Sizeof(""))
+	n := len(d.Reason) + len(d.RateLimit.Key) + cap(d.Reasons)*int(unsafe.Sizeof("")) + cap(d.Headers)*int(unsafe.Sizeof(Header{})) + cap(d.Mask)*int(unsafe.Sizeof(""))
 	for _, r := range d.Reasons {
 		n += len(r)
 	}
@@ -237,7 +242,8 @@ func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.
 // readResult accepts a boolean, or an object
 //
 //	{"allow": bool, "status": int, "reason": string or [string],
-//	 "headers": {string: string}, "cache_ttl_seconds": int}
+//	 "headers": {string: string}, "cache_ttl_seconds": int,
+//	 "rate_limit": {"key": string, "per_second": int, "burst": int}}
 //
 // of which only allow is required and other keys are ignored. Anything else
 // is an error (and the caller denies).
@@ -270,6 +276,11 @@ func readResult(v any, defaultTTL time.Duration) (Decision, time.Duration, error
 		}
 		if h, ok := r["headers"]; ok {
 			if d.Headers, err = readHeaders(h); err != nil {
+				return Decision{}, 0, err
+			}
+		}
+		if v, ok := r["rate_limit"]; ok {
+			if d.RateLimit, err = readRateLimit(v); err != nil {
 				return Decision{}, 0, err
 			}
 		}
