@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,8 @@ import (
 	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/ratekeys"
+	"github.com/warden-sidecar/warden/internal/secevent"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -52,6 +56,13 @@ type Agent struct {
 	renewed  chan struct{} // signalled at each rotation, for watchExpiry
 	peers    *spiffe.PeerMatcher
 	guard    *authz.Authorizer
+
+	// The buckets of the policy's rate_limit keys and the peers' default
+	// budget (WARDEN_RATE_LIMIT_KEYS), which the pipeline charges.
+	rateKeys *ratekeys.Keys
+	// security writes the security events (rate_limited) to the root log's
+	// writer.
+	security *secevent.Log
 
 	engine         atomic.Pointer[bundle.Engine]
 	limiter        atomic.Pointer[ratelimit.Running]
@@ -94,6 +105,17 @@ func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Agent {
 	for _, o := range opts {
 		o(a)
 	}
+	a.rateKeys = ratekeys.New(cfg.RateLimitKeys)
+	var secOut io.Writer = os.Stderr
+	if a.logOut != nil {
+		secOut = a.logOut
+	}
+	a.security = secevent.New(secOut, func() string {
+		if !a.identityLoaded.Load() {
+			return ""
+		}
+		return a.ownID().String()
+	})
 	a.metrics = a.newMetrics()
 	// The order parts start in; they stop in reverse. The admin server goes
 	// first, so probes get answers (503) while the identity is awaited; the

@@ -41,6 +41,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			}
 			return ratelimit.Totals{}, nil
 		},
+		RateLimitKeys: a.rateKeys.Stats,
 		SVIDExpiry: func() time.Time {
 			if !a.identityLoaded.Load() {
 				return time.Time{}

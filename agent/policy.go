@@ -14,6 +14,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/gcra"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -104,6 +105,8 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()), authz.WithObserver(a.metrics),
 		authz.WithDecisionLogSample(a.cfg.DecisionLogSample))
 	opts = append(opts, a.inputChecks()...)
+	opts = append(opts, authz.WithRateLimits(a.rateKeys, gcra.New(int64(a.cfg.PeerRateLimit), int64(a.cfg.PeerBurst))),
+		authz.WithSecurityEvents(a.security))
 	var spec *openapi.Store
 	if a.cfg.OpenAPISpec != "" {
 		if spec, err = openapi.NewStore(a.cfg.OpenAPISpec, a.log.With().Str("component", "openapi").Logger()); err != nil {

@@ -117,5 +117,11 @@ func (a *Agent) rateLimitView() any {
 	if rl == nil {
 		return map[string]string{"mode": "starting", "requested_mode": a.cfg.RateLimitMode}
 	}
-	return rl.Status()
+	st := rl.Status()
+	keys := a.rateKeys.Stats()
+	st.PolicyLimits = &ratelimit.KeyedStatus{
+		PeerRate: a.cfg.PeerRateLimit, PeerBurst: a.cfg.PeerBurst,
+		Keys: keys.Keys, MaxKeys: keys.Max, Overflow: keys.Overflow, Limited: keys.Refused,
+	}
+	return st
 }

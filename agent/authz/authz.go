@@ -20,6 +20,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/internal/redact"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // Authorizer is the decision pipeline: it implements pep.Checker.
@@ -38,6 +39,9 @@ type Authorizer struct {
 	tokenRequired bool
 
 	signatures *signature.Verifier // nil: signatures are not read
+
+	rates    rateLimits    // the decisions' rate_limit and the peers' budget (ratelimit.go)
+	security *secevent.Log // security events; nil: none
 
 	// The input checks (inspect.go); all off when zero.
 	spec          func() *openapi.Spec
@@ -133,6 +137,8 @@ type state struct {
 	names   []byte // lower-cased header names, which in.Headers alias
 	spans   []span // where each name sits in names
 
+	limited bool // the policy allowed, the rate limit did not
+
 	tokenValue []byte // the token header's value, aliasing the request
 	tokenCount int    // how many token headers the request has
 	token      *token.Verified
@@ -206,6 +212,10 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	// deadline of its own (WARDEN_POLICY_EVAL_TIMEOUT).
 	d, err := a.engine.Decide(context.Background(), in)
 	took := time.Since(start)
+	var wait time.Duration
+	if err == nil && d.Allow {
+		wait, st.limited = a.takeRate(req, &d)
+	}
 	a.logDecision(st, &d, err, start, took)
 	if a.obs != nil {
 		a.obs.Decision(d.Allow && err == nil, d.Cached, err, took)
@@ -222,6 +232,8 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	case !d.Allow:
 		status := deniedStatus(d.Status)
 		return pep.Verdict{Status: status, Code: codeFor(status), Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
+	case st.limited:
+		return a.refuseRate(st, req, &d, wait)
 	}
 	return pep.Verdict{AppHeaders: d.Headers, Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
 }
@@ -383,6 +395,7 @@ func (a *Authorizer) release(st *state) {
 	st.token, st.tokenValue = nil, nil
 	st.contentType, st.contentEncoding, st.oreq = nil, nil, openapi.Request{}
 	st.sig = bundle.Signature{}
+	st.limited = false
 	clear(st.headers)
 	a.states.Put(st)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -204,7 +205,9 @@ func reasonOf(d *bundle.Decision, err error) (reason string, fromPolicy bool) {
 // from the cache that sampling leaves out. start is when the decision was
 // asked for, took how long it took.
 func (a *Authorizer) logDecision(st *state, d *bundle.Decision, err error, start time.Time, took time.Duration) {
-	allowed := d.Allow && err == nil
+	// A request over its rate limit is a refusal, always logged, though the
+	// policy allowed it.
+	allowed := d.Allow && err == nil && !st.limited
 	sampled := allowed && d.Cached
 	if sampled && !a.dlog.keep() {
 		return
@@ -272,10 +275,13 @@ func (a *Authorizer) logDecision(st *state, d *bundle.Decision, err error, start
 	}
 
 	w := zerolog.Dict().Str("event", "decision").Str("request_id", in.Transaction).Bool("allow", allowed)
-	if !allowed {
+	switch {
+	case st.limited:
+		w.Int("status", http.StatusTooManyRequests).Str("reason", pep.ReasonRateLimited)
+	case !allowed:
 		w.Int("status", deniedStatus(d.Status))
 	}
-	if reason, fromPolicy := reasonOf(d, err); reason != "" && !(fromPolicy && m != nil && m.result) {
+	if reason, fromPolicy := reasonOf(d, err); !st.limited && reason != "" && !(fromPolicy && m != nil && m.result) {
 		w.Str("reason", reason)
 	}
 	st.buf = appendSeconds(st.buf[:0], took)

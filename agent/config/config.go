@@ -124,6 +124,11 @@ type Config struct {
 	PacketBurst     int    // 0 = the rate
 	BPFMaxSources   int
 	BPFMaxConns     int
+	// Layer 7 limits, applied by the pipeline after the policy allowed: a
+	// decision's rate_limit, else the per-peer default.
+	PeerRateLimit int // requests per second per peer SPIFFE ID; 0 = unlimited
+	PeerBurst     int // 0 = the rate
+	RateLimitKeys int // buckets kept, least recently used forgotten first
 	// The app ports `warden init` redirects to the inbound port
 	// (WARDEN_REDIRECT_PORTS): the kernel limiter sees packets before the
 	// redirect, so it limits these ports too (all but admin with RedirectAll).

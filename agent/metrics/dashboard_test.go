@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/warden-sidecar/warden/agent/ratelimit"
+	"github.com/warden-sidecar/warden/internal/ratekeys"
 )
 
 const dashboardFile = "../../deploy/grafana/warden.json"
@@ -32,6 +33,7 @@ func everySeries(t *testing.T) map[string]family {
 		RateLimit: func() (ratelimit.Totals, error) {
 			return ratelimit.Totals{Mode: "ebpf", Counters: ratelimit.Counters{Passed: 1}}, nil
 		},
+		RateLimitKeys:   func() ratekeys.KeysStats { return ratekeys.KeysStats{Keys: 1, Max: 10} },
 		SVIDExpiry:      func() time.Time { return time.Now().Add(time.Hour) },
 		InboundConns:    func() int { return 0 },
 		UpstreamConns:   func() (int, int) { return 0, 0 },

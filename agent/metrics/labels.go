@@ -29,7 +29,7 @@ func codeClass(status int) int {
 
 // denialStages are the stages of warden_denials_total, in the order a
 // request meets them.
-var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageSignature, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy}
+var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageSignature, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy, pep.StageRateLimit}
 
 func denialStage(s pep.Stage) int {
 	switch s {
@@ -43,6 +43,8 @@ func denialStage(s pep.Stage) int {
 		return 3
 	case pep.StageBody:
 		return 4
+	case pep.StageRateLimit:
+		return 6
 	}
 	// A denial the pipeline did not attribute is the policy's: it is the
 	// stage that decides what the others let through.

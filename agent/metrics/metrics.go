@@ -16,6 +16,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/agent/signature"
 	"github.com/warden-sidecar/warden/agent/token"
+	"github.com/warden-sidecar/warden/internal/ratekeys"
 )
 
 var (
@@ -57,6 +58,9 @@ type Sources struct {
 	// RateLimit reads the running limiter's counters; a zero Totals (no
 	// Mode) before it started.
 	RateLimit func() (ratelimit.Totals, error)
+	// RateLimitKeys reads the layer-7 limits' table (the policy's
+	// rate_limit keys and the peers' budgets).
+	RateLimitKeys func() ratekeys.KeysStats
 	// SVIDExpiry is the own SVID's NotAfter; zero before there is one.
 	SVIDExpiry func() time.Time
 	// InboundConns and UpstreamConns count open connections, 0 before the

@@ -91,6 +91,7 @@ func TestRequestsAreCountedAndTimed(t *testing.T) {
 		{Outcome: proxy.OutcomeDeny, Stage: pep.StagePolicy, Status: 403, Total: ms},
 		{Outcome: proxy.OutcomeDeny, Stage: pep.StageToken, Status: 401, Total: ms},
 		{Outcome: proxy.OutcomeDeny, Stage: pep.StageBody, Status: 413, Total: ms},
+		{Outcome: proxy.OutcomeDeny, Stage: pep.StageRateLimit, Status: 429, Total: ms},
 		{Outcome: proxy.OutcomeInvalid, Status: 431}, // unreadable: not timed
 		{Outcome: proxy.OutcomeRateLimit, Status: 429, Total: ms},
 		{Outcome: proxy.OutcomeError, Status: 502, Total: 2 * ms, Forwarded: true, Upstream: ms},
@@ -103,7 +104,7 @@ func TestRequestsAreCountedAndTimed(t *testing.T) {
 	want(t, series(t, m.Gatherer()), map[string]float64{
 		`warden_requests_total{code_class="2xx",decision="allow"}`:     2,
 		`warden_requests_total{code_class="4xx",decision="allow"}`:     1,
-		`warden_requests_total{code_class="4xx",decision="deny"}`:      4,
+		`warden_requests_total{code_class="4xx",decision="deny"}`:      5,
 		`warden_requests_total{code_class="4xx",decision="invalid"}`:   1,
 		`warden_requests_total{code_class="4xx",decision="ratelimit"}`: 1,
 		`warden_requests_total{code_class="5xx",decision="error"}`:     1,
@@ -111,8 +112,9 @@ func TestRequestsAreCountedAndTimed(t *testing.T) {
 		`warden_denials_total{stage="policy"}`:                         1,
 		`warden_denials_total{stage="token"}`:                          1,
 		`warden_denials_total{stage="body"}`:                           1,
-		`warden_request_duration_seconds_count`:                        9,
-		`warden_request_duration_seconds_sum`:                          0.016,
+		`warden_denials_total{stage="rate_limit"}`:                     1,
+		`warden_request_duration_seconds_count`:                        10,
+		`warden_request_duration_seconds_sum`:                          0.017,
 		`warden_upstream_duration_seconds_count`:                       4,
 		`warden_upstream_duration_seconds_sum`:                         0.0075,
 		`warden_overhead_duration_seconds_count`:                       4,

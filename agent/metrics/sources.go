@@ -28,6 +28,16 @@ func (m *Metrics) registerSources(src Sources) {
 			blocked: prometheus.NewDesc("warden_blocked_sources", "Sources blocked now.", nil, nil),
 		})
 	}
+	if src.RateLimitKeys != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "warden_ratelimit_keys",
+			Help: "Buckets kept for the policy's rate_limit keys and the peers' WARDEN_PEER_RATE_LIMIT (at most WARDEN_RATE_LIMIT_KEYS).",
+		}, func() float64 { return float64(src.RateLimitKeys().Keys) }))
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "warden_ratelimit_key_overflows_total",
+			Help: "Rate limit keys forgotten (least recently used) to make room for another; a forgotten key starts again with a full bucket.",
+		}, func() float64 { return float64(src.RateLimitKeys().Overflow) }))
+	}
 	if src.SVIDExpiry != nil {
 		m.reg.MustRegister(&expiryCollector{expiry: src.SVIDExpiry, desc: prometheus.NewDesc(
 			"warden_svid_expiry_timestamp_seconds",

@@ -73,6 +73,9 @@ const (
 	StageOpenAPI   Stage = "openapi"   // the request does not follow the API's spec
 	StageBody      Stage = "body"      // the body broke a limit
 	StagePolicy    Stage = "policy"    // the policy decided (allowed or denied)
+	// StageRateLimit: the policy allowed, but the request is over the rate
+	// of its decision's rate_limit key or its peer's default budget.
+	StageRateLimit Stage = "rate_limit"
 )
 
 // Checker decides a request. Check must not keep req or its bytes after it

@@ -18,6 +18,10 @@ const (
 	// ReasonPolicyTimeout: the evaluation ran past
 	// WARDEN_POLICY_EVAL_TIMEOUT (event policy_eval_timeout).
 	ReasonPolicyTimeout = "policy_timeout"
+	// ReasonRateLimited: the policy allowed, but the request is over its
+	// decision's rate_limit or its peer's WARDEN_PEER_RATE_LIMIT (event
+	// rate_limited); also the refusal's "error" code.
+	ReasonRateLimited = "rate_limited"
 )
 
 // Prefixes of the reasons of the stages before the policy: each is followed

@@ -56,6 +56,20 @@ type Status struct {
 	// CapabilitiesKept is why warden still holds CAP_BPF, CAP_NET_ADMIN
 	// or CAP_PERFMON; absent when it holds none of them.
 	CapabilitiesKept string `json:"capabilities_kept,omitempty"`
+	// PolicyLimits are the layer-7 limits the pipeline applies whatever
+	// the mode: the policy's rate_limit keys and the peers' default budget.
+	PolicyLimits *KeyedStatus `json:"policy_limits,omitempty"`
+}
+
+// KeyedStatus is /ratelimit's view of the layer-7 limits. The keys
+// themselves are not shown: a policy may build them from a credential.
+type KeyedStatus struct {
+	PeerRate  int    `json:"peer_rate"`  // WARDEN_PEER_RATE_LIMIT; 0: no default budget
+	PeerBurst int    `json:"peer_burst"` // WARDEN_PEER_BURST
+	Keys      int    `json:"keys"`       // buckets in use
+	MaxKeys   int    `json:"max_keys"`   // WARDEN_RATE_LIMIT_KEYS (rounded down to a multiple of the shards)
+	Overflow  uint64 `json:"overflow"`   // keys forgotten to make room for another since start
+	Limited   uint64 `json:"limited"`    // requests answered 429 rate_limited since start
 }
 
 // Totals are what Enforcer.Totals reads.

@@ -26,7 +26,7 @@ type Keys struct {
 	seed     maphash.Seed
 	clock    func() uint64 // monotonic ns
 
-	overflow atomic.Uint64
+	overflow, refused atomic.Uint64
 }
 
 const (
@@ -95,6 +95,9 @@ func (k *Keys) Take(kind Kind, name string, p gcra.Params) (ok bool, wait time.D
 	sh.pushFront(e)
 	ok, wait = p.Take(&e.tat, k.clock())
 	sh.mu.Unlock()
+	if !ok {
+		k.refused.Add(1)
+	}
 	return ok, wait
 }
 
@@ -134,11 +137,12 @@ type KeysStats struct {
 	Keys     int    // in use now
 	Max      int    // the bound
 	Overflow uint64 // keys forgotten to make room for another since start
+	Refused  uint64 // events over their bucket's rate since start
 }
 
 // Stats counts the keys in use.
 func (k *Keys) Stats() KeysStats {
-	st := KeysStats{Max: k.perShard * len(k.shards), Overflow: k.overflow.Load()}
+	st := KeysStats{Max: k.perShard * len(k.shards), Overflow: k.overflow.Load(), Refused: k.refused.Load()}
 	for i := range k.shards {
 		sh := &k.shards[i]
 		sh.mu.Lock()

@@ -69,8 +69,8 @@ func TestLRUBound(t *testing.T) {
 	if ok, _ := k.Take(0, "b", p); !ok { // b was forgotten: a fresh bucket
 		t.Fatal("b was not forgotten")
 	}
-	if st := k.Stats(); st.Keys != 3 || st.Overflow != 2 {
-		t.Fatalf("stats %+v, want 3 keys, 2 overflows", st)
+	if st := k.Stats(); st.Keys != 3 || st.Overflow != 2 || st.Refused != 3 {
+		t.Fatalf("stats %+v, want 3 keys, 2 overflows, 3 refused", st)
 	}
 
 	big := New(100000)
