@@ -102,3 +102,33 @@ func BenchmarkTake(b *testing.B) {
 		}
 	})
 }
+
+// Concurrent charges across shards keep the bound and lose no refusal.
+func TestConcurrentTakes(t *testing.T) {
+	k := New(2048) // 16 shards of 128
+	p := gcra.New(1, 1)
+	done := make(chan int)
+	for g := range 4 {
+		go func() {
+			refused := 0
+			for i := range 3000 {
+				if ok, _ := k.Take(Kind(g%2), fmt.Sprint("key-", i%4000), p); !ok {
+					refused++
+				}
+				if i%500 == 0 {
+					if st := k.Stats(); st.Keys > 2048 {
+						t.Errorf("%d keys kept, bound 2048", st.Keys)
+					}
+				}
+			}
+			done <- refused
+		}()
+	}
+	refused := 0
+	for range 4 {
+		refused += <-done
+	}
+	if st := k.Stats(); st.Keys > 2048 || st.Refused != uint64(refused) {
+		t.Fatalf("stats %+v after %d refusals", st, refused)
+	}
+}
