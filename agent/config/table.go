@@ -168,6 +168,8 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.DecisionLog = p.str(n) }},
 	{"WARDEN_DECISION_LOG_SAMPLE", "1", "share of allowed decisions served from the decision cache that are logged, from `0` to `1` (`0.1`: one in ten); such lines carry `sample_rate`; denials, errors and decisions the policy computed are always logged", BySidecar, "",
 		func(p *parser, c *values, n string) { c.DecisionLogSample = p.ratio(n) }},
+	{"WARDEN_SECURITY_LOG", "stderr", "where security events go (docs/security-events.md): `stderr` (with the log), `stdout`, a file path (appended), `syslog://host:port` (RFC 5424 over UDP) or `syslog+tcp://host:port` (RFC 5424 over TCP, octet counting); written off the request path, dropped and counted when the destination falls behind", BySidecar, "",
+		func(p *parser, c *values, n string) { c.SecurityLog = p.securityLog(n) }},
 	{"WARDEN_OTLP_ENDPOINT", "", "OpenTelemetry collector for request spans: `http://host:port` (plaintext) or `https://host:port`; empty: no tracing, and no cost", BySidecar, "",
 		func(p *parser, c *values, n string) { c.OTLPEndpoint = p.otlpEndpoint(n) }},
 	{"WARDEN_OTLP_PROTOCOL", "grpc", "`grpc` (OTLP/gRPC, port 4317 by convention) or `http/protobuf` (OTLP/HTTP, port 4318; `/v1/traces` when the URL has no path)", BySidecar, "",
