@@ -19,6 +19,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/secevent"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -67,6 +68,12 @@ type Agent struct {
 	logOut      *BatchWriter                // the root logger's writer, when batched
 	decisionOut atomic.Pointer[BatchWriter] // the decision log's own writer, if any
 
+	// events is the security events' log (events.go), set by the first
+	// part to start and used by the others; securityDropped counts the
+	// events its destination lost.
+	events          *secevent.Log
+	securityDropped atomic.Pointer[func() uint64]
+
 	// The lifecycle: what started, in order, and the group supervising
 	// their work. failed is cancelled when a supervised function fails.
 	components []component
@@ -95,11 +102,13 @@ func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Agent {
 		o(a)
 	}
 	a.metrics = a.newMetrics()
-	// The order parts start in; they stop in reverse. The admin server goes
-	// first, so probes get answers (503) while the identity is awaited; the
+	// The order parts start in; they stop in reverse. The security log
+	// goes first, so that it is there for every other part and closes after
+	// their last events; then the admin server, so probes get answers (503) while the identity is awaited; the
 	// outbound listener before the inbound one, so the app can call out as
 	// soon as requests come in, and drains after them.
 	a.components = []component{
+		&securityLog{a: a},
 		&adminServer{a: a},
 		&identity{a: a},
 		&policy{a: a},

@@ -15,7 +15,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/internal/redact"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // upstreamError maps a client error to the status and code clients see.
@@ -56,8 +58,12 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	if !c.ConnectionState().HandshakeComplete {
 		// No HTTP was spoken: there is nobody to answer, only a log line.
-		s.log.Warn().Str("event", "tls_handshake_failed").Err(err).
-			Str("remote_addr", c.RemoteAddr().String()).Msg("inbound TLS handshake failed")
+		if s.opts.Events != nil {
+			ip := c.addr.String()
+			s.opts.Events.Sampled(secevent.TLSHandshakeFailed, secevent.Low, ip).
+				Str(secevent.FieldReason, "tls:"+handshakeResult(err).String()).Str("detail", err.Error()).
+				Str(secevent.FieldSourceIP, ip).Msg("inbound TLS handshake failed")
+		}
 		ctx.SetConnectionClose()
 		return
 	}
@@ -119,6 +125,10 @@ var parseErrorClasses = []struct{ text, class string }{
 // send again (rounded up: Retry-After is whole seconds).
 func (s *Server) tooManyRequests(ctx *fasthttp.RequestCtx, c *conn, wait time.Duration) {
 	secs := int((wait + time.Second - 1) / time.Second)
+	s.opts.Events.Sampled(secevent.RateLimited, secevent.Low, c.clientIP).Str(secevent.FieldReason, pep.ReasonRateLimitRequest).
+		Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
+		Bytes(secevent.FieldMethod, ctx.Method()).Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).
+		Msg("request refused by the rate limiter")
 	s.reject(ctx, c, fasthttp.StatusTooManyRequests, "rate_limited")
 	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(c.scratch[:0], int64(max(secs, 1)), 10))
 	s.finish(ctx, c, OutcomeRateLimit)
@@ -213,9 +223,10 @@ func (l fasthttpLogger) Printf(format string, _ ...any) {
 // refuseRequest answers a request that failed a hardening check, and logs
 // why (the reason, the method and the path; never a header value).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
-	s.log.Warn().Str("event", "request_refused").Str("reason", r.reason).Int("status", r.status).
-		Bytes("method", ctx.Method()).Bytes("raw_path", redact.Path(ctx.URI().PathOriginal())).
-		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before policy")
+	s.opts.Events.Event(secevent.InputRefused, secevent.Medium).Str(secevent.FieldReason, hardeningReason(r)).Str("detail", r.reason).
+		Int("status", r.status).Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).
+		Bytes(secevent.FieldRequestID, c.requestID).Bytes(secevent.FieldMethod, ctx.Method()).
+		Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).Msg("request refused before policy")
 	s.reject(ctx, c, r.status, r.code)
 	if r == refuseMethod && s.harden.allow != "" {
 		ctx.Response.Header.SetCanonical(headerAllow, []byte(s.harden.allow))
@@ -235,4 +246,72 @@ func (s *Server) endSpan(ctx *fasthttp.RequestCtx, c *conn) {
 		PeerID: c.peerStr, RequestID: string(c.requestID), End: time.Now(),
 	})
 	c.span = nil
+}
+
+// hardeningReason is the input_refused reason of a hardening refusal:
+// pep.ReasonHardeningPrefix and a stable code (r.reason is prose, for the
+// operator, and goes in detail).
+func hardeningReason(r *refusal) string {
+	code := "request"
+	switch r {
+	case refuseObsFold:
+		code = "obs_fold"
+	case refuseHeaderName:
+		code = "header_name"
+	case refuseUnderscore:
+		code = "header_underscore"
+	case refuseOverride:
+		code = "method_override"
+	case refuseCLTE:
+		code = "content_length_and_transfer_encoding"
+	case refuseTooMany:
+		code = "too_many_headers"
+	case refuseVersion:
+		code = "http_version"
+	case refuseMethod:
+		code = "method_not_allowed"
+	case refuseHost:
+		code = "bad_host"
+	case refuseMissingHost:
+		code = "missing_host"
+	case refuseAuthority:
+		code = "authority_mismatch"
+	case refuseGetBody:
+		code = "body_without_semantics"
+	case refuseRepeatedContent:
+		code = "repeated_content_header"
+	case refuseTrailer:
+		code = "trailer_as_header"
+	case refuseQuerySemicolon:
+		code = "query_semicolon"
+	}
+	return pep.ReasonHardeningPrefix + code
+}
+
+// pathReason is the input_refused reason of a path NormalizePath refused.
+func pathReason(err error) string {
+	code := "invalid"
+	switch {
+	case errors.Is(err, ErrPathNotOrigin):
+		code = "not_origin"
+	case errors.Is(err, ErrPathBadEscape):
+		code = "bad_escape"
+	case errors.Is(err, ErrPathEncodedSep):
+		code = "encoded_separator"
+	case errors.Is(err, ErrPathBackslash):
+		code = "backslash"
+	case errors.Is(err, ErrPathControl):
+		code = "control_character"
+	case errors.Is(err, ErrPathAboveRoot):
+		code = "above_root"
+	case errors.Is(err, ErrPathDotParameters):
+		code = "dot_parameters"
+	case errors.Is(err, ErrPathSemicolon):
+		code = "semicolon"
+	case errors.Is(err, ErrPathEncodedSemi):
+		code = "encoded_semicolon"
+	case errors.Is(err, ErrPathNotUTF8):
+		code = "not_utf8"
+	}
+	return pep.ReasonPathPrefix + code
 }
