@@ -975,7 +975,7 @@ func TestAttackSecretsInLogs(t *testing.T) {
 			t.Errorf("/policy: %d, holds the password %v, the signature %v", code, strings.Contains(body, pw), strings.Contains(body, sig))
 		}
 		srv.set(500, nil)
-		s.find(t, func(l map[string]any) bool { return l["event"] == "policy_rejected" })
+		s.find(t, func(l map[string]any) bool { return l["event"] == "bundle_rejected" })
 		if code, body := get(t, s.admin+"/policy"); strings.Contains(body, pw) || strings.Contains(body, sig) {
 			t.Errorf("/policy after a failed fetch: %d, holds the password %v, the signature %v", code, strings.Contains(body, pw), strings.Contains(body, sig))
 		}

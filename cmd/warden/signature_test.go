@@ -224,6 +224,7 @@ func TestOutboundSigning(t *testing.T) {
 	}
 	keyFile := filepath.Join(t.TempDir(), "signing.pem")
 	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	secretPEM(t, "outbound signing key", keyFile)
 	jwk := key.Public()
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {

@@ -310,7 +310,7 @@ func TestSPIRE(t *testing.T) {
 			t.Errorf("JWT-SVID for another audience: %d %q, want 401", code, challenge)
 		}
 		jw.find(t, func(l map[string]any) bool {
-			return l["event"] == "token_refused" && l["reason"] == "token:wrong_audience"
+			return l["event"] == "token_invalid" && l["reason"] == "token:wrong_audience"
 		})
 		if code, _, _ := call(t, direct, "GET", in+"/jwt", ""); code != 401 {
 			t.Errorf("no token: %d, want 401", code)
