@@ -176,6 +176,21 @@ func benchmarkCheckCached(b *testing.B, opts ...Option) {
 	}
 }
 
+// BenchmarkCheckCachedDenied is a cached denial with its policy_denied
+// event written (to io.Discard): what a flood of denied requests costs.
+func BenchmarkCheckCachedDenied(b *testing.B) {
+	a := New(newEngine(b, policy), func() string { return ownID }, zerolog.New(io.Discard),
+		WithEventLog(secevent.New(io.Discard, func() string { return ownID })))
+	ctx := request("GET", "/hidden?expand=true", "X-Api-Version", "2", "User-Agent", "bench", "Accept", "*/*")
+	req := peerRequest("/hidden")
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := check(a, ctx, req); v.Status == 0 {
+			b.Fatal("allowed")
+		}
+	}
+}
+
 func TestDecisionLogRedactsSecretsInTheQuery(t *testing.T) {
 	var log bytes.Buffer
 	a := New(newEngine(t, policy), func() string { return ownID }, zerolog.New(&log))
