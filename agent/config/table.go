@@ -162,7 +162,7 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.PolicyCacheBytes = int64(p.nonNegativeInt(n)) }},
 	{"WARDEN_POLICY_ALLOW_NETWORK", "false", "`true` lets policies call builtins that do network I/O (`http.send`, `net.lookup_ip_addr`); `false`: a bundle using them is rejected", BySidecar, "",
 		func(p *parser, c *values, n string) { c.PolicyAllowNetwork = p.boolean(n) }},
-	{"WARDEN_POLICY_EVAL_TIMEOUT", "100ms", "longest policy evaluation; a request whose evaluation takes longer is denied (403) and `policy_eval_timeout` logged", BySidecar, "",
+	{"WARDEN_POLICY_EVAL_TIMEOUT", "100ms", "longest policy evaluation; a request whose evaluation takes longer is denied (403): `policy_denied` with `reason` `policy_timeout`", BySidecar, "",
 		func(p *parser, c *values, n string) { c.PolicyEvalTimeout = p.duration(n) }},
 	{"WARDEN_DECISION_LOG", "stderr", "where decision log lines go: `stderr`, `stdout` or a file path (appended)", BySidecar, "",
 		func(p *parser, c *values, n string) { c.DecisionLog = p.str(n) }},
