@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -380,4 +381,52 @@ func syslogMSG(t *testing.T, msg string, p *process) string {
 		t.Errorf("PROCID %s MSGID %s, want %d peer_denied", m[1], m[2], p.cmd.Process.Pid)
 	}
 	return m[3]
+}
+
+// An event written just before SIGTERM still reaches the collector: the
+// security log stops last, after flushing, and then closes its connection.
+func TestSecurityLogIsFlushedOnShutdown(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	s := startSidecar(t, startApp(t, appOptions{}), "WARDEN_SECURITY_LOG=syslog+tcp://"+tcp.Addr().String(),
+		"WARDEN_ALLOWED_PEERS=spiffe://warden.local/ns/default/sa/someone-else")
+	got := s.send(t, rawGET("/last-words"))
+	wantRefused(t, "a peer not allowed", got, 403, "peer_not_allowed")
+	// At once: the event is still in the batch (flushed every 100 ms).
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("warden exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("warden did not exit")
+	}
+	_ = tcp.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+	c, err := tcp.Accept()
+	if err != nil {
+		t.Fatalf("the collector never heard from warden: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, err := io.ReadAll(c) // to EOF: warden closed the connection
+	if err != nil {
+		t.Fatalf("reading to the connection's end: %v", err)
+	}
+	n, msg, ok := strings.Cut(string(all), " ")
+	if size, err := strconv.Atoi(n); !ok || err != nil || size != len(msg) {
+		t.Fatalf("want exactly one octet-counted message, got %q", all)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(syslogMSG(t, msg, s.process)), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev["request_id"] != got.header.Get("X-Request-Id") || ev["path"] != "/last-words" {
+		t.Errorf("the collector got %v", ev)
+	}
 }
