@@ -272,6 +272,8 @@ type sidecar struct {
 	admin  string // http://host:port
 	tls    *tls.Config
 	devDir string // the development CA, to issue more clients
+
+	barriers int // requests barrier sent (events_test.go)
 }
 
 // startSidecar starts warden in front of app and waits until it is ready

@@ -45,8 +45,11 @@ func securityEvents(lines []map[string]any, name string) []map[string]any {
 // barrier returns once everything warden logged before it is readable: a
 // request's access line is written after the events of every request
 // answered before it, into the same writer.
+// The barrier request is an ordinary GET /barrier: metrics count it
+// (s.barriers says how many were sent).
 func (s *sidecar) barrier(t *testing.T) {
 	t.Helper()
+	s.barriers++
 	got := s.send(t, rawGET("/barrier"))
 	id := got.header.Get("X-Request-Id")
 	s.find(t, func(l map[string]any) bool { return l["event"] == "access" && l["request_id"] == id })
@@ -428,5 +431,30 @@ func TestSecurityLogIsFlushedOnShutdown(t *testing.T) {
 	}
 	if ev["request_id"] != got.header.Get("X-Request-Id") || ev["path"] != "/last-words" {
 		t.Errorf("the collector got %v", ev)
+	}
+}
+
+// The sink itself: a registered secret in anything a warden process wrote
+// (stderr, stdout, a log file) is reported, naming the secret's kind and
+// where it was, never the secret.
+func TestSecretSinkReadsEverythingWardenWrites(t *testing.T) {
+	value := randomSecret(t, "sink self-test secret", "selftest-")
+	file := filepath.Join(t.TempDir(), "security.log")
+	writeFile(t, file, `{"event":"policy_denied","detail":"`+value+`"}`+"\n")
+	// Not in processes.all: the suite-wide sweep does not see it.
+	p := &process{owner: t.Name(), leaked: map[string]bool{}, logFiles: []string{file}}
+	p.raw.WriteString(`{"event":"access","path":"/` + value + `"}` + "\n")
+	p.stdout.WriteString(value + "\n")
+	leaks := p.leaks()
+	if len(leaks) != 3 {
+		t.Fatalf("%d leaks reported, want 3 (stderr, stdout, the file): %q", len(leaks), leaks)
+	}
+	for i, where := range []string{"log of", "stdout of", "log file security.log of"} {
+		if !strings.HasPrefix(leaks[i], where) || !strings.Contains(leaks[i], "sink self-test secret") || strings.Contains(leaks[i], value) {
+			t.Errorf("leak %d %q: want where (%s) and the kind, never the value", i, leaks[i], where)
+		}
+	}
+	if again := p.leaks(); len(again) != 0 {
+		t.Errorf("the same leaks reported twice: %q", again)
 	}
 }
