@@ -60,9 +60,10 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		// No HTTP was spoken: there is nobody to answer, only a log line.
 		if s.opts.Events != nil {
 			ip := c.addr.String()
-			s.opts.Events.Sampled(secevent.TLSHandshakeFailed, secevent.Low, ip).
-				Str(secevent.FieldReason, "tls:"+handshakeResult(err).String()).Str("detail", err.Error()).
-				Str(secevent.FieldSourceIP, ip).Msg("inbound TLS handshake failed")
+			if e := s.opts.Events.Sampled(secevent.TLSHandshakeFailed, secevent.Low, ip); e != nil {
+				e.Str(secevent.FieldReason, "tls:"+handshakeResult(err).String()).Str("detail", err.Error()).
+					Str(secevent.FieldSourceIP, ip).Msg("inbound TLS handshake failed")
+			}
 		}
 		ctx.SetConnectionClose()
 		return
@@ -125,10 +126,13 @@ var parseErrorClasses = []struct{ text, class string }{
 // send again (rounded up: Retry-After is whole seconds).
 func (s *Server) tooManyRequests(ctx *fasthttp.RequestCtx, c *conn, wait time.Duration) {
 	secs := int((wait + time.Second - 1) / time.Second)
-	s.opts.Events.Sampled(secevent.RateLimited, secevent.Low, c.clientIP).Str(secevent.FieldReason, pep.ReasonRateLimitRequest).
-		Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
-		Bytes(secevent.FieldMethod, ctx.Method()).Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).
-		Msg("request refused by the rate limiter")
+	// Sampled: the rest of a flood costs one map lookup each.
+	if e := s.opts.Events.Sampled(secevent.RateLimited, secevent.Low, c.clientIP); e != nil {
+		e.Str(secevent.FieldReason, pep.ReasonRateLimitRequest).
+			Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
+			Bytes(secevent.FieldMethod, ctx.Method()).Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).
+			Msg("request refused by the rate limiter")
+	}
 	s.reject(ctx, c, fasthttp.StatusTooManyRequests, "rate_limited")
 	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(c.scratch[:0], int64(max(secs, 1)), 10))
 	s.finish(ctx, c, OutcomeRateLimit)
@@ -250,68 +254,67 @@ func (s *Server) endSpan(ctx *fasthttp.RequestCtx, c *conn) {
 
 // hardeningReason is the input_refused reason of a hardening refusal:
 // pep.ReasonHardeningPrefix and a stable code (r.reason is prose, for the
-// operator, and goes in detail).
+// operator, and goes in detail). Constants: a refusal allocates nothing
+// for its reason.
 func hardeningReason(r *refusal) string {
-	code := "request"
 	switch r {
 	case refuseObsFold:
-		code = "obs_fold"
+		return pep.ReasonHardeningPrefix + "obs_fold"
 	case refuseHeaderName:
-		code = "header_name"
+		return pep.ReasonHardeningPrefix + "header_name"
 	case refuseUnderscore:
-		code = "header_underscore"
+		return pep.ReasonHardeningPrefix + "header_underscore"
 	case refuseOverride:
-		code = "method_override"
+		return pep.ReasonHardeningPrefix + "method_override"
 	case refuseCLTE:
-		code = "content_length_and_transfer_encoding"
+		return pep.ReasonHardeningPrefix + "content_length_and_transfer_encoding"
 	case refuseTooMany:
-		code = "too_many_headers"
+		return pep.ReasonHardeningPrefix + "too_many_headers"
 	case refuseVersion:
-		code = "http_version"
+		return pep.ReasonHardeningPrefix + "http_version"
 	case refuseMethod:
-		code = "method_not_allowed"
+		return pep.ReasonHardeningPrefix + "method_not_allowed"
 	case refuseHost:
-		code = "bad_host"
+		return pep.ReasonHardeningPrefix + "bad_host"
 	case refuseMissingHost:
-		code = "missing_host"
+		return pep.ReasonHardeningPrefix + "missing_host"
 	case refuseAuthority:
-		code = "authority_mismatch"
+		return pep.ReasonHardeningPrefix + "authority_mismatch"
 	case refuseGetBody:
-		code = "body_without_semantics"
+		return pep.ReasonHardeningPrefix + "body_without_semantics"
 	case refuseRepeatedContent:
-		code = "repeated_content_header"
+		return pep.ReasonHardeningPrefix + "repeated_content_header"
 	case refuseTrailer:
-		code = "trailer_as_header"
+		return pep.ReasonHardeningPrefix + "trailer_as_header"
 	case refuseQuerySemicolon:
-		code = "query_semicolon"
+		return pep.ReasonHardeningPrefix + "query_semicolon"
 	}
-	return pep.ReasonHardeningPrefix + code
+	return pep.ReasonHardeningPrefix + "request"
 }
 
 // pathReason is the input_refused reason of a path NormalizePath refused.
 func pathReason(err error) string {
-	code := "invalid"
 	switch {
 	case errors.Is(err, ErrPathNotOrigin):
-		code = "not_origin"
+		return pep.ReasonPathPrefix + "not_origin"
 	case errors.Is(err, ErrPathBadEscape):
-		code = "bad_escape"
+		return pep.ReasonPathPrefix + "bad_escape"
 	case errors.Is(err, ErrPathEncodedSep):
-		code = "encoded_separator"
+		return pep.ReasonPathPrefix + "encoded_separator"
 	case errors.Is(err, ErrPathBackslash):
-		code = "backslash"
+		return pep.ReasonPathPrefix + "backslash"
 	case errors.Is(err, ErrPathControl):
-		code = "control_character"
+		return pep.ReasonPathPrefix + "control_character"
 	case errors.Is(err, ErrPathAboveRoot):
-		code = "above_root"
+		return pep.ReasonPathPrefix + "above_root"
 	case errors.Is(err, ErrPathDotParameters):
-		code = "dot_parameters"
+		return pep.ReasonPathPrefix + "dot_parameters"
 	case errors.Is(err, ErrPathSemicolon):
-		code = "semicolon"
+		return pep.ReasonPathPrefix + "semicolon"
 	case errors.Is(err, ErrPathEncodedSemi):
-		code = "encoded_semicolon"
+		return pep.ReasonPathPrefix + "encoded_semicolon"
 	case errors.Is(err, ErrPathNotUTF8):
-		code = "not_utf8"
+		return pep.ReasonPathPrefix + "not_utf8"
 	}
-	return pep.ReasonPathPrefix + code
+	return pep.ReasonPathPrefix + "invalid"
 }

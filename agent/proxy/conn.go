@@ -227,8 +227,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.lim != nil && !l.lim.AllowConn(addr) {
 			if l.events != nil {
 				ip := addr.String()
-				l.events.Sampled(secevent.RateLimited, secevent.Low, ip).Str(secevent.FieldReason, pep.ReasonRateLimitConnection).
-					Str(secevent.FieldSourceIP, ip).Msg("connection refused at accept by the rate limiter")
+				if e := l.events.Sampled(secevent.RateLimited, secevent.Low, ip); e != nil {
+					e.Str(secevent.FieldReason, pep.ReasonRateLimitConnection).Str(secevent.FieldSourceIP, ip).
+						Msg("connection refused at accept by the rate limiter")
+				}
 			}
 			// Refused before the handshake costs anything; a reset rather
 			// than a FIN, so the socket does not linger in TIME_WAIT.

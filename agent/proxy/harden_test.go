@@ -655,3 +655,27 @@ func TestHardeningRefusalsAreInputRefusedEvents(t *testing.T) {
 		})
 	}
 }
+
+// Every refusal and every path error has a reason code of its own: the
+// events' reasons are a contract dashboards match on. A new refusal needs
+// its line in hardeningReason (and in docs/security-events.md).
+func TestEveryRefusalHasItsOwnReason(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range []*refusal{refuseObsFold, refuseHeaderName, refuseUnderscore, refuseOverride, refuseCLTE, refuseTooMany,
+		refuseVersion, refuseMethod, refuseHost, refuseMissingHost, refuseAuthority, refuseGetBody, refuseRepeatedContent,
+		refuseTrailer, refuseQuerySemicolon} {
+		reason := hardeningReason(r)
+		if reason == "hardening:request" || seen[reason] {
+			t.Errorf("refusal %q has the reason %q, not one of its own", r.reason, reason)
+		}
+		seen[reason] = true
+	}
+	for _, err := range []error{ErrPathNotOrigin, ErrPathBadEscape, ErrPathEncodedSep, ErrPathBackslash, ErrPathControl,
+		ErrPathAboveRoot, ErrPathDotParameters, ErrPathSemicolon, ErrPathEncodedSemi, ErrPathNotUTF8} {
+		reason := pathReason(err)
+		if reason == "path:invalid" || seen[reason] {
+			t.Errorf("%v has the reason %q, not one of its own", err, reason)
+		}
+		seen[reason] = true
+	}
+}
