@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,9 +58,6 @@ type Agent struct {
 	// The buckets of the policy's rate_limit keys and the peers' default
 	// budget (WARDEN_RATE_LIMIT_KEYS), which the pipeline charges.
 	rateKeys *ratekeys.Keys
-	// security writes the security events (rate_limited) to the root log's
-	// writer.
-	security *secevent.Log
 
 	engine         atomic.Pointer[bundle.Engine]
 	limiter        atomic.Pointer[ratelimit.Running]
@@ -77,6 +72,12 @@ type Agent struct {
 	proxy       atomic.Pointer[proxy.Server]
 	logOut      *BatchWriter                // the root logger's writer, when batched
 	decisionOut atomic.Pointer[BatchWriter] // the decision log's own writer, if any
+
+	// events is the security events' log (events.go), set by the first
+	// part to start and used by the others; securityDropped counts the
+	// events its destination lost.
+	events          *secevent.Log
+	securityDropped atomic.Pointer[func() uint64]
 
 	// The lifecycle: what started, in order, and the group supervising
 	// their work. failed is cancelled when a supervised function fails.
@@ -106,22 +107,14 @@ func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Agent {
 		o(a)
 	}
 	a.rateKeys = ratekeys.New(cfg.RateLimitKeys)
-	var secOut io.Writer = os.Stderr
-	if a.logOut != nil {
-		secOut = a.logOut
-	}
-	a.security = secevent.New(secOut, func() string {
-		if !a.identityLoaded.Load() {
-			return ""
-		}
-		return a.ownID().String()
-	})
 	a.metrics = a.newMetrics()
-	// The order parts start in; they stop in reverse. The admin server goes
-	// first, so probes get answers (503) while the identity is awaited; the
+	// The order parts start in; they stop in reverse. The security log
+	// goes first, so that it is there for every other part and closes after
+	// their last events; then the admin server, so probes get answers (503) while the identity is awaited; the
 	// outbound listener before the inbound one, so the app can call out as
 	// soon as requests come in, and drains after them.
 	a.components = []component{
+		&securityLog{a: a},
 		&adminServer{a: a},
 		&identity{a: a},
 		&policy{a: a},

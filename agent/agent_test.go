@@ -63,7 +63,9 @@ func startAgent(t *testing.T, app string, env map[string]string) *running {
 		t.Fatal(err)
 	}
 	r := &running{log: &lockedBuffer{}, done: make(chan error, 1)}
-	r.agent = New(cfg, testLogger().Output(r.log))
+	// The root logger's writer, which security events on stderr share.
+	out := NewBatchWriter(r.log, 0)
+	r.agent = New(cfg, testLogger().Output(r.log), WithLogWriter(out))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	go func() { r.done <- r.agent.Run(ctx) }()
@@ -74,6 +76,7 @@ func startAgent(t *testing.T, app string, env map[string]string) *running {
 		case <-time.After(10 * time.Second):
 			t.Error("agent did not stop")
 		}
+		_ = out.Close()
 		if t.Failed() {
 			out, _ := r.log.snapshot()
 			t.Logf("agent log:\n%s", out)
@@ -124,6 +127,28 @@ func (r *running) logLine(t *testing.T, event string) map[string]any {
 		return nil
 	})
 	return *p
+}
+
+// securityEvent polls the agent's log for the security event name with
+// reason, and returns it, after checking that it fired exactly once.
+func (r *running) securityEvent(t *testing.T, name, reason string) map[string]any {
+	t.Helper()
+	match := func() []map[string]any {
+		out, _ := r.log.snapshot()
+		var found []map[string]any
+		for _, line := range strings.Split(out, "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["event_type"] == "security" && m["event"] == name && m["reason"] == reason {
+				found = append(found, m)
+			}
+		}
+		return found
+	}
+	waitFor(t, "security event "+name+" "+reason, func() bool { return len(match()) > 0 })
+	if found := match(); len(found) != 1 {
+		t.Fatalf("%d %s events with reason %s, want 1: %v", len(found), name, reason, found)
+	}
+	return match()[0]
 }
 
 // readyz returns the status code and reason of /readyz.
@@ -334,14 +359,17 @@ func TestAgentLossKeepsServingUntilNearExpiry(t *testing.T) {
 	if unready.IsZero() || !unready.Before(notAfter) {
 		t.Fatalf("readiness turned 503 at %v; the SVID expires at %v", unready, notAfter)
 	}
-	if l := r.logLine(t, "svid_expiring"); l["level"] != "warn" {
-		t.Errorf("svid_expiring logged as %v", l)
+	l := r.securityEvent(t, "identity_expiring", "near_expiry")
+	if l["severity"] != "high" || l["spiffe_id"] != appID.String() || l["svid_expiry"] != notAfter.UTC().Format(time.RFC3339) {
+		t.Errorf("identity_expiring event %v", l)
 	}
 	waitFor(t, "the expiry", func() bool { return time.Now().After(notAfter) })
 	if _, _, _, err := call(c, inbound); err == nil {
 		t.Error("warden completed a handshake with an expired SVID")
 	}
-	r.logLine(t, "svid_expired")
+	if l := r.securityEvent(t, "identity_expiring", "expired"); l["severity"] != "critical" {
+		t.Errorf("identity_expiring event for the expiry %v", l)
+	}
 
 	// The agent comes back with a new SVID: ready again.
 	wapi.Set(ca.SVID(appID, time.Hour), ca.Bundle())

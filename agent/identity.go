@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/internal/secevent"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -40,10 +41,10 @@ func (c *identity) start(ctx context.Context, _ func(func() error)) error {
 	if err := a.startIdentity(ctx); err != nil {
 		return err
 	}
+	a.identityLoaded.Store(true) // a.source is set: views (and events' spiffe_id) may read it
 	expiryCtx, stop := context.WithCancel(context.Background())
 	c.stopExpiry, c.expiryDone = stop, make(chan struct{})
 	go func() { defer close(c.expiryDone); a.watchExpiry(expiryCtx) }()
-	a.identityLoaded.Store(true) // a.source is set: views may read it
 
 	// A failure from here on is this part's own: it stops what it started,
 	// since only parts that started are shut down.
@@ -170,14 +171,16 @@ func (a *Agent) watchExpiry(ctx context.Context) {
 		case now.After(leaf.NotAfter):
 			if expired != leaf {
 				expired = leaf
-				a.log.Error().Str("event", "svid_expired").Str("spiffe_id", svid.ID.String()).Time("svid_expiry", leaf.NotAfter).
+				a.events.Event(secevent.IdentityExpiring, secevent.Critical).Str(secevent.FieldReason, "expired").
+					Str("svid_expiry", leaf.NotAfter.UTC().Format(time.RFC3339)).
 					Msg("own SVID expired without renewal: TLS handshakes are refused until a new one arrives")
 			}
 			continue // only a rotation can change anything now
 		case !now.Before(next):
 			if warned != leaf {
 				warned = leaf
-				a.log.Warn().Str("event", "svid_expiring").Str("spiffe_id", svid.ID.String()).Time("svid_expiry", leaf.NotAfter).
+				a.events.Event(secevent.IdentityExpiring, secevent.High).Str(secevent.FieldReason, "near_expiry").
+					Str("svid_expiry", leaf.NotAfter.UTC().Format(time.RFC3339)).
 					Float64("margin_s", margin.Seconds()).Msg("own SVID not renewed and close to expiry: readiness is 503")
 			}
 			next = leaf.NotAfter.Add(time.Millisecond)

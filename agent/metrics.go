@@ -76,6 +76,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 		LogSinks: []metrics.LogSink{
 			{Name: "log", Dropped: dropped(func() *BatchWriter { return a.logOut })},
 			{Name: "decision", Dropped: dropped(a.decisionOut.Load)},
+			{Name: "security", Dropped: func() uint64 { return securityDroppedTotal(&a.securityDropped) }},
 		},
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/rs/zerolog"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/bundle"
 	"github.com/warden-sidecar/warden/internal/gcra"
+	"github.com/warden-sidecar/warden/internal/secevent"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -77,7 +77,7 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 		},
 		OnError: func(err error) {
 			a.metrics.BundleRejected()
-			plog.Error().Str("event", "policy_rejected").Err(err).Msg("bundle not activated; the active revision stays")
+			a.bundleRejected(err)
 		},
 	})
 	if err != nil {
@@ -102,11 +102,10 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 	}
 	opts = append(opts, sigOpts...)
 	stopTokens := func() { stopSignatures(); stopTokenKeys() }
-	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()), authz.WithObserver(a.metrics),
+	opts = append(opts, authz.WithEventLog(a.events), authz.WithObserver(a.metrics),
 		authz.WithDecisionLogSample(a.cfg.DecisionLogSample))
 	opts = append(opts, a.inputChecks()...)
-	opts = append(opts, authz.WithRateLimits(a.rateKeys, gcra.New(int64(a.cfg.PeerRateLimit), int64(a.cfg.PeerBurst))),
-		authz.WithSecurityEvents(a.security))
+	opts = append(opts, authz.WithRateLimits(a.rateKeys, gcra.New(int64(a.cfg.PeerRateLimit), int64(a.cfg.PeerBurst))))
 	var spec *openapi.Store
 	if a.cfg.OpenAPISpec != "" {
 		if spec, err = openapi.NewStore(a.cfg.OpenAPISpec, a.log.With().Str("component", "openapi").Logger()); err != nil {
@@ -240,21 +239,34 @@ func (a *Agent) startTokens(ctx context.Context) ([]authz.Option, func(), error)
 // path. On stderr, among the other lines, they also carry the stream's
 // time, level and component, whatever WARDEN_LOG_LEVEL says.
 func (a *Agent) decisionLogger() (zerolog.Logger, func(), error) {
-	switch a.cfg.DecisionLog {
-	case "stderr":
+	if a.cfg.DecisionLog == "stderr" {
 		return a.log.Level(zerolog.InfoLevel).With().Str("level", "info").Str("component", "decision").Logger(), func() {}, nil
-	case "stdout":
-		w := NewBatchWriter(os.Stdout, 0)
-		a.decisionOut.Store(w)
-		return zerolog.New(w), func() { _ = w.Close() }, nil
 	}
-	f, err := os.OpenFile(a.cfg.DecisionLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	w, closeSink, err := openSink("WARDEN_DECISION_LOG", a.cfg.DecisionLog)
 	if err != nil {
-		return zerolog.Logger{}, nil, fmt.Errorf("agent: WARDEN_DECISION_LOG: %w", err)
+		return zerolog.Logger{}, nil, err
 	}
-	w := NewBatchWriter(f, 0)
 	a.decisionOut.Store(w)
-	return zerolog.New(w), func() { _ = w.Close(); _ = f.Close() }, nil
+	return zerolog.New(w), closeSink, nil
+}
+
+// bundleRejected emits bundle_rejected: reason is the stage that failed
+// (bundle.LoadError's: read, verify, parse, compile; fetch when the
+// source could not be read at all). A bundle that fails verification may
+// have been tampered with: high; the others are mostly mistakes: medium.
+// The error says which file or rule; bundle's errors never hold URL
+// credentials.
+func (a *Agent) bundleRejected(err error) {
+	reason, sev := "fetch", secevent.Medium
+	var le *bundle.LoadError
+	if errors.As(err, &le) {
+		reason = le.Stage
+		if le.Stage == "verify" {
+			sev = secevent.High
+		}
+	}
+	a.events.Event(secevent.BundleRejected, sev).Str(secevent.FieldReason, reason).
+		Str("detail", err.Error()).Msg("bundle not activated; the active revision stays")
 }
 
 func (a *Agent) policyView() any {

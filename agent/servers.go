@@ -189,6 +189,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		Limiter:             limiter,
 		Tracer:              tr,
 		Observer:            a.metrics,
+		Events:              a.events,
 		Log:                 a.log.With().Str("component", "proxy").Logger(),
 	})
 	a.proxy.Store(c.srv)

@@ -28,7 +28,7 @@ type Authorizer struct {
 	engine *bundle.Engine
 	ownID  func() string
 	log    zerolog.Logger // the decision log
-	events zerolog.Logger // security events (token_refused)
+	events *secevent.Log  // security events; nil: none
 	obs    Observer       // nil: nobody counts
 	states sync.Pool
 	dlog   decisionLog // the decision log's settings and counters (decisionlog.go)
@@ -40,8 +40,7 @@ type Authorizer struct {
 
 	signatures *signature.Verifier // nil: signatures are not read
 
-	rates    rateLimits    // the decisions' rate_limit and the peers' budget (ratelimit.go)
-	security *secevent.Log // security events; nil: none
+	rates rateLimits // the decisions' rate_limit and the peers' budget (ratelimit.go)
 
 	// The input checks (inspect.go); all off when zero.
 	spec          func() *openapi.Spec
@@ -83,9 +82,10 @@ func WithSampleSource(src rand.Source) Option {
 	return func(a *Authorizer) { a.dlog.src = src }
 }
 
-// WithEventLog sets where security events (token_refused) are logged;
-// without it they are not.
-func WithEventLog(l zerolog.Logger) Option {
+// WithEventLog sets the log of the pipeline's security events
+// (token_invalid, signature_invalid, input_refused, policy_denied); without
+// it (or with nil) none are written.
+func WithEventLog(l *secevent.Log) Option {
 	return func(a *Authorizer) { a.events = l }
 }
 
@@ -120,7 +120,7 @@ func WithObserver(o Observer) Option {
 // New builds the PEP. ownID returns warden's SPIFFE ID (input.destination);
 // decisions are logged to log, one line each, with event "decision".
 func New(engine *bundle.Engine, ownID func() string, log zerolog.Logger, opts ...Option) *Authorizer {
-	a := &Authorizer{engine: engine, ownID: ownID, log: log, events: zerolog.Nop()}
+	a := &Authorizer{engine: engine, ownID: ownID, log: log}
 	a.dlog.init(engine.DecisionPath())
 	for _, o := range opts {
 		o(a)
@@ -222,20 +222,54 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	}
 
 	switch {
-	case errors.Is(err, bundle.ErrEvalTimeout):
-		a.events.Warn().Str("event", "policy_eval_timeout").Str("reason", pep.ReasonPolicyTimeout).Str("revision", d.Revision).
-			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
-			Msg("policy evaluation exceeded WARDEN_POLICY_EVAL_TIMEOUT: denied")
-		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden", Stage: pep.StagePolicy, Revision: d.Revision}
 	case err != nil:
+		a.policyDenied(st, req, &d, err, http.StatusForbidden)
 		return pep.Verdict{Status: http.StatusForbidden, Code: "forbidden", Stage: pep.StagePolicy, Revision: d.Revision}
 	case !d.Allow:
 		status := deniedStatus(d.Status)
+		a.policyDenied(st, req, &d, nil, status)
 		return pep.Verdict{Status: status, Code: codeFor(status), Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
 	case st.limited:
 		return a.refuseRate(st, req, &d, wait)
 	}
 	return pep.Verdict{AppHeaders: d.Headers, Stage: pep.StagePolicy, Revision: d.Revision, Cached: d.Cached}
+}
+
+// policyDenied emits policy_denied for a request the policy refused, or
+// could not decide (err): reason is the one the decision log gives
+// (reasonOf: the policy's own, or default_deny, policy_error,
+// policy_timeout, policy_not_ready).
+func (a *Authorizer) policyDenied(st *state, req *pep.Request, d *bundle.Decision, err error, status int) {
+	if a.events == nil {
+		return
+	}
+	reason, _ := reasonOf(d, err)
+	msg := "request denied by the policy"
+	if errors.Is(err, bundle.ErrEvalTimeout) {
+		msg = "policy evaluation exceeded WARDEN_POLICY_EVAL_TIMEOUT: denied"
+	}
+	e := a.requestEvent(secevent.PolicyDenied, secevent.Medium, st, req).Str(secevent.FieldReason, reason).
+		Int("status", status).Str("revision", d.Revision).Bool("cached", d.Cached)
+	e.Msg(msg)
+}
+
+// requestEvent starts a security event about req with the fields every
+// such event carries: source_ip, peer_id, token_subject (when a verified
+// token had a sub), request_id, method, and the normalized path (redacted:
+// never a query, nor path parameters).
+func (a *Authorizer) requestEvent(name secevent.Name, sev secevent.Severity, st *state, req *pep.Request) *zerolog.Event {
+	e := a.events.Event(name, sev)
+	if e == nil {
+		return nil
+	}
+	e = e.Str(secevent.FieldSourceIP, req.ClientIP).Str(secevent.FieldPeerID, req.PeerID)
+	if st != nil && st.token != nil {
+		if sub, _ := st.token.Claims["sub"].(string); sub != "" {
+			e = e.Str(secevent.FieldTokenSubject, sub)
+		}
+	}
+	return e.Bytes(secevent.FieldRequestID, req.ID).Bytes(secevent.FieldMethod, req.Method).
+		Bytes(secevent.FieldPath, redact.Path(req.Path))
 }
 
 // checkToken verifies the request's token and puts its claims into the
@@ -331,16 +365,31 @@ func asciiEqualFold(b, lower []byte) bool {
 	return true
 }
 
-// refuseToken answers 401 with the Bearer challenge (RFC 6750) and logs
-// why; the reason and detail never reach the client, the token never the log.
+// refuseToken answers 401 with the Bearer challenge (RFC 6750) and emits
+// token_invalid; the reason and detail never reach the client, the token
+// never the log.
 func (a *Authorizer) refuseToken(req *pep.Request, reason token.Reason, detail string) pep.Verdict {
-	a.events.Warn().Str("event", "token_refused").Str("reason", pep.ReasonTokenPrefix+string(reason)).Str("detail", detail).
-		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
+	a.requestEvent(secevent.TokenInvalid, tokenSeverity(reason), nil, req).
+		Str(secevent.FieldReason, pep.ReasonTokenPrefix+string(reason)).Str("detail", detail).
 		Msg("request token refused")
 	if a.obs != nil {
 		a.obs.Token(reason, reason != token.ReasonMissing)
 	}
 	return pep.Verdict{Status: http.StatusUnauthorized, Code: "unauthorized", ClientHeaders: bearerChallenge, Stage: pep.StageToken}
+}
+
+// tokenSeverity ranks a token refusal: a token whose signature or
+// algorithm does not hold is a forgery attempt (high); no token at all, or
+// no keys yet (warden's own state), is low; an expired, misaddressed or
+// malformed one is medium.
+func tokenSeverity(r token.Reason) secevent.Severity {
+	switch r {
+	case token.ReasonBadSignature, token.ReasonAlgorithm:
+		return secevent.High
+	case token.ReasonMissing, token.ReasonKeysUnavailable:
+		return secevent.Low
+	}
+	return secevent.Medium
 }
 
 // bearerChallenge is the WWW-Authenticate header of a refused token.

@@ -4,7 +4,9 @@
 // runs), builds the policy input, asks the decision engine (bundle.Engine),
 // writes the decision log line (OPA's decision log schema, with warden's
 // reasons and sampling: decisionlog.go) and turns the decision into a
-// pep.Verdict. It also reads a decision log line back into the input the
+// pep.Verdict; each refusal is one security event (internal/secevent:
+// token_invalid, signature_invalid, input_refused, policy_denied) on the
+// Log it is given. It also reads a decision log line back into the input the
 // policy saw, to replay the decision offline (replay.go, warden policy eval).
 // It fails closed: an engine error or an undefined decision denies. It holds
 // no policy of its own, and never puts a credential in the input or a log.

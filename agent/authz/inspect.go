@@ -9,7 +9,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/bundle"
-	"github.com/warden-sidecar/warden/internal/redact"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // The body stage's own rules, beside agent/inspect's.
@@ -69,7 +69,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 	if len(body) > 0 {
 		if st.contentTypes > 1 || st.contentEncodings > 1 {
 			// The app may read either copy: refuse rather than guess.
-			return a.refuseBody(req, inspect.None, &inspect.Violation{Rule: RuleRepeatedContentHeader}), false
+			return a.refuseBody(st, req, inspect.None, &inspect.Violation{Rule: RuleRepeatedContentHeader}), false
 		}
 		kind = inspect.Classify(st.contentType, body)
 	}
@@ -82,7 +82,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 	if spec != nil {
 		var viol *openapi.Violation
 		if op, viol = spec.Match(a.openapiRequest(st, req)); viol != nil {
-			return a.refuseOpenAPI(req, viol), false
+			return a.refuseOpenAPI(st, req, viol), false
 		}
 	}
 
@@ -90,7 +90,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 		if len(st.contentEncoding) > 0 && !asciiEqualFoldString(st.contentEncoding, "identity") {
 			// An encoded body cannot be checked without decoding it, and
 			// warden does not inflate what a client sends.
-			return a.refuseBody(req, kind, &inspect.Violation{Rule: RuleContentEncoding}), false
+			return a.refuseBody(st, req, kind, &inspect.Violation{Rule: RuleContentEncoding}), false
 		}
 		var viol *inspect.Violation
 		switch kind {
@@ -100,7 +100,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 			viol = a.xmlLimits.CheckXML(body)
 		}
 		if viol != nil {
-			return a.refuseBody(req, kind, viol), false
+			return a.refuseBody(st, req, kind, viol), false
 		}
 	}
 
@@ -108,16 +108,16 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 	if op != nil {
 		var viol *openapi.Violation
 		if parsed, viol = op.CheckBody(a.openapiRequest(st, req)); viol != nil {
-			return a.refuseOpenAPI(req, viol), false
+			return a.refuseOpenAPI(st, req, viol), false
 		}
 		st.in.Operation = &bundle.Operation{ID: op.ID, PathTemplate: op.PathTemplate, PathParams: op.PathParams, Key: op.Key}
 	}
 
 	if a.policyBodyMax > 0 && kind == inspect.JSON {
 		if len(body) > a.policyBodyMax {
-			a.events.Warn().Str("event", "body_refused").Str("reason", pep.ReasonBodyPrefix+RulePolicyBodyMaxBytes).Str("rule", RulePolicyBodyMaxBytes).
+			a.requestEvent(secevent.InputRefused, secevent.Medium, st, req).
+				Str(secevent.FieldReason, pep.ReasonBodyPrefix+RulePolicyBodyMaxBytes).Str("rule", RulePolicyBodyMaxBytes).
 				Int("limit", a.policyBodyMax).Int("bytes", len(body)).
-				Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
 				Msg("JSON body larger than WARDEN_POLICY_BODY_MAX_BYTES: the policy could not see it")
 			if a.obs != nil {
 				a.obs.InputRefused(pep.StageBody, RulePolicyBodyMaxBytes)
@@ -128,7 +128,7 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 			var ok bool
 			if parsed, ok = decodeJSON(body); !ok {
 				// Only when the JSON limits are off: they refused it already.
-				return a.refuseBody(req, kind, &inspect.Violation{Rule: inspect.RuleSyntax}), false
+				return a.refuseBody(st, req, kind, &inspect.Violation{Rule: inspect.RuleSyntax}), false
 			}
 		}
 		st.in.ParsedBody = parsed
@@ -171,18 +171,18 @@ func (a *Authorizer) openapiRequest(st *state, req *pep.Request) *openapi.Reques
 }
 
 // refuseBody answers 400 invalid_body, or 415 for a body warden cannot
-// read, and logs the rule and where it was broken; never a byte of the body.
-func (a *Authorizer) refuseBody(req *pep.Request, kind inspect.Kind, v *inspect.Violation) pep.Verdict {
-	e := a.events.Warn().Str("event", "body_refused").Str("reason", pep.ReasonBodyPrefix+v.Rule).Str("kind", kind.String()).Str("rule", v.Rule)
+// read, and emits input_refused with the rule and where it was broken;
+// never a byte of the body.
+func (a *Authorizer) refuseBody(st *state, req *pep.Request, kind inspect.Kind, v *inspect.Violation) pep.Verdict {
+	e := a.requestEvent(secevent.InputRefused, secevent.Medium, st, req).
+		Str(secevent.FieldReason, pep.ReasonBodyPrefix+v.Rule).Str("kind", kind.String()).Str("rule", v.Rule)
 	if v.Where != "" {
 		e = e.Str("where", v.Where)
 	}
 	if v.Limit > 0 {
 		e = e.Int("limit", v.Limit)
 	}
-	e.Int64("offset", v.Offset).
-		Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
-		Msg("request body refused")
+	e.Int64("offset", v.Offset).Msg("request body refused")
 	if a.obs != nil {
 		a.obs.InputRefused(pep.StageBody, v.Rule)
 	}
@@ -192,10 +192,11 @@ func (a *Authorizer) refuseBody(req *pep.Request, kind inspect.Kind, v *inspect.
 	return pep.Verdict{Status: http.StatusBadRequest, Code: "invalid_body", Stage: pep.StageBody}
 }
 
-// refuseOpenAPI answers the violation's status and code, and logs which
-// parameter broke which rule; never its value.
-func (a *Authorizer) refuseOpenAPI(req *pep.Request, v *openapi.Violation) pep.Verdict {
-	e := a.events.Warn().Str("event", "openapi_refused").Str("reason", pep.ReasonOpenAPIPrefix+v.Rule).Str("rule", v.Rule)
+// refuseOpenAPI answers the violation's status and code, and emits
+// input_refused naming which parameter broke which rule; never its value.
+func (a *Authorizer) refuseOpenAPI(st *state, req *pep.Request, v *openapi.Violation) pep.Verdict {
+	e := a.requestEvent(secevent.InputRefused, secevent.Medium, st, req).
+		Str(secevent.FieldReason, pep.ReasonOpenAPIPrefix+v.Rule).Str("rule", v.Rule)
 	if v.In != "" {
 		e = e.Str("in", v.In)
 	}
@@ -205,8 +206,7 @@ func (a *Authorizer) refuseOpenAPI(req *pep.Request, v *openapi.Violation) pep.V
 	if v.Detail != "" {
 		e = e.Str("detail", v.Detail)
 	}
-	e.Bytes("method", req.Method).Bytes("request_id", req.ID).Str("peer_id", req.PeerID).
-		Bytes("path", redact.Path(req.Path)).Msg("request does not follow the OpenAPI spec")
+	e.Msg("request does not follow the OpenAPI spec")
 	if a.obs != nil {
 		a.obs.InputRefused(pep.StageOpenAPI, v.Rule)
 	}

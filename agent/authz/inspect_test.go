@@ -13,6 +13,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/openapi"
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 const allowAll = "package warden.authz\nallow := true\n"
@@ -40,7 +41,7 @@ func TestInputStagesRunInOrder(t *testing.T) {
 	var events, decisions bytes.Buffer
 	spec := paymentsSpec(t)
 	a := New(newEngine(t, allowAll), func() string { return ownID }, zerolog.New(&decisions),
-		WithEventLog(zerolog.New(&events)), WithOpenAPI(func() *openapi.Spec { return spec }),
+		WithEventLog(secevent.New(&events, nil)), WithOpenAPI(func() *openapi.Spec { return spec }),
 		WithJSONLimits(inspect.DefaultJSONLimits()), WithXMLLimits(inspect.DefaultXMLLimits()), WithPolicyBody(1024))
 	bomb := strings.Repeat("[", 40) + strings.Repeat("]", 40)
 	idem := []string{"X-Idempotency-Key", "8f14e45f-ceea-467a-9575-6f8e3c2d4b1a"}

@@ -43,12 +43,6 @@ func WithRateLimits(keys *ratekeys.Keys, peer gcra.Params) Option {
 	return func(a *Authorizer) { a.rates.keys, a.rates.peer = keys, peer }
 }
 
-// WithSecurityEvents writes the pipeline's security events (rate_limited,
-// at most one per source IP per second) to l; nil writes none.
-func WithSecurityEvents(l *secevent.Log) Option {
-	return func(a *Authorizer) { a.security = l }
-}
-
 // takeRate charges the allowed request to its bucket; limited says it is
 // over its budget, and wait when it may come again. A key already in the
 // table costs a hash and a map lookup under a shard's lock, without
@@ -72,7 +66,7 @@ func (a *Authorizer) takeRate(req *pep.Request, d *bundle.Decision) (wait time.D
 // rate_limited event. The key is never written: a policy may build it from
 // a credential (an API key header), which no event may carry.
 func (a *Authorizer) refuseRate(st *state, req *pep.Request, d *bundle.Decision, wait time.Duration) pep.Verdict {
-	if e := a.security.Sampled(secevent.RateLimited, secevent.Low, req.ClientIP); e != nil {
+	if e := a.events.Sampled(secevent.RateLimited, secevent.Low, req.ClientIP); e != nil {
 		limit, rate, burst := "policy", d.RateLimit.PerSecond, d.RateLimit.Burst
 		if rate == 0 {
 			limit, rate, burst = "peer", int64(time.Second/time.Duration(a.rates.peer.Interval)), int64(a.rates.peer.Tolerance/a.rates.peer.Interval)

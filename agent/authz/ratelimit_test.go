@@ -39,7 +39,7 @@ func TestPolicyRateLimit(t *testing.T) {
 	var dlog, events bytes.Buffer
 	keys := ratekeys.New(100)
 	a := New(newEngine(t, rateLimitPolicy), func() string { return ownID }, zerolog.New(&dlog),
-		WithRateLimits(keys, gcra.Params{}), WithSecurityEvents(secevent.New(&events, func() string { return ownID })))
+		WithRateLimits(keys, gcra.Params{}), WithEventLog(secevent.New(&events, func() string { return ownID })))
 	client := "spiffe://warden.test/ns/default/sa/client"
 	for i := range 2 {
 		if v := check(a, request("GET", "/a"), peerAt("/a", client)); v.Status != 0 || v.Cached != (i == 1) {

@@ -7,7 +7,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/agent/signature"
 	"github.com/warden-sidecar/warden/bundle"
-	"github.com/warden-sidecar/warden/internal/redact"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // WithSignatures verifies each request's HTTP message signature (RFC 9421)
@@ -49,8 +49,8 @@ func (a *Authorizer) checkSignature(st *state, req *pep.Request) (v pep.Verdict,
 		if a.obs != nil {
 			a.obs.Signature(reason, true)
 		}
-		a.events.Warn().Str("event", "signature_invalid").Str("reason", "signature:"+reason).Str("detail", detail).
-			Bytes("request_id", req.ID).Str("peer_id", req.PeerID).Bytes("path", redact.Path(req.Path)).
+		a.requestEvent(secevent.SignatureInvalid, signatureSeverity(reason), nil, req).
+			Str(secevent.FieldReason, pep.ReasonSignaturePrefix+reason).Str("detail", detail).
 			Msg("request signature refused")
 		return pep.Verdict{Status: http.StatusUnauthorized, Code: "invalid_signature", Stage: pep.StageSignature}, false
 	}
@@ -62,4 +62,18 @@ func (a *Authorizer) checkSignature(st *state, req *pep.Request) (v pep.Verdict,
 		st.in.Signature = &st.sig
 	}
 	return pep.Verdict{}, true
+}
+
+// signatureSeverity ranks a signature refusal as tokenSeverity does: a
+// signature that does not verify, or a replay, is high; a missing one
+// low; the rest (stale, expired, malformed, not covering what must be)
+// medium.
+func signatureSeverity(reason string) secevent.Severity {
+	switch reason {
+	case signature.ReasonBadSignature, signature.ReasonReplayed, signature.ReasonDigestMismatch:
+		return secevent.High
+	case signature.ReasonMissing:
+		return secevent.Low
+	}
+	return secevent.Medium
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/agent/token/tokentest"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 const (
@@ -100,7 +101,7 @@ func TestTokenClaimsDecide(t *testing.T) {
 	f := newTokenFixture(t)
 	var decisions, events bytes.Buffer
 	a := New(newEngine(t, accountPolicy), func() string { return ownID }, zerolog.New(&decisions),
-		WithTokens(f.verifier, "Authorization", true), WithEventLog(zerolog.New(&events)))
+		WithTokens(f.verifier, "Authorization", true), WithEventLog(secevent.New(&events, nil)))
 	alice, bob := f.mint(t, "alice"), f.mint(t, "bob")
 
 	decide := func(tok, path string) (pep.Verdict, string) {
@@ -142,6 +143,30 @@ func TestTokenClaimsDecide(t *testing.T) {
 	}
 	if want := []bool{false, false, true, true}; !slices.Equal(cached, want) {
 		t.Errorf("cached %v, want %v (bob's first, then each user's own cached decision)", cached, want)
+	}
+	// One policy_denied per denial (bob's two, the second from the cache),
+	// none for alice's allowed requests, with the verified subject.
+	var denied []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(events.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("event %q: %v", line, err)
+		}
+		denied = append(denied, ev)
+	}
+	if len(denied) != 2 {
+		t.Fatalf("%d events, want 2 policy_denied:\n%s", len(denied), events.String())
+	}
+	for i, ev := range denied {
+		for k, want := range map[string]any{
+			"event_type": "security", "event": "policy_denied", "severity": "medium", "reason": "default_deny",
+			"token_subject": "id-bob", "source_ip": "10.0.0.9", "peer_id": "spiffe://warden.test/ns/default/sa/client",
+			"request_id": "req-1", "method": "PUT", "path": "/account/alice", "status": float64(403), "cached": i == 1,
+		} {
+			if ev[k] != want {
+				t.Errorf("policy_denied %d: %s = %v, want %v", i, k, ev[k], want)
+			}
+		}
 	}
 	for _, tok := range []string{alice, bob} {
 		sig := tok[strings.LastIndexByte(tok, '.')+1:]
@@ -186,7 +211,7 @@ func TestTokenRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var events bytes.Buffer
 			a := New(newEngine(t, accountPolicy), func() string { return ownID }, zerolog.New(io.Discard),
-				WithTokens(f.verifier, "Authorization", tt.required), WithEventLog(zerolog.New(&events)))
+				WithTokens(f.verifier, "Authorization", tt.required), WithEventLog(secevent.New(&events, nil)))
 			method := "PUT"
 			if strings.HasPrefix(tt.uri, "/public") {
 				method = "GET"
@@ -207,8 +232,8 @@ func TestTokenRefusals(t *testing.T) {
 			if v.Code != "unauthorized" || challenge != `Bearer error="invalid_token"` {
 				t.Errorf("verdict %+v, WWW-Authenticate %q", v, challenge)
 			}
-			if ev := lastEvent(t, &events); ev.Event != "token_refused" || ev.Reason != "token:"+string(tt.want) || ev.RequestID != "req-1" {
-				t.Errorf("event %+v, want token_refused token:%s", ev, tt.want)
+			if ev := lastEvent(t, &events); ev.Event != "token_invalid" || ev.Reason != "token:"+string(tt.want) || ev.RequestID != "req-1" {
+				t.Errorf("event %+v, want token_invalid token:%s", ev, tt.want)
 			}
 		})
 	}

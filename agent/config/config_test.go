@@ -52,12 +52,13 @@ func TestValidValues(t *testing.T) {
 		"WARDEN_LOG_FORMAT":          "console",
 		"WARDEN_ADMIN_PPROF":         "true",
 		"WARDEN_DECISION_LOG_SAMPLE": "0.25",
+		"WARDEN_SECURITY_LOG":        "syslog+tcp://[::1]:6514",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.TrustDomain.Name() != "example.org" || !c.AdminPprof || c.UpstreamTimeout != 1500*time.Millisecond || c.InboundAddr != "[::]:0" ||
-		c.DecisionLogSample != 0.25 {
+		c.DecisionLogSample != 0.25 || c.SecurityLog != "syslog+tcp://[::1]:6514" {
 		t.Errorf("parsed %+v", c)
 	}
 }
@@ -116,6 +117,12 @@ func TestInvalidValues(t *testing.T) {
 		{"route with a malformed SPIFFE ID", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=10.0.0.7:15443|orders"}, `expected a SPIFFE ID after '|'`},
 		{"route host with a path", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders/v1=10.0.0.7:15443|spiffe://warden.local/orders"}, `expected a host name, optionally with :port, before '='`},
 		{"route host twice", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=a:1|spiffe://w/a, Orders=b:2|spiffe://w/b"}, `expected each host once (host "orders" repeats)`},
+		{"security log to an unknown scheme", map[string]string{"WARDEN_SECURITY_LOG": "udp://10.0.0.9:514"}, `WARDEN_SECURITY_LOG="udp://10.0.0.9:514": expected stderr, stdout, a file path, syslog://host:port or syslog+tcp://host:port`},
+		{"security log to syslog without port", map[string]string{"WARDEN_SECURITY_LOG": "syslog://collector"}, `WARDEN_SECURITY_LOG="syslog://collector": expected a collector as syslog://host:port with a port from 1 to 65535`},
+		{"security log to syslog over TCP on port 0", map[string]string{"WARDEN_SECURITY_LOG": "syslog+tcp://collector:0"}, `WARDEN_SECURITY_LOG="syslog+tcp://collector:0": expected a collector as syslog+tcp://host:port`},
+		{"security log to syslog with a path", map[string]string{"WARDEN_SECURITY_LOG": "syslog://collector:514/x"}, `WARDEN_SECURITY_LOG="syslog://collector:514/x": expected a collector as syslog://host:port`},
+		{"security log in a missing directory", map[string]string{"WARDEN_SECURITY_LOG": "/nonexistent/security.log"}, `WARDEN_SECURITY_LOG="/nonexistent/security.log": expected a file path in an existing directory`},
+		{"security log that is a directory", map[string]string{"WARDEN_SECURITY_LOG": "/tmp"}, `WARDEN_SECURITY_LOG="/tmp": expected a regular file`},
 		{"outbound timeout of zero", map[string]string{"WARDEN_OUTBOUND_TIMEOUT": "0s"}, `WARDEN_OUTBOUND_TIMEOUT="0s": expected a positive duration`},
 	}
 	for _, tt := range tests {

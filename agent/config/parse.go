@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -348,6 +349,47 @@ func (p *parser) otlpEndpoint(name string) string {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		p.fail(name, redact.URL(v), "http://host:port or https://host:port")
+		return ""
+	}
+	return v
+}
+
+// Security log destinations besides a file path.
+const (
+	SyslogUDPScheme = "syslog://"
+	SyslogTCPScheme = "syslog+tcp://"
+)
+
+// securityLog is stderr, stdout, syslog://host:port, syslog+tcp://host:port
+// or a file path whose directory exists.
+func (p *parser) securityLog(name string) string {
+	v := p.raw(name)
+	const expected = "stderr, stdout, a file path, syslog://host:port or syslog+tcp://host:port"
+	switch {
+	case v == "stderr" || v == "stdout":
+		return v
+	case strings.HasPrefix(v, SyslogUDPScheme) || strings.HasPrefix(v, SyslogTCPScheme):
+		hostport := v[strings.Index(v, "://")+3:]
+		host, port, err := net.SplitHostPort(hostport)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 ||
+			strings.ContainsAny(host, "/@?#") {
+			p.fail(name, v, "a collector as "+v[:strings.Index(v, "://")+3]+"host:port with a port from 1 to 65535")
+			return ""
+		}
+		return v
+	case strings.Contains(v, "://"):
+		p.fail(name, v, expected)
+		return ""
+	}
+	if p.noFS {
+		return v
+	}
+	if info, err := os.Stat(filepath.Dir(v)); err != nil || !info.IsDir() {
+		p.fail(name, v, "a file path in an existing directory (or "+expected+")")
+		return ""
+	}
+	if info, err := os.Stat(v); err == nil && !info.Mode().IsRegular() {
+		p.fail(name, v, "a regular file (or "+expected+")")
 		return ""
 	}
 	return v

@@ -15,7 +15,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/internal/redact"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // upstreamError maps a client error to the status and code clients see.
@@ -56,8 +58,13 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	if !c.ConnectionState().HandshakeComplete {
 		// No HTTP was spoken: there is nobody to answer, only a log line.
-		s.log.Warn().Str("event", "tls_handshake_failed").Err(err).
-			Str("remote_addr", c.RemoteAddr().String()).Msg("inbound TLS handshake failed")
+		if s.opts.Events != nil {
+			ip := c.addr.String()
+			if e := s.opts.Events.Sampled(secevent.TLSHandshakeFailed, secevent.Low, ip); e != nil {
+				e.Str(secevent.FieldReason, "tls:"+handshakeResult(err).String()).Str("detail", err.Error()).
+					Str(secevent.FieldSourceIP, ip).Msg("inbound TLS handshake failed")
+			}
+		}
 		ctx.SetConnectionClose()
 		return
 	}
@@ -119,6 +126,13 @@ var parseErrorClasses = []struct{ text, class string }{
 // send again (rounded up: Retry-After is whole seconds).
 func (s *Server) tooManyRequests(ctx *fasthttp.RequestCtx, c *conn, wait time.Duration) {
 	secs := int((wait + time.Second - 1) / time.Second)
+	// Sampled: the rest of a flood costs one map lookup each.
+	if e := s.opts.Events.Sampled(secevent.RateLimited, secevent.Low, c.clientIP); e != nil {
+		e.Str(secevent.FieldReason, pep.ReasonRateLimitRequest).
+			Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
+			Bytes(secevent.FieldMethod, ctx.Method()).Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).
+			Msg("request refused by the rate limiter")
+	}
 	s.reject(ctx, c, fasthttp.StatusTooManyRequests, "rate_limited")
 	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(c.scratch[:0], int64(max(secs, 1)), 10))
 	s.finish(ctx, c, OutcomeRateLimit)
@@ -213,9 +227,10 @@ func (l fasthttpLogger) Printf(format string, _ ...any) {
 // refuseRequest answers a request that failed a hardening check, and logs
 // why (the reason, the method and the path; never a header value).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
-	s.log.Warn().Str("event", "request_refused").Str("reason", r.reason).Int("status", r.status).
-		Bytes("method", ctx.Method()).Bytes("raw_path", redact.Path(ctx.URI().PathOriginal())).
-		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before policy")
+	s.opts.Events.Event(secevent.InputRefused, secevent.Medium).Str(secevent.FieldReason, hardeningReason(r)).Str("detail", r.reason).
+		Int("status", r.status).Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).
+		Bytes(secevent.FieldRequestID, c.requestID).Bytes(secevent.FieldMethod, ctx.Method()).
+		Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).Msg("request refused before policy")
 	s.reject(ctx, c, r.status, r.code)
 	if r == refuseMethod && s.harden.allow != "" {
 		ctx.Response.Header.SetCanonical(headerAllow, []byte(s.harden.allow))
@@ -235,4 +250,71 @@ func (s *Server) endSpan(ctx *fasthttp.RequestCtx, c *conn) {
 		PeerID: c.peerStr, RequestID: string(c.requestID), End: time.Now(),
 	})
 	c.span = nil
+}
+
+// hardeningReason is the input_refused reason of a hardening refusal:
+// pep.ReasonHardeningPrefix and a stable code (r.reason is prose, for the
+// operator, and goes in detail). Constants: a refusal allocates nothing
+// for its reason.
+func hardeningReason(r *refusal) string {
+	switch r {
+	case refuseObsFold:
+		return pep.ReasonHardeningPrefix + "obs_fold"
+	case refuseHeaderName:
+		return pep.ReasonHardeningPrefix + "header_name"
+	case refuseUnderscore:
+		return pep.ReasonHardeningPrefix + "header_underscore"
+	case refuseOverride:
+		return pep.ReasonHardeningPrefix + "method_override"
+	case refuseCLTE:
+		return pep.ReasonHardeningPrefix + "content_length_and_transfer_encoding"
+	case refuseTooMany:
+		return pep.ReasonHardeningPrefix + "too_many_headers"
+	case refuseVersion:
+		return pep.ReasonHardeningPrefix + "http_version"
+	case refuseMethod:
+		return pep.ReasonHardeningPrefix + "method_not_allowed"
+	case refuseHost:
+		return pep.ReasonHardeningPrefix + "bad_host"
+	case refuseMissingHost:
+		return pep.ReasonHardeningPrefix + "missing_host"
+	case refuseAuthority:
+		return pep.ReasonHardeningPrefix + "authority_mismatch"
+	case refuseGetBody:
+		return pep.ReasonHardeningPrefix + "body_without_semantics"
+	case refuseRepeatedContent:
+		return pep.ReasonHardeningPrefix + "repeated_content_header"
+	case refuseTrailer:
+		return pep.ReasonHardeningPrefix + "trailer_as_header"
+	case refuseQuerySemicolon:
+		return pep.ReasonHardeningPrefix + "query_semicolon"
+	}
+	return pep.ReasonHardeningPrefix + "request"
+}
+
+// pathReason is the input_refused reason of a path NormalizePath refused.
+func pathReason(err error) string {
+	switch {
+	case errors.Is(err, ErrPathNotOrigin):
+		return pep.ReasonPathPrefix + "not_origin"
+	case errors.Is(err, ErrPathBadEscape):
+		return pep.ReasonPathPrefix + "bad_escape"
+	case errors.Is(err, ErrPathEncodedSep):
+		return pep.ReasonPathPrefix + "encoded_separator"
+	case errors.Is(err, ErrPathBackslash):
+		return pep.ReasonPathPrefix + "backslash"
+	case errors.Is(err, ErrPathControl):
+		return pep.ReasonPathPrefix + "control_character"
+	case errors.Is(err, ErrPathAboveRoot):
+		return pep.ReasonPathPrefix + "above_root"
+	case errors.Is(err, ErrPathDotParameters):
+		return pep.ReasonPathPrefix + "dot_parameters"
+	case errors.Is(err, ErrPathSemicolon):
+		return pep.ReasonPathPrefix + "semicolon"
+	case errors.Is(err, ErrPathEncodedSemi):
+		return pep.ReasonPathPrefix + "encoded_semicolon"
+	case errors.Is(err, ErrPathNotUTF8):
+		return pep.ReasonPathPrefix + "not_utf8"
+	}
+	return pep.ReasonPathPrefix + "invalid"
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // conn is an inbound TLS connection with what warden learns about its peer
@@ -201,7 +202,8 @@ type listener struct {
 	cfg              *tls.Config
 	lim              Limiter
 	handshakeTimeout time.Duration
-	obs              Observer // set by Server.Serve, before the first Accept
+	obs              Observer      // set by Server.Serve, before the first Accept
+	events           *secevent.Log // as obs
 }
 
 // NewListener serves TLS with cfg on inner; the proxy Server needs its
@@ -223,6 +225,13 @@ func (l *listener) Accept() (net.Conn, error) {
 			addr = tcp.AddrPort().Addr().Unmap()
 		}
 		if l.lim != nil && !l.lim.AllowConn(addr) {
+			if l.events != nil {
+				ip := addr.String()
+				if e := l.events.Sampled(secevent.RateLimited, secevent.Low, ip); e != nil {
+					e.Str(secevent.FieldReason, pep.ReasonRateLimitConnection).Str(secevent.FieldSourceIP, ip).
+						Msg("connection refused at accept by the rate limiter")
+				}
+			}
 			// Refused before the handshake costs anything; a reset rather
 			// than a FIN, so the socket does not linger in TIME_WAIT.
 			if tcp, ok := c.(*net.TCPConn); ok {

@@ -12,5 +12,7 @@
 // and never reads, and a peer's ID comes from go-spiffe's x509svid, so the
 // data path does not pull in the eBPF loader, JOSE or gRPC. Metrics are its
 // Observer, told what each request came to and how each handshake ended,
-// so it names no metrics library either.
+// so it names no metrics library either. Its refusals are security events
+// (internal/secevent: peer_denied, input_refused, and, sampled,
+// rate_limited and tls_handshake_failed) on Options.Events.
 package proxy

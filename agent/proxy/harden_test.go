@@ -349,6 +349,10 @@ func TestHeaderChecks(t *testing.T) {
 				if len(reqs) != 0 {
 					t.Fatalf("a refused request reached the app: %+v", reqs)
 				}
+				ev := h.wantEvent(t, "input_refused", map[string]any{"method": "POST", "path": "/hello", "peer_id": clientID.String(), "source_ip": "127.0.0.1"})
+				if r, _ := ev["reason"].(string); !strings.HasPrefix(r, "hardening:") || r == "hardening:request" {
+					t.Errorf("input_refused reason %q, want hardening:<the check's code>", r)
+				}
 				return
 			}
 			for _, name := range tt.absent {
@@ -618,5 +622,60 @@ func TestSemicolonInTheQuery(t *testing.T) {
 	}
 	if reqs := keep.upstream.requests(); len(reqs) != 1 || reqs[0].uri != "/public?x=1;y=2" {
 		t.Errorf("the app saw %+v", reqs)
+	}
+}
+
+// Each hardening refusal is one input_refused event whose reason names the
+// check with a stable code (the prose is its detail).
+func TestHardeningRefusalsAreInputRefusedEvents(t *testing.T) {
+	tests := []struct{ request, reason string }{
+		{"POST /hello HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hardening:content_length_and_transfer_encoding"},
+		{"GET /hello HTTP/1.1\r\nHost: app\r\nX-A: 1\r\n  folded\r\n\r\n", "hardening:obs_fold"},
+		{"GET /hello HTTP/1.1\r\nHost: app\r\nX-HTTP-Method-Override: DELETE\r\n\r\n", "hardening:method_override"},
+		{"GET http://other/hello HTTP/1.1\r\nHost: app\r\n\r\n", "hardening:authority_mismatch"},
+		{"GET /a%2fb HTTP/1.1\r\nHost: app\r\n\r\n", "path:encoded_separator"},
+		{"GET /hello?a=1;b=2 HTTP/1.1\r\nHost: app\r\n\r\n", "hardening:query_semicolon"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reason, func(t *testing.T) {
+			h := startProxy(t, nil)
+			if status, resp, _ := rawRequest(t, h.dialRaw(t, clientID), tt.request); status < 400 {
+				t.Fatalf("status %d %s, want a refusal", status, resp)
+			}
+			if n := len(h.upstream.requests()); n != 0 {
+				t.Fatalf("the app saw %d requests", n)
+			}
+			ev := h.wantEvent(t, "input_refused", map[string]any{"reason": tt.reason, "severity": "medium", "source_ip": "127.0.0.1", "peer_id": clientID.String()})
+			if d, _ := ev["detail"].(string); d == "" {
+				t.Errorf("no detail: %v", ev)
+			}
+			if p, _ := ev["path"].(string); strings.ContainsAny(p, "?;") {
+				t.Errorf("path %q holds a query", p)
+			}
+		})
+	}
+}
+
+// Every refusal and every path error has a reason code of its own: the
+// events' reasons are a contract dashboards match on. A new refusal needs
+// its line in hardeningReason (and in docs/security-events.md).
+func TestEveryRefusalHasItsOwnReason(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range []*refusal{refuseObsFold, refuseHeaderName, refuseUnderscore, refuseOverride, refuseCLTE, refuseTooMany,
+		refuseVersion, refuseMethod, refuseHost, refuseMissingHost, refuseAuthority, refuseGetBody, refuseRepeatedContent,
+		refuseTrailer, refuseQuerySemicolon} {
+		reason := hardeningReason(r)
+		if reason == "hardening:request" || seen[reason] {
+			t.Errorf("refusal %q has the reason %q, not one of its own", r.reason, reason)
+		}
+		seen[reason] = true
+	}
+	for _, err := range []error{ErrPathNotOrigin, ErrPathBadEscape, ErrPathEncodedSep, ErrPathBackslash, ErrPathControl,
+		ErrPathAboveRoot, ErrPathDotParameters, ErrPathSemicolon, ErrPathEncodedSemi, ErrPathNotUTF8} {
+		reason := pathReason(err)
+		if reason == "path:invalid" || seen[reason] {
+			t.Errorf("%v has the reason %q, not one of its own", err, reason)
+		}
+		seen[reason] = true
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/internal/redact"
+	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // Options configure the inbound proxy. All durations and sizes must be
@@ -51,6 +52,10 @@ type Options struct {
 	// Observer, when set, is told about each request and handshake, for
 	// metrics.
 	Observer Observer
+	// Events, when set, gets the security events of the data path
+	// (peer_denied, input_refused, rate_limited, tls_handshake_failed);
+	// nil: none are written.
+	Events *secevent.Log
 
 	Log zerolog.Logger
 }
@@ -193,7 +198,7 @@ func New(opts Options) *Server {
 // Shutdown. Its connections report their handshakes to Options.Observer.
 func (s *Server) Serve(ln net.Listener) error {
 	if l, ok := ln.(*listener); ok {
-		l.obs = s.opts.Observer
+		l.obs, l.events = s.opts.Observer, s.opts.Events
 	}
 	return s.srv.Serve(ln)
 }
@@ -246,8 +251,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	if !c.allowed {
-		s.log.Warn().Str("event", "peer_refused").Str("reason", pep.ReasonPeerNotAllowed).Str("peer_id", c.peerStr).
-			Str("client_ip", c.clientIP).Bytes("request_id", c.requestID).Msg("peer not allowed")
+		s.opts.Events.Event(secevent.PeerDenied, secevent.High).Str(secevent.FieldReason, pep.ReasonPeerNotAllowed).
+			Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
+			Bytes(secevent.FieldMethod, h.Method()).Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).
+			Msg("peer not allowed")
 		c.stage = pep.StagePeer
 		s.refuse(ctx, c, OutcomeDeny, fasthttp.StatusForbidden, "peer_not_allowed")
 		return
@@ -274,8 +281,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	var err error
 	c.path, c.target, err = NormalizePath(c.path[:0], c.target[:0], uri.PathOriginal(), s.harden.KeepSemicolons)
 	if err != nil {
-		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", redact.Path(uri.PathOriginal())).
-			Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("ambiguous request path")
+		s.opts.Events.Event(secevent.InputRefused, secevent.Medium).Str(secevent.FieldReason, pathReason(err)).Str("detail", err.Error()).
+			Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
+			Bytes(secevent.FieldMethod, h.Method()).Bytes(secevent.FieldPath, redact.Path(uri.PathOriginal())).
+			Msg("ambiguous request path")
 		s.refuse(ctx, c, OutcomeInvalid, fasthttp.StatusBadRequest, "bad_request")
 		return
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/internal/secevent"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -97,6 +98,7 @@ type harness struct {
 	upstream *upstream
 	srv      *Server
 	logs     *syncBuffer
+	events   *syncBuffer // the security events (Options.Events)
 }
 
 type syncBuffer struct {
@@ -145,10 +147,11 @@ func startProxy(t *testing.T, tweak func(*Options)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{ca: ca, upstream: startUpstream(t), logs: &syncBuffer{}}
+	h := &harness{ca: ca, upstream: startUpstream(t), logs: &syncBuffer{}, events: &syncBuffer{}}
 	opts := defaultOptions(h.upstream.addr)
 	opts.AllowPeer = peers.Allowed
 	opts.Log = zerolog.New(h.logs)
+	opts.Events = secevent.New(h.events, func() string { return ownID.String() })
 	if tweak != nil {
 		tweak(&opts)
 	}
@@ -333,8 +336,10 @@ func TestRefusedPeerGets403AndAppSeesNothing(t *testing.T) {
 	if !strings.Contains(h.logs.String(), `"event":"access","method":"GET","path":"/hello","status":403`) {
 		t.Errorf("refused request not in the access log with its path: %s", h.logs)
 	}
-	if !strings.Contains(h.logs.String(), `"event":"peer_refused","reason":"peer_not_allowed","peer_id":"`+intruderID.String()+`"`) {
-		t.Errorf("no peer_refused event with its reason and the peer: %s", h.logs)
+	h.wantEvent(t, "peer_denied", map[string]any{"severity": "high", "reason": "peer_not_allowed", "peer_id": intruderID.String(),
+		"source_ip": "127.0.0.1", "method": "GET", "path": "/hello", "request_id": resp.Header.Get("X-Request-Id")})
+	if strings.Contains(h.logs.String(), "peer_refused") {
+		t.Errorf("the old peer_refused line is still written: %s", h.logs)
 	}
 }
 
@@ -363,9 +368,50 @@ func TestClientWithoutCertificateFailsHandshake(t *testing.T) {
 	if err := handshake(h.addr, cfg); err == nil {
 		t.Fatal("handshake without a client certificate succeeded")
 	}
-	if !eventually(func() bool { return strings.Contains(h.logs.String(), `"event":"tls_handshake_failed"`) }) {
-		t.Errorf("failed handshake not logged: %s", h.logs)
+	if !eventually(func() bool { return len(h.eventsNamed(t, "tls_handshake_failed")) > 0 }) {
+		t.Fatalf("failed handshake not logged: %s", h.events)
 	}
+	h.wantEvent(t, "tls_handshake_failed", map[string]any{"severity": "low", "reason": "tls:error", "source_ip": "127.0.0.1"})
+}
+
+// eventsNamed parses the security events named name written so far.
+func (h *harness) eventsNamed(t *testing.T, name string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(h.events.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("security event %q is not JSON: %v", line, err)
+		}
+		if ev["event_type"] != "security" {
+			t.Errorf("event without event_type security: %s", line)
+		}
+		if ev["event"] == name {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// wantEvent checks that exactly one event named name was written, with the
+// fields want, and warden's own SPIFFE ID.
+func (h *harness) wantEvent(t *testing.T, name string, want map[string]any) map[string]any {
+	t.Helper()
+	evs := h.eventsNamed(t, name)
+	if len(evs) != 1 {
+		t.Fatalf("%d %s events, want 1:\n%s", len(evs), name, h.events)
+	}
+	ev := evs[0]
+	want["spiffe_id"] = ownID.String()
+	for k, v := range want {
+		if ev[k] != v {
+			t.Errorf("%s: %s = %v, want %v", name, k, ev[k], v)
+		}
+	}
+	return ev
 }
 
 // handshake completes a TLS handshake and one read, which is where a TLS 1.3

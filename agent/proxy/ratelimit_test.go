@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,14 +48,17 @@ func TestUserspaceConnRateClosesExcessAtAccept(t *testing.T) {
 	h := startProxy(t, func(o *Options) { o.Limiter = lim })
 
 	ok := 0
+	first := time.Now().Unix()
 	for range 6 {
 		if _, err := h.dialFrom(t, "127.0.0.1"); err == nil {
 			ok++
 		}
 	}
+	last := time.Now().Unix()
 	if ok != 3 {
 		t.Fatalf("6 handshakes from one source at 1/s, burst 3: %d succeeded, want 3", ok)
 	}
+	h.wantSampled(t, "rate_limited", first, last, map[string]any{"reason": "rate_limit:connection", "source_ip": "127.0.0.1", "severity": "low"})
 	// Another source is unaffected by the first one's excess.
 	c, err := h.dialFrom(t, "127.0.0.2")
 	if err != nil {
@@ -81,14 +85,19 @@ func TestUserspaceRequestRateAnswers429(t *testing.T) {
 	}
 	var codes []int
 	var retry string
-	for range 3 {
+	first := time.Now().Unix()
+	for range 7 {
 		resp := getOn(t, c)
 		codes = append(codes, resp.StatusCode)
 		retry = resp.Header.Get("Retry-After")
 	}
-	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 {
-		t.Fatalf("statuses %v, want 200 200 429", codes)
+	last := time.Now().Unix()
+	if !slices.Equal(codes, []int{200, 200, 429, 429, 429, 429, 429}) {
+		t.Fatalf("statuses %v, want 200 200 and 429 five times", codes)
 	}
+	// Five refusals, one event per source and second.
+	h.wantSampled(t, "rate_limited", first, last, map[string]any{"reason": "rate_limit:request", "source_ip": "127.0.0.1",
+		"severity": "low", "method": "GET", "path": "/", "peer_id": clientID.String()})
 	if retry != "1" {
 		t.Fatalf("Retry-After %q, want 1 (one request per second)", retry)
 	}
@@ -141,5 +150,22 @@ func TestUserspaceBlockedSource(t *testing.T) {
 			t.Fatal("source still blocked 3 s after a 700 ms block")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// wantSampled checks a sampled event: one per second the burst spanned
+// (first to last, Unix seconds), each with the fields want.
+func (h *harness) wantSampled(t *testing.T, name string, first, last int64, want map[string]any) {
+	t.Helper()
+	evs := h.eventsNamed(t, name)
+	if n := int64(len(evs)); n < 1 || n > last-first+1 {
+		t.Fatalf("%d %s events for one source within %d s, want 1 per second:\n%s", n, name, last-first+1, h.events)
+	}
+	for _, ev := range evs {
+		for k, v := range want {
+			if ev[k] != v {
+				t.Errorf("%s: %s = %v, want %v", name, k, ev[k], v)
+			}
+		}
 	}
 }

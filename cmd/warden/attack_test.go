@@ -272,6 +272,8 @@ type sidecar struct {
 	admin  string // http://host:port
 	tls    *tls.Config
 	devDir string // the development CA, to issue more clients
+
+	barriers int // requests barrier sent (events_test.go)
 }
 
 // startSidecar starts warden in front of app and waits until it is ready
@@ -975,7 +977,7 @@ func TestAttackSecretsInLogs(t *testing.T) {
 			t.Errorf("/policy: %d, holds the password %v, the signature %v", code, strings.Contains(body, pw), strings.Contains(body, sig))
 		}
 		srv.set(500, nil)
-		s.find(t, func(l map[string]any) bool { return l["event"] == "policy_rejected" })
+		s.find(t, func(l map[string]any) bool { return l["event"] == "bundle_rejected" })
 		if code, body := get(t, s.admin+"/policy"); strings.Contains(body, pw) || strings.Contains(body, sig) {
 			t.Errorf("/policy after a failed fetch: %d, holds the password %v, the signature %v", code, strings.Contains(body, pw), strings.Contains(body, sig))
 		}

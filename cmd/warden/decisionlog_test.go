@@ -71,6 +71,6 @@ func TestPeerRefusedReason(t *testing.T) {
 		t.Fatalf("got %s, want 403 peer_not_allowed", got)
 	}
 	s.find(t, func(l map[string]any) bool {
-		return l["event"] == "peer_refused" && l["reason"] == "peer_not_allowed" && l["peer_id"] == "spiffe://warden.local/ns/default/sa/client"
+		return l["event"] == "peer_denied" && l["reason"] == "peer_not_allowed" && l["peer_id"] == "spiffe://warden.local/ns/default/sa/client"
 	})
 }

@@ -40,7 +40,10 @@ type inputAttack struct {
 // runInputAttacks sends each attack on a connection of its own, each to a
 // path of its own, and checks the answer, that the app never saw it, and
 // the security event's rule.
-func runInputAttacks(t *testing.T, s *sidecar, app *recordingApp, event string, attacks []inputAttack) {
+// runInputAttacks sends each attack and checks that the app never saw it
+// and that it was refused with exactly one input_refused event whose reason
+// is stage (body: or openapi:) and the attack's rule.
+func runInputAttacks(t *testing.T, s *sidecar, app *recordingApp, stage string, attacks []inputAttack) {
 	t.Helper()
 	for _, a := range attacks {
 		got := s.send(t, a.req)
@@ -50,9 +53,14 @@ func runInputAttacks(t *testing.T, s *sidecar, app *recordingApp, event string, 
 			t.Errorf("%s: the app received %s %d times", a.name, target, n)
 		}
 		if a.rule != "" {
-			s.find(t, func(l map[string]any) bool {
-				return l["event"] == event && l["rule"] == a.rule && l["path"] == strings.SplitN(target, "?", 2)[0]
+			ev := s.find(t, func(l map[string]any) bool {
+				return l["event"] == "input_refused" && l["request_id"] == got.header.Get("X-Request-Id")
 			})
+			if ev["reason"] != stage+a.rule || ev["rule"] != a.rule || ev["path"] != strings.SplitN(target, "?", 2)[0] ||
+				ev["event_type"] != "security" || ev["severity"] != "medium" {
+				t.Errorf("%s: input_refused %v, want reason %s%s and path %s", a.name, ev, stage, a.rule, target)
+			}
+			s.wantOnce(t, "input_refused", got.header.Get("X-Request-Id"))
 		}
 	}
 }
@@ -99,7 +107,7 @@ func TestAttackJSONBodies(t *testing.T) {
 		{"chunked deep", "POST /j/chunked HTTP/1.1\r\nHost: app.local\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", 80, nested("[", "]", 40)), 400, "invalid_body", "max_depth"},
 	}
-	runInputAttacks(t, s, app, "body_refused", attacks)
+	runInputAttacks(t, s, app, "body:", attacks)
 
 	// What is within the limits reaches the app, byte for byte.
 	fine := []struct{ name, ct, body string }{
@@ -125,7 +133,7 @@ func TestAttackJSONBodies(t *testing.T) {
 	if strings.Contains(got.body, "items") || strings.Contains(got.body, "65536") {
 		t.Errorf("the client learned the violation: %s", got)
 	}
-	l := s.find(t, func(l map[string]any) bool { return l["event"] == "body_refused" && l["path"] == "/j/where" })
+	l := s.find(t, func(l map[string]any) bool { return l["event"] == "input_refused" && l["path"] == "/j/where" })
 	if l["where"] != "/items/0/name" || l["limit"] != float64(65536) {
 		t.Errorf("log line %v: want where /items/0/name and limit 65536", l)
 	}
@@ -174,7 +182,7 @@ func TestAttackXMLBodies(t *testing.T) {
 		{"a 65537-byte text", post("/x/text", "application/xml", "<r>"+strings.Repeat("a", 65537)+"</r>"), 400, "invalid_body", "max_text"},
 		{"mismatched tags", post("/x/mismatch", "application/xml", "<a><b></a></b>"), 400, "invalid_body", ""},
 	}
-	runInputAttacks(t, s, app, "body_refused", attacks)
+	runInputAttacks(t, s, app, "body:", attacks)
 
 	ok := `<?xml version="1.0"?><order id="7"><item sku="a">2</item></order>`
 	if got := s.send(t, post("/x/fine", "application/xml", ok)); got.status != 200 || string(app.last(t).body) != ok {
@@ -225,7 +233,7 @@ func TestAttackOpenAPI(t *testing.T) {
 		{"a bomb to an unknown route", post("/nowhere", "application/json", nested("[", "]", 40)), 404, "not_found", "no_route"},
 		{"a bomb to a known route", post("/payments", "application/json", nested("[", "]", 40), idem), 400, "invalid_body", ""},
 	}
-	runInputAttacks(t, s, app, "openapi_refused", attacks)
+	runInputAttacks(t, s, app, "openapi:", attacks)
 
 	for _, ok := range []struct{ name, req, target string }{
 		{"an account", rawGET("/accounts/7"), "/accounts/7"},
@@ -240,7 +248,7 @@ func TestAttackOpenAPI(t *testing.T) {
 	// The log names the parameter and the rule, never the value.
 	s.send(t, rawGET("/accounts/7/payments?limit=31337"))
 	l := s.find(t, func(l map[string]any) bool {
-		return l["event"] == "openapi_refused" && l["in"] == "query" && l["name"] == "limit" && l["rule"] == "maximum"
+		return l["event"] == "input_refused" && l["in"] == "query" && l["name"] == "limit" && l["rule"] == "maximum"
 	})
 	if strings.Contains(fmt.Sprint(l), "31337") {
 		t.Errorf("the log line holds the value: %v", l)

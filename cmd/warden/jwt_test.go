@@ -94,7 +94,7 @@ func TestJWTEndToEnd(t *testing.T) {
 		t.Errorf("token before the keys arrived: %d %q, want 401 with a challenge", code, challenge)
 	}
 	w.find(t, func(l map[string]any) bool {
-		return l["event"] == "token_refused" && l["reason"] == "token:keys_unavailable"
+		return l["event"] == "token_invalid" && l["reason"] == "token:keys_unavailable"
 	})
 	jwks.set(200, tokentest.JWKS(t, k1))
 	testenv.Poll(t, "readiness once the keys arrived", 15*time.Second, func() bool { code, _ := get(t, w.admin+"/readyz"); return code == 200 })
@@ -121,7 +121,7 @@ func TestJWTEndToEnd(t *testing.T) {
 		if code != 401 || challenge != `Bearer error="invalid_token"` || !strings.HasPrefix(body, `{"error":"unauthorized","request_id":"`) {
 			t.Errorf("no token: %d %q %s", code, challenge, body)
 		}
-		w.find(t, func(l map[string]any) bool { return l["event"] == "token_refused" && l["reason"] == "token:missing" })
+		w.find(t, func(l map[string]any) bool { return l["event"] == "token_invalid" && l["reason"] == "token:missing" })
 	})
 	t.Run("a token in the query string is not read", func(t *testing.T) {
 		if code, _, _ := call(t, w.client, "PUT", w.inbound+"/account/alice?access_token="+alice, ""); code != 401 {
@@ -143,7 +143,7 @@ func TestJWTEndToEnd(t *testing.T) {
 			if code != 401 || challenge == "" || strings.Contains(body, reason) {
 				t.Errorf("%s: %d %q %s", reason, code, challenge, body)
 			}
-			w.find(t, func(l map[string]any) bool { return l["event"] == "token_refused" && l["reason"] == "token:"+reason })
+			w.find(t, func(l map[string]any) bool { return l["event"] == "token_invalid" && l["reason"] == "token:"+reason })
 		}
 	})
 	t.Run("a key rotated in is used at once", func(t *testing.T) {

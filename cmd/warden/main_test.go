@@ -54,17 +54,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// process is a running warden with its JSON log lines collected.
+// process is a running warden with its JSON log lines collected: those
+// of stderr in logs and raw, everything it writes to stdout in stdout.
 type process struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	logs []map[string]any
-	raw  bytes.Buffer
-	done chan error
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	logs   []map[string]any
+	raw    bytes.Buffer
+	stdout bytes.Buffer
+	done   chan error
 
-	owner       string // the test that started it, for the leak check
-	decisionLog string // WARDEN_DECISION_LOG when it is a file
-	leaked      map[string]bool
+	owner string // the test that started it, for the leak check
+	// The log files it writes: WARDEN_DECISION_LOG and WARDEN_SECURITY_LOG
+	// when they are files.
+	logFiles []string
+	leaked   map[string]bool
 }
 
 func startWarden(t *testing.T, env ...string) *process {
@@ -91,18 +95,37 @@ func startWardenCmd(t testing.TB, cmd *exec.Cmd, env ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &process{cmd: cmd, done: make(chan error, 1), owner: t.Name(), leaked: map[string]bool{}}
 	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "WARDEN_DECISION_LOG="); ok && v != "stderr" && v != "stdout" {
-			p.decisionLog = v
+		for _, name := range []string{"WARDEN_DECISION_LOG=", "WARDEN_SECURITY_LOG="} {
+			if v, ok := strings.CutPrefix(kv, name); ok && v != "stderr" && v != "stdout" && !strings.Contains(v, "://") {
+				p.logFiles = append(p.logFiles, v)
+			}
 		}
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	scanned := make(chan struct{})
+	scanned := make(chan struct{}, 2)
 	go func() {
-		defer close(scanned)
+		defer func() { scanned <- struct{}{} }()
+		b := make([]byte, 32<<10)
+		for {
+			n, err := stdout.Read(b)
+			p.mu.Lock()
+			p.stdout.Write(b[:n])
+			p.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer func() { scanned <- struct{}{} }()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -116,7 +139,7 @@ func startWardenCmd(t testing.TB, cmd *exec.Cmd, env ...string) *process {
 			p.mu.Unlock()
 		}
 	}()
-	go func() { <-scanned; p.done <- cmd.Wait() }()
+	go func() { <-scanned; <-scanned; p.done <- cmd.Wait() }()
 	processes.Lock()
 	processes.all = append(processes.all, p)
 	processes.Unlock()
@@ -212,12 +235,20 @@ func registeredSecrets() []registeredSecret {
 	return append([]registeredSecret(nil), secrets.all...)
 }
 
-// leaks describes each registered secret in p's logs not reported before.
+// stdoutText is everything p wrote to stdout so far.
+func (p *process) stdoutText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stdout.String()
+}
+
+// leaks describes each registered secret in what p wrote (stderr, stdout,
+// its log files) not reported before.
 func (p *process) leaks() []string {
-	logs := []struct{ name, text string }{{"log", p.rawLog()}}
-	if p.decisionLog != "" {
-		if b, err := os.ReadFile(p.decisionLog); err == nil {
-			logs = append(logs, struct{ name, text string }{"decision log " + filepath.Base(p.decisionLog), string(b)})
+	logs := []struct{ name, text string }{{"log", p.rawLog()}, {"stdout", p.stdoutText()}}
+	for _, f := range p.logFiles {
+		if b, err := os.ReadFile(f); err == nil {
+			logs = append(logs, struct{ name, text string }{"log file " + filepath.Base(f), string(b)})
 		}
 	}
 	var out []string
@@ -317,7 +348,39 @@ func devIssueCmd(t testing.TB, devDir, id, out string) (string, error) {
 	cmd := exec.Command(wardenBin, "dev", "issue", "--id", id, "--out", out)
 	cmd.Env = []string{"WARDEN_DEV_DIR=" + devDir}
 	b, err := cmd.CombinedOutput()
+	if err == nil {
+		// The keys it wrote (the client's and, created on first use, the
+		// development CA's) are secrets no log may hold.
+		secretPEM(t, "client SVID private key", filepath.Join(out, "svid_key.pem"))
+		secretPEM(t, "development CA private key", filepath.Join(devDir, "ca_key.pem"))
+	}
 	return string(b), err
+}
+
+// secretPEM registers the private key in the PEM file path with the log
+// sink: a line of its base64 body past the first, whose bytes are the key's
+// own (the first starts with the algorithm's fixed PKCS #8 header, the same
+// for every key of a kind).
+func secretPEM(t testing.TB, kind, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%s: %v", kind, err)
+	}
+	var body []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "-----") {
+			body = append(body, line)
+		}
+	}
+	switch {
+	case len(body) >= 2:
+		secret(t, kind, body[1])
+	case len(body) == 1 && len(body[0]) > 48:
+		secret(t, kind, body[0][40:])
+	default:
+		t.Fatalf("%s: %s holds no PEM body", kind, path)
+	}
 }
 
 // devSidecar is warden on the development identity in front of a fresh

@@ -87,13 +87,13 @@ func TestRedTeamCredentialsInTheRequestLineAreNeverLogged(t *testing.T) {
 		name string
 		raw  func(secret string) string
 	}{
-		{"a jsessionid path parameter (path_refused, access)", func(v string) string {
+		{"a jsessionid path parameter (input_refused, access)", func(v string) string {
 			return rawGET("/public;jsessionid=" + v)
 		}},
 		{"a jsessionid path parameter in a request with a header line without a colon (bad_request)", func(v string) string {
 			return "GET /public;jsessionid=" + v + " HTTP/1.1\r\nHost: app.local\r\nno colon here\r\n\r\n"
 		}},
-		{"a jsessionid path parameter with a method override header (request_refused, access)", func(v string) string {
+		{"a jsessionid path parameter with a method override header (input_refused, access)", func(v string) string {
 			return rawGET("/public;jsessionid="+v, "X-HTTP-Method: PUT")
 		}},
 		{"the password of an absolute-form target in a malformed request (bad_request)", func(v string) string {
@@ -102,7 +102,7 @@ func TestRedTeamCredentialsInTheRequestLineAreNeverLogged(t *testing.T) {
 		{"an access token after '#' in a malformed request (bad_request)", func(v string) string {
 			return "GET /public#access_token=" + v + " HTTP/1.1\r\nHost: app.local\r\nno colon here\r\n\r\n"
 		}},
-		{"an access token in a query the client encoded into the path (path_refused, access)", func(v string) string {
+		{"an access token in a query the client encoded into the path (input_refused, access)", func(v string) string {
 			return rawGET("/public%3Faccess_token=" + v)
 		}},
 	}

@@ -150,9 +150,10 @@ func TestAttackSignedRequests(t *testing.T) {
 		if n := app.receivedTarget(target); n != 0 {
 			t.Errorf("%s: the app received %s", a.name, target)
 		}
-		s.find(t, func(l map[string]any) bool {
-			return l["event"] == "signature_invalid" && l["reason"] == a.rule && l["path"] == strings.SplitN(target, "?", 2)[0]
-		})
+		ev := s.wantOnce(t, "signature_invalid", got.header.Get("X-Request-Id"))
+		if ev["reason"] != a.rule || ev["path"] != strings.SplitN(target, "?", 2)[0] || ev["source_ip"] != "127.0.0.1" {
+			t.Errorf("%s: signature_invalid %v, want reason %s and path %s", a.name, ev, a.rule, target)
+		}
 	}
 
 	// The same signed request twice: the second is a replay.
@@ -160,15 +161,20 @@ func TestAttackSignedRequests(t *testing.T) {
 	if got := s.send(t, again); got.status != 200 {
 		t.Fatalf("first sending: %s", got)
 	}
-	wantRefused(t, "the replay", s.send(t, again), 401, "invalid_signature")
+	replay := s.send(t, again)
+	wantRefused(t, "the replay", replay, 401, "invalid_signature")
+	if ev := s.wantOnce(t, "signature_invalid", replay.header.Get("X-Request-Id")); ev["reason"] != "signature:replayed" || ev["severity"] != "high" {
+		t.Errorf("the replay's event %v, want signature:replayed, high", ev)
+	}
 	if n := app.receivedTarget("/s/replay"); n != 1 {
 		t.Errorf("the app received the replayed request %d times, want once", n)
 	}
 	// Each refusal counted by its reason: two verified, every attack and
-	// the replay refused.
+	// the replay refused, and the unsigned barrier requests of wantOnce.
+	b := float64(s.barriers)
 	wantSeries(t, scrape(t, s.admin), map[string]float64{
 		`warden_signature_verifications_total{reason="none",result="valid"}`:                    2,
-		`warden_signature_verifications_total{reason="missing",result="refused"}`:               1,
+		`warden_signature_verifications_total{reason="missing",result="refused"}`:               1 + b,
 		`warden_signature_verifications_total{reason="unknown_key",result="refused"}`:           1,
 		`warden_signature_verifications_total{reason="bad_signature",result="refused"}`:         6,
 		`warden_signature_verifications_total{reason="digest_mismatch",result="refused"}`:       1,
@@ -176,7 +182,7 @@ func TestAttackSignedRequests(t *testing.T) {
 		`warden_signature_verifications_total{reason="stale",result="refused"}`:                 1,
 		`warden_signature_verifications_total{reason="duplicate_header",result="refused"}`:      1,
 		`warden_signature_verifications_total{reason="replayed",result="refused"}`:              1,
-		`warden_denials_total{stage="signature"}`:                                               13,
+		`warden_denials_total{stage="signature"}`:                                               13 + b,
 	})
 }
 
@@ -224,6 +230,7 @@ func TestOutboundSigning(t *testing.T) {
 	}
 	keyFile := filepath.Join(t.TempDir(), "signing.pem")
 	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	secretPEM(t, "outbound signing key", keyFile)
 	jwk := key.Public()
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {

@@ -310,7 +310,7 @@ func TestSPIRE(t *testing.T) {
 			t.Errorf("JWT-SVID for another audience: %d %q, want 401", code, challenge)
 		}
 		jw.find(t, func(l map[string]any) bool {
-			return l["event"] == "token_refused" && l["reason"] == "token:wrong_audience"
+			return l["event"] == "token_invalid" && l["reason"] == "token:wrong_audience"
 		})
 		if code, _, _ := call(t, direct, "GET", in+"/jwt", ""); code != 401 {
 			t.Errorf("no token: %d, want 401", code)
@@ -426,6 +426,21 @@ func TestSPIRE(t *testing.T) {
 		})
 		if !unready.Before(cert.NotAfter) {
 			t.Errorf("readiness turned 503 at %v, after the SVID expired at %v", unready, cert.NotAfter)
+		}
+		// And once, the security event: the SVID nears expiry unrenewed.
+		ev := orders.find(t, func(l map[string]any) bool { return l["event"] == "identity_expiring" })
+		if ev["event_type"] != "security" || ev["reason"] != "near_expiry" || ev["severity"] != "high" ||
+			ev["spiffe_id"] != ordersID.String() || ev["svid_expiry"] != cert.NotAfter.UTC().Format(time.RFC3339) {
+			t.Errorf("identity_expiring %v, want near_expiry, high, for %s expiring at %s", ev, ordersID, cert.NotAfter.UTC())
+		}
+		near := 0
+		for _, ev := range securityEvents(orders.logLines(), "identity_expiring") {
+			if ev["reason"] == "near_expiry" {
+				near++
+			}
+		}
+		if near != 1 {
+			t.Errorf("%d identity_expiring events with reason near_expiry, want 1", near)
 		}
 	})
 }
