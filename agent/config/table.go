@@ -222,6 +222,8 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.BPFMaxConns = p.positiveInt(n) }},
 	{"WARDEN_ADMIN_PPROF", "false", "`true` serves Go's profiler under `/debug/pprof/` on the admin address", BySidecar, "",
 		func(p *parser, c *values, n string) { c.AdminPprof = p.boolean(n) }},
+	{"WARDEN_APP_PROBES", "", "the app's HTTP and gRPC probes that the webhook rewrote to `/app-health/<container>/<probe>` on the admin address (probe: `liveness`, `readiness` or `startup`), as JSON keyed `<container>/<probe>` with Kubernetes' field names (`httpGet` with `path`, `port`, `scheme`, `httpHeaders`; `grpc` with `port`, `service`; `timeoutSeconds`); warden probes the app on 127.0.0.1 the same way; set by the webhook only; empty: `/app-health/` answers 404", BySidecar, "",
+		func(p *parser, c *values, n string) { c.AppProbes = p.appProbes(n) }},
 	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`", BySidecar | ByWebhook, "",
 		func(p *parser, c *values, n string) { c.LogLevel = p.oneOf(n, "debug", "info", "warn", "error") }},
 	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`", BySidecar | ByWebhook, "",
