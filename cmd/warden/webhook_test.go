@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/warden-sidecar/warden/deploy/inject"
@@ -322,6 +323,30 @@ func TestAPIServerWebhook(t *testing.T) {
 		t.Errorf("dry run: injected %v, %v", injected(&stored), err)
 	}
 
+	// The app's probe of its redirected port goes through warden's admin
+	// port, and the sidecar is sized by annotation: what the API server
+	// stores is valid and says so.
+	p, warnings, err = create("labeled", map[string]string{"warden.io/cpu-limit": "500m", "warden.io/memory-limit": "300Mi"}, func(p *corev1.Pod) {
+		p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+			ProbeHandler:   corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}},
+			TimeoutSeconds: 2, PeriodSeconds: 7,
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInjected(p, map[string]string{"WARDEN_APP_PROBES": `{"app/readiness":{"httpGet":{"path":"/ready","port":8080,"scheme":"HTTP"},"timeoutSeconds":2}}`})
+	if rp := p.Spec.Containers[0].ReadinessProbe; rp.HTTPGet == nil || rp.HTTPGet.Path != "/app-health/app/readiness" || rp.HTTPGet.Port.IntValue() != 15000 ||
+		rp.TimeoutSeconds != 2 || rp.PeriodSeconds != 7 {
+		t.Errorf("the app's readiness probe as stored: %+v", rp)
+	}
+	if r := p.Spec.InitContainers[1].Resources; r.Limits.Cpu().String() != "500m" || r.Limits.Memory().String() != "300Mi" || r.Requests.Memory().String() != "64Mi" {
+		t.Errorf("the sidecar's resources as stored: %+v", r)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings %v", warnings)
+	}
+
 	// Bad annotations are refused, naming the annotation, at kubectl apply.
 	for _, tc := range []struct {
 		ns          string
@@ -330,6 +355,8 @@ func TestAPIServerWebhook(t *testing.T) {
 	}{
 		{"labeled", map[string]string{"warden.io/upstream-prt": "8080"},
 			`admission webhook "inject.warden.io" denied the request: inject: unknown annotation warden.io/upstream-prt (did you mean warden.io/upstream-port?)`},
+		{"labeled", map[string]string{"warden.io/memory-request": "1Gi"},
+			`admission webhook "inject.warden.io" denied the request: inject: annotation warden.io/memory-request="1Gi": expected at most the memory limit 256Mi`},
 		{"labeled", map[string]string{"warden.io/conn-rate-limit": "fast"},
 			`admission webhook "inject.warden.io" denied the request: inject: annotation warden.io/conn-rate-limit: config: WARDEN_CONN_RATE_LIMIT="fast": expected a whole number from 0 (unlimited) to 1000000000`},
 		{"plain", map[string]string{"warden.io/inject": "true", "warden.io/rate-limit-mode": "kernel"},

@@ -11,6 +11,8 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/warden-sidecar/warden/internal/appprobe"
 )
 
 // Names the manifests, the webhook and the pods share.
@@ -146,10 +148,21 @@ func Inject(pod *corev1.Pod, scope Scope, opts Options) (Result, error) {
 
 	out := pod.DeepCopy()
 	initC, sidecar := s.containers(tmpl, opts.Image)
+	var probes appprobe.Set
+	if a.rewriteProbes != "false" {
+		probes = s.rewriteProbes(out)
+	}
+	if probes != nil {
+		env, err := appProbesEnv(probes)
+		if err != nil {
+			return Result{}, err
+		}
+		sidecar.Env = append(sidecar.Env, env)
+	}
 	out.Spec.InitContainers = append([]corev1.Container{initC, sidecar}, out.Spec.InitContainers...)
 	vol := tmpl.socketVolumes[s.socket]
 	out.Spec.Volumes = append(out.Spec.Volumes, *vol.DeepCopy())
-	return Result{Pod: out, Warnings: s.warnings(pod, a)}, nil
+	return Result{Pod: out, Warnings: s.warnings(pod, a, probes)}, nil
 }
 
 func hasContainer(pod *corev1.Pod, name string) bool {

@@ -19,6 +19,7 @@ type settings struct {
 	socket                 string
 	pprof                  bool
 	inboundPort, adminPort int
+	resources              corev1.ResourceRequirements // warden's, from sidecar.yaml and the resource annotations
 }
 
 func (a annotations) settings(t *template) (settings, error) {
@@ -26,6 +27,11 @@ func (a annotations) settings(t *template) (settings, error) {
 	if s.socket == "" {
 		s.socket = SocketCSI
 	}
+	res, err := a.sidecarResources(t)
+	if err != nil {
+		return s, err
+	}
+	s.resources = res
 
 	// The sidecar: the template's variables, replaced where annotated,
 	// then the other annotated ones it reads, in the order of config.Vars.
