@@ -240,6 +240,20 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.webhook.KeyFile = p.str(n) }},
 	{"WARDEN_SIDECAR_IMAGE", "", "`warden webhook`: image of the injected `warden` and `warden-init` containers, e.g. `ghcr.io/warden-sidecar/warden:v0.1.0`; required", ByWebhook, "",
 		func(p *parser, c *values, n string) { c.webhook.SidecarImage = p.image(n) }},
+	{"WARDEN_SIDECAR_CPU_REQUEST", "", "`warden webhook`: the injected `warden` container's CPU request, a Kubernetes quantity (`100m`); empty: sidecar.yaml's (`50m`); a pod's `warden.io/cpu-request` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.CPURequest = p.quantity(n) }},
+	{"WARDEN_SIDECAR_CPU_LIMIT", "", "`warden webhook`: the injected `warden` container's CPU limit; empty: sidecar.yaml's (none); `warden.io/cpu-limit` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.CPULimit = p.quantity(n) }},
+	{"WARDEN_SIDECAR_MEMORY_REQUEST", "", "`warden webhook`: the injected `warden` container's memory request (`64Mi`); empty: sidecar.yaml's (`64Mi`); `warden.io/memory-request` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.MemoryRequest = p.quantity(n) }},
+	{"WARDEN_SIDECAR_MEMORY_LIMIT", "", "`warden webhook`: the injected `warden` container's memory limit; empty: sidecar.yaml's (`256Mi`); `warden.io/memory-limit` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.MemoryLimit = p.quantity(n) }},
+	{"WARDEN_SIDECAR_RATE_LIMIT_MODE", "", "`warden webhook`: WARDEN_RATE_LIMIT_MODE of injected sidecars whose pod does not annotate `warden.io/rate-limit-mode` (`auto`, `ebpf`, `userspace` or `off`); empty: warden's default", ByWebhook, "",
+		func(p *parser, c *values, n string) {
+			if p.raw(n) != "" {
+				c.webhook.RateLimitMode = p.oneOf(n, RateLimitAuto, RateLimitEBPF, RateLimitUserspace, RateLimitOff)
+			}
+		}},
 }
 
 // WebhookVars are the variables only `warden webhook` reads (it reads

@@ -26,7 +26,10 @@ func runWebhook(ctx context.Context, args []string, lookup func(string) (string,
 		return err
 	}
 	log := agent.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	opts := inject.Options{Image: cfg.SidecarImage}
+	opts, err := inject.NewOptions(cfg)
+	if err != nil {
+		return err
+	}
 	srv, err := admission.New(admission.Options{
 		Addr:     cfg.Addr,
 		CertFile: cfg.CertFile,

@@ -74,6 +74,13 @@ const (
 // Options are the webhook's settings, the same for every pod.
 type Options struct {
 	Image string // of both injected containers (WARDEN_SIDECAR_IMAGE)
+	// Resources replace sidecar.yaml's requests and limits of warden, each
+	// one given (WARDEN_SIDECAR_CPU_REQUEST, ...); a pod's annotations
+	// replace both.
+	Resources corev1.ResourceRequirements
+	// RateLimitMode is WARDEN_RATE_LIMIT_MODE of a sidecar whose pod does
+	// not annotate it (WARDEN_SIDECAR_RATE_LIMIT_MODE); "": warden's default.
+	RateLimitMode string
 }
 
 // Result is the outcome for one pod.
@@ -121,7 +128,7 @@ func Inject(pod *corev1.Pod, scope Scope, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	s, err := a.settings(tmpl)
+	s, err := a.settings(tmpl, opts)
 	if err != nil {
 		return Result{}, err
 	}

@@ -307,9 +307,9 @@ func TestBadAnnotationsAreRefusedByName(t *testing.T) {
 		{"a request above its annotated limit", map[string]string{"warden.io/cpu-request": "2", "warden.io/cpu-limit": "500m"},
 			false, `inject: annotation warden.io/cpu-limit="500m": expected at least the cpu request 2 (from warden.io/cpu-request)`},
 		{"a limit below the default request", map[string]string{"warden.io/memory-limit": "32Mi"},
-			false, `inject: annotation warden.io/memory-limit="32Mi": expected at least the memory request 64Mi (the default of sidecar.yaml)`},
+			false, `inject: annotation warden.io/memory-limit="32Mi": expected at least the memory request 64Mi (the webhook's default)`},
 		{"a request above the default limit", map[string]string{"warden.io/memory-request": "1Gi"},
-			false, `inject: annotation warden.io/memory-request="1Gi": expected at most the memory limit 256Mi (the default of sidecar.yaml; raise it with warden.io/memory-limit)`},
+			false, `inject: annotation warden.io/memory-request="1Gi": expected at most the memory limit 256Mi (the webhook's default; raise it with warden.io/memory-limit)`},
 		{"a typo in a resource", map[string]string{"warden.io/cpu-requests": "1"},
 			false, `inject: unknown annotation warden.io/cpu-requests (did you mean warden.io/cpu-request?)`},
 		{"explicit opt-in on the host network", map[string]string{"warden.io/inject": "true"},
@@ -538,5 +538,45 @@ func TestRewrittenProbesAreServedByTheSidecar(t *testing.T) {
 	}
 	if _, ok := envMap(res.Pod.Spec.InitContainers[1].Env)["WARDEN_APP_PROBES"]; ok || !reflect.DeepEqual(res.Pod.Spec.Containers, pod.Spec.Containers) {
 		t.Error("warden.io/rewrite-probes: \"false\" still rewrote the probes")
+	}
+}
+
+// The webhook's injection defaults (WARDEN_SIDECAR_CPU_REQUEST, ...,
+// WARDEN_SIDECAR_RATE_LIMIT_MODE) replace sidecar.yaml's and warden's, and
+// a pod's annotations replace them.
+func TestWebhookDefaults(t *testing.T) {
+	opts, err := NewOptions(config.Webhook{SidecarImage: testImage, CPULimit: "2", MemoryRequest: "128Mi", MemoryLimit: "1Gi", RateLimitMode: "userspace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := readPod(t, "testdata/plain.yaml")
+	res, err := Inject(pod, ScopeNamespace, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res.Pod.Spec.InitContainers[1]
+	r := w.Resources
+	if r.Requests.Cpu().String() != "50m" || r.Limits.Cpu().String() != "2" || r.Requests.Memory().String() != "128Mi" || r.Limits.Memory().String() != "1Gi" {
+		t.Errorf("resources %+v", r)
+	}
+	if envMap(w.Env)["WARDEN_RATE_LIMIT_MODE"] != "userspace" {
+		t.Errorf("env %v", envMap(w.Env))
+	}
+	pod.Annotations = map[string]string{"warden.io/rate-limit-mode": "ebpf", "warden.io/memory-limit": "512Mi"}
+	res, err = Inject(pod, ScopeNamespace, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = res.Pod.Spec.InitContainers[1]
+	if envMap(w.Env)["WARDEN_RATE_LIMIT_MODE"] != "ebpf" || w.Resources.Limits.Memory().String() != "512Mi" || w.SecurityContext.Capabilities.Add == nil {
+		t.Errorf("annotated: env %v, resources %+v, caps %+v", envMap(w.Env), w.Resources, w.SecurityContext.Capabilities)
+	}
+
+	_, err = NewOptions(config.Webhook{SidecarImage: testImage, MemoryRequest: "512Mi"})
+	if want := "inject: the injected memory request 512Mi is above its limit 256Mi: set WARDEN_SIDECAR_MEMORY_REQUEST and WARDEN_SIDECAR_MEMORY_LIMIT together"; err == nil || err.Error() != want {
+		t.Errorf("a default request above the default limit: %v", err)
+	}
+	if opts, err := NewOptions(config.Webhook{SidecarImage: testImage}); err != nil || opts.Resources.Requests != nil || opts.Resources.Limits != nil || opts.RateLimitMode != "" {
+		t.Errorf("no defaults: %+v %v", opts, err)
 	}
 }

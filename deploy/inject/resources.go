@@ -2,9 +2,12 @@ package inject
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/warden-sidecar/warden/agent/config"
 )
 
 // The annotations that size the injected warden container; without them,
@@ -46,13 +49,19 @@ func parseQuantity(key, value string) (resource.Quantity, error) {
 // the annotated ones in their place, and an error naming the annotation
 // when a request would exceed its limit (the API server would refuse the
 // pod with a message about a container the user did not write).
-func (a annotations) sidecarResources(t *template) (corev1.ResourceRequirements, error) {
+func (a annotations) sidecarResources(t *template, defaults corev1.ResourceRequirements) (corev1.ResourceRequirements, error) {
 	r := *t.sidecar.Resources.DeepCopy()
 	set := func(l *corev1.ResourceList, name corev1.ResourceName, q resource.Quantity) {
 		if *l == nil {
 			*l = corev1.ResourceList{}
 		}
 		(*l)[name] = q
+	}
+	for name, q := range defaults.Requests {
+		set(&r.Requests, name, q)
+	}
+	for name, q := range defaults.Limits {
+		set(&r.Limits, name, q)
 	}
 	for _, ra := range resourceAnnotations {
 		q, ok := a.resources[ra.key]
@@ -75,8 +84,14 @@ func (a annotations) sidecarResources(t *template) (corev1.ResourceRequirements,
 		if name == corev1.ResourceMemory {
 			reqKey, limKey = AnnotationMemoryRequest, AnnotationMemoryLimit
 		}
-		if _, annotated := a.resources[limKey]; annotated {
+		_, limAnnotated := a.resources[limKey]
+		_, reqAnnotated := a.resources[reqKey]
+		switch {
+		case limAnnotated:
 			return r, fmt.Errorf("inject: annotation %s=%q: expected at least the %s request %s (%s)", limKey, lim.String(), name, req.String(), origin(a, reqKey))
+		case !reqAnnotated: // the webhook's own defaults disagree (NewOptions)
+			return r, fmt.Errorf("inject: the injected %s request %s is above its limit %s: set WARDEN_SIDECAR_%s_REQUEST and WARDEN_SIDECAR_%s_LIMIT together",
+				name, req.String(), lim.String(), strings.ToUpper(string(name)), strings.ToUpper(string(name)))
 		}
 		return r, fmt.Errorf("inject: annotation %s=%q: expected at most the %s limit %s (%s; raise it with %s)", reqKey, req.String(), name, lim.String(), origin(a, limKey), limKey)
 	}
@@ -87,5 +102,47 @@ func origin(a annotations, key string) string {
 	if _, ok := a.resources[key]; ok {
 		return "from " + key
 	}
-	return "the default of sidecar.yaml"
+	return "the webhook's default"
+}
+
+// NewOptions are the webhook's Options from its configuration, checked
+// against sidecar.yaml as a pod without annotations would be: a default
+// request above a default limit stops the webhook at startup, not every
+// pod at admission.
+func NewOptions(w config.Webhook) (Options, error) {
+	o := Options{Image: w.SidecarImage, RateLimitMode: w.RateLimitMode}
+	for _, d := range []struct {
+		value, variable string
+		name            corev1.ResourceName
+		limit           bool
+	}{
+		{w.CPURequest, "WARDEN_SIDECAR_CPU_REQUEST", corev1.ResourceCPU, false},
+		{w.CPULimit, "WARDEN_SIDECAR_CPU_LIMIT", corev1.ResourceCPU, true},
+		{w.MemoryRequest, "WARDEN_SIDECAR_MEMORY_REQUEST", corev1.ResourceMemory, false},
+		{w.MemoryLimit, "WARDEN_SIDECAR_MEMORY_LIMIT", corev1.ResourceMemory, true},
+	} {
+		if d.value == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(d.value)
+		if err != nil {
+			return o, fmt.Errorf("inject: %s=%q: %w", d.variable, d.value, err)
+		}
+		l := &o.Resources.Requests
+		if d.limit {
+			l = &o.Resources.Limits
+		}
+		if *l == nil {
+			*l = corev1.ResourceList{}
+		}
+		(*l)[d.name] = q
+	}
+	t, err := loadTemplate()
+	if err != nil {
+		return o, err
+	}
+	if _, err := (annotations{}).sidecarResources(t, o.Resources); err != nil {
+		return o, err
+	}
+	return o, nil
 }
