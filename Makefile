@@ -22,17 +22,17 @@ build:
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/warden ./cmd/warden
 
 # warden's image as an OCI archive, without a registry, a container engine
-# or a shell: the static binary and Debian's iptables (for `warden init`),
-# assembled by deploy/image (go-containerregistry). Import it with
+# or a shell: the static binary, Debian's iptables (for `warden init`) and
+# trust roots, assembled by deploy/image (go-containerregistry). Import it with
 # `ctr -n k8s.io images import bin/warden-image.tar`, or
 # `skopeo copy oci-archive:bin/warden-image.tar docker-daemon:$(IMAGE_REF)`.
 # The Dockerfile in deploy/image builds the same files with Docker.
 IMAGE_REF ?= ghcr.io/warden-sidecar/warden:$(VERSION)
 
 image:
-	@if [ ! -x /usr/sbin/xtables-nft-multi ]; then \
+	@if [ ! -x /usr/sbin/xtables-nft-multi ] || [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
-	  apt-get install -y -qq --no-install-recommends iptables; fi
+	  apt-get install -y -qq --no-install-recommends iptables ca-certificates; fi
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/warden-static ./cmd/warden
 	$(GO) run ./deploy/image -binary bin/warden-static -out bin/warden-image.tar -version $(VERSION) -ref $(IMAGE_REF) \
 	  -created $$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)

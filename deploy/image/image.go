@@ -33,6 +33,9 @@ const (
 	// link to it (Debian's alternatives, set by a maintainer script the
 	// image never runs, would point them there too).
 	xtablesMulti = "/usr/sbin/xtables-nft-multi"
+	// caBundle is Debian's ca-certificates bundle, one of the files Go's
+	// crypto/x509 looks for on Linux.
+	caBundle = "/etc/ssl/certs/ca-certificates.crt"
 )
 
 // iptablesNames are the commands warden init runs (deploy/netinit), and
@@ -92,6 +95,11 @@ func Collect(o Options) ([]File, error) {
 		Xattrs: map[string]string{CapabilityXattr: string(Capabilities())}})
 	c.put(File{Path: "/tmp", Type: tar.TypeDir, Mode: 0o1777})
 
+	// The system's trust roots, for what warden fetches over HTTPS
+	// (policy bundles, JWKS) without a CA of its own: Go reads this file.
+	if err := c.add(caBundle); err != nil {
+		return nil, fmt.Errorf("trust roots (apt-get install ca-certificates): %w", err)
+	}
 	if err := c.add(xtablesMulti); err != nil {
 		return nil, fmt.Errorf("iptables (apt-get install iptables): %w", err)
 	}

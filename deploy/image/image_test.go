@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/x509"
 	"debug/elf"
 	"io"
 	"os"
@@ -217,6 +218,20 @@ func TestImageBinary(t *testing.T) {
 	}
 	if !h.ModTime.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("mtime %v: want the -created time (reproducible layers)", h.ModTime)
+	}
+}
+
+// The trust roots Go reads on Linux are in the image, for bundles and
+// JWKS fetched over HTTPS.
+func TestImageHasTrustRoots(t *testing.T) {
+	b := buildImage(t)
+	p := b.resolve(caBundle)
+	if p == "" {
+		t.Fatalf("%s is not in the image", caBundle)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b.bodies[p]) {
+		t.Errorf("%s holds no certificate", caBundle)
 	}
 }
 

@@ -9,7 +9,8 @@
 // cap_perfmon permitted but not effective, as `setcap ...+p` writes them:
 // the security.capability xattr, carried in the layer's tar as a PAX
 // record), and Debian's iptables (nft backend) with the shared libraries
-// and xtables extensions it loads, which `warden init` runs. No shell, no
+// and xtables extensions it loads, which `warden init` runs, and Debian's
+// trust roots for what warden fetches over HTTPS. No shell, no
 // package manager. The image runs as 1337:1337, entrypoint
 // /usr/local/bin/warden.
 //
