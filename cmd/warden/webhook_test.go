@@ -99,6 +99,10 @@ func TestWebhookRefusesBadConfigurationInOneLine(t *testing.T) {
 			`warden: config: WARDEN_WEBHOOK_ADDR="nowhere": expected host:port, e.g. 127.0.0.1:8080`},
 		{"no certificate", nil, []string{"WARDEN_SIDECAR_IMAGE=x", "WARDEN_WEBHOOK_ADDR=127.0.0.1:0", "WARDEN_WEBHOOK_CERT=/nonexistent/tls.crt"},
 			"warden: webhook: admission: certificate file: stat /nonexistent/tls.crt: no such file or directory"},
+		{"a default request above the default limit", nil, []string{"WARDEN_SIDECAR_IMAGE=x", "WARDEN_SIDECAR_MEMORY_REQUEST=1Gi"},
+			"warden: inject: the injected memory request 1Gi is above its limit 256Mi: set WARDEN_SIDECAR_MEMORY_REQUEST and WARDEN_SIDECAR_MEMORY_LIMIT together"},
+		{"a bad default quantity", nil, []string{"WARDEN_SIDECAR_IMAGE=x", "WARDEN_SIDECAR_CPU_LIMIT=2 cores"},
+			`warden: config: WARDEN_SIDECAR_CPU_LIMIT="2 cores": expected a Kubernetes quantity above 0, such as 100m, 0.5 or 128Mi`},
 		{"an argument", []string{"--port=1"}, []string{"WARDEN_SIDECAR_IMAGE=x"},
 			`warden: webhook: unexpected argument "--port=1": the webhook is configured by WARDEN_WEBHOOK_* variables`},
 	}
