@@ -74,6 +74,21 @@ func (c *adminServer) start(_ context.Context, run func(func() error)) error {
 	c.srv.Handle("/metrics", a.metrics.Handler(func(msg string) {
 		mlog.Warn().Str("event", "metrics_error").Str("error", msg).Send()
 	}))
+	plog := a.log.With().Str("component", "app_probes").Logger()
+	c.srv.HandleAppProbes(a.cfg.AppProbes, func(r admin.ProbeResult) {
+		if r.Outcome == "ok" {
+			return // every few seconds per probe: not worth a line
+		}
+		ev := plog.Warn().Str("event", "app_probe_failed").Str("container", r.Container).Str("probe", r.Probe).
+			Str("outcome", r.Outcome).Float64("duration_seconds", r.Duration.Seconds())
+		if r.Status != 0 {
+			ev = ev.Int("status", r.Status)
+		}
+		if r.Err != nil {
+			ev = ev.Str("error", r.Err.Error())
+		}
+		ev.Send()
+	})
 	if a.cfg.AdminPprof {
 		c.srv.EnablePprof()
 	}

@@ -264,6 +264,9 @@ func TestExampleIsInjectedWithoutWarnings(t *testing.T) {
 	if err != nil || res.Pod == nil || len(res.Warnings) > 0 {
 		t.Fatalf("the example app: %v, %+v", err, res)
 	}
+	if p := res.Pod.Spec.Containers[0].ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/app-health/app/readiness" || p.HTTPGet.Port.IntValue() != 15000 {
+		t.Errorf("the example's readiness probe, injected: %+v", p)
+	}
 }
 
 func kubectlKustomize(t *testing.T, c *kubetest.Cluster, dir string) []map[string]any {

@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/warden-sidecar/warden/agent/token"
+	"github.com/warden-sidecar/warden/internal/appprobe"
 	"github.com/warden-sidecar/warden/internal/redact"
 	"github.com/warden-sidecar/warden/spiffe"
 )
@@ -137,6 +138,7 @@ type Config struct {
 	RedirectAll   bool
 
 	AdminPprof bool
+	AppProbes  appprobe.Set // the app's probes served on /app-health/; nil: none
 
 	LogLevel  string
 	LogFormat string
@@ -320,6 +322,10 @@ func Overrides[E Env](env E) map[string]string {
 	for _, v := range Vars {
 		val, set := lookup(v.Name)
 		if v.Readers&BySidecar != 0 && set && val != v.Default && (val != "" || v.Empty != "") {
+			if v.Name == "WARDEN_APP_PROBES" {
+				out[v.Name] = appprobe.Redacted(val) // probe headers may carry credentials
+				continue
+			}
 			out[v.Name] = redact.URL(val)
 		}
 	}

@@ -124,6 +124,12 @@ func TestInvalidValues(t *testing.T) {
 		{"security log in a missing directory", map[string]string{"WARDEN_SECURITY_LOG": "/nonexistent/security.log"}, `WARDEN_SECURITY_LOG="/nonexistent/security.log": expected a file path in an existing directory`},
 		{"security log that is a directory", map[string]string{"WARDEN_SECURITY_LOG": "/tmp"}, `WARDEN_SECURITY_LOG="/tmp": expected a regular file`},
 		{"outbound timeout of zero", map[string]string{"WARDEN_OUTBOUND_TIMEOUT": "0s"}, `WARDEN_OUTBOUND_TIMEOUT="0s": expected a positive duration`},
+		{"app probes that are no JSON", map[string]string{"WARDEN_APP_PROBES": "app/readiness=/ready"}, `WARDEN_APP_PROBES="[unparsable WARDEN_APP_PROBES]": expected a JSON object of the app's probes keyed <container>/<probe>`},
+		{"app probe with an unknown probe name", map[string]string{"WARDEN_APP_PROBES": `{"app/ready":{"httpGet":{"port":8080}}}`}, `appprobe: probe "app/ready": expected the probe liveness, readiness or startup`},
+		{"app probe without a handler", map[string]string{"WARDEN_APP_PROBES": `{"app/liveness":{"timeoutSeconds":1}}`}, `appprobe: probe "app/liveness": expected httpGet or grpc`},
+		{"app probe with a host", map[string]string{"WARDEN_APP_PROBES": `{"app/liveness":{"httpGet":{"host":"10.0.0.1","port":8080}}}`}, `appprobe: json: unknown field "host"`},
+		{"app probe on port 0", map[string]string{"WARDEN_APP_PROBES": `{"app/startup":{"grpc":{"port":0}}}`}, `appprobe: probe "app/startup": grpc.port 0: expected 1 to 65535`},
+		{"app probe with a header carrying CR LF", map[string]string{"WARDEN_APP_PROBES": `{"app/readiness":{"httpGet":{"port":8080,"httpHeaders":[{"name":"X-A","value":"a\r\nB: c"}]}}}`}, `httpGet.httpHeaders: X-A: expected a value without CR, LF or NUL`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/warden-sidecar/warden/internal/appprobe"
 	"github.com/warden-sidecar/warden/internal/redact"
 )
 
@@ -393,4 +394,18 @@ func (p *parser) securityLog(name string) string {
 		return ""
 	}
 	return v
+}
+
+// appProbes accepts WARDEN_APP_PROBES, the app's probes as the webhook
+// wrote them (internal/appprobe). The value is shown redacted: a probe's
+// headers may carry a credential.
+func (p *parser) appProbes(name string) appprobe.Set {
+	v := p.raw(name)
+	set, err := appprobe.Parse(v)
+	if err != nil {
+		p.failWith(&Error{Variable: name, Value: appprobe.Redacted(v), err: err,
+			Expected: "a JSON object of the app's probes keyed <container>/<probe>, as the webhook writes it"})
+		return nil
+	}
+	return set
 }

@@ -230,6 +230,8 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.BPFMaxConns = p.positiveInt(n) }},
 	{"WARDEN_ADMIN_PPROF", "false", "`true` serves Go's profiler under `/debug/pprof/` on the admin address", BySidecar, "",
 		func(p *parser, c *values, n string) { c.AdminPprof = p.boolean(n) }},
+	{"WARDEN_APP_PROBES", "", "the app's HTTP and gRPC probes that the webhook rewrote to `/app-health/<container>/<probe>` on the admin address (probe: `liveness`, `readiness` or `startup`), as JSON keyed `<container>/<probe>` with Kubernetes' field names (`httpGet` with `path`, `port`, `scheme`, `httpHeaders`; `grpc` with `port`, `service`; `timeoutSeconds`); warden probes the app on 127.0.0.1 the same way; set by the webhook only; empty: `/app-health/` answers 404", BySidecar, "",
+		func(p *parser, c *values, n string) { c.AppProbes = p.appProbes(n) }},
 	{"WARDEN_LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`", BySidecar | ByWebhook, "",
 		func(p *parser, c *values, n string) { c.LogLevel = p.oneOf(n, "debug", "info", "warn", "error") }},
 	{"WARDEN_LOG_FORMAT", "json", "`json` or `console`", BySidecar | ByWebhook, "",
@@ -246,6 +248,20 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.webhook.KeyFile = p.str(n) }},
 	{"WARDEN_SIDECAR_IMAGE", "", "`warden webhook`: image of the injected `warden` and `warden-init` containers, e.g. `ghcr.io/warden-sidecar/warden:v0.1.0`; required", ByWebhook, "",
 		func(p *parser, c *values, n string) { c.webhook.SidecarImage = p.image(n) }},
+	{"WARDEN_SIDECAR_CPU_REQUEST", "", "`warden webhook`: the injected `warden` container's CPU request, a Kubernetes quantity (`100m`); empty: sidecar.yaml's (`50m`); a pod's `warden.io/cpu-request` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.CPURequest = p.quantity(n) }},
+	{"WARDEN_SIDECAR_CPU_LIMIT", "", "`warden webhook`: the injected `warden` container's CPU limit; empty: sidecar.yaml's (none); `warden.io/cpu-limit` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.CPULimit = p.quantity(n) }},
+	{"WARDEN_SIDECAR_MEMORY_REQUEST", "", "`warden webhook`: the injected `warden` container's memory request (`64Mi`); empty: sidecar.yaml's (`64Mi`); `warden.io/memory-request` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.MemoryRequest = p.quantity(n) }},
+	{"WARDEN_SIDECAR_MEMORY_LIMIT", "", "`warden webhook`: the injected `warden` container's memory limit; empty: sidecar.yaml's (`256Mi`); `warden.io/memory-limit` replaces it", ByWebhook, "",
+		func(p *parser, c *values, n string) { c.webhook.MemoryLimit = p.quantity(n) }},
+	{"WARDEN_SIDECAR_RATE_LIMIT_MODE", "", "`warden webhook`: WARDEN_RATE_LIMIT_MODE of injected sidecars whose pod does not annotate `warden.io/rate-limit-mode` (`auto`, `ebpf`, `userspace` or `off`); empty: warden's default", ByWebhook, "",
+		func(p *parser, c *values, n string) {
+			if p.raw(n) != "" {
+				c.webhook.RateLimitMode = p.oneOf(n, RateLimitAuto, RateLimitEBPF, RateLimitUserspace, RateLimitOff)
+			}
+		}},
 }
 
 // WebhookVars are the variables only `warden webhook` reads (it reads

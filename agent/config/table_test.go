@@ -41,7 +41,7 @@ func TestEveryVariableHasAParserAndDocumentation(t *testing.T) {
 	if _, ok := Lookup("WARDEN_NOPE"); ok {
 		t.Error("Lookup found an unknown variable")
 	}
-	if len(WebhookVars) != 4 || slices.ContainsFunc(WebhookVars, func(v Var) bool { return v.Readers != ByWebhook }) {
+	if len(WebhookVars) != 9 || slices.ContainsFunc(WebhookVars, func(v Var) bool { return v.Readers != ByWebhook }) {
 		t.Errorf("WebhookVars %v", WebhookVars)
 	}
 }

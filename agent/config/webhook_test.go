@@ -77,6 +77,11 @@ func TestWebhookFromEnv(t *testing.T) {
 	if w != want {
 		t.Errorf("defaults %+v", w)
 	}
+	w, err = WebhookFromEnv(env(map[string]string{"WARDEN_SIDECAR_IMAGE": "x", "WARDEN_SIDECAR_CPU_LIMIT": "1", "WARDEN_SIDECAR_MEMORY_REQUEST": "96Mi",
+		"WARDEN_SIDECAR_RATE_LIMIT_MODE": "userspace"}))
+	if err != nil || w.CPULimit != "1" || w.MemoryRequest != "96Mi" || w.CPURequest != "" || w.RateLimitMode != "userspace" {
+		t.Errorf("injection defaults %+v %v", w, err)
+	}
 	tests := []struct {
 		env  map[string]string
 		want string
@@ -85,6 +90,9 @@ func TestWebhookFromEnv(t *testing.T) {
 		{map[string]string{"WARDEN_SIDECAR_IMAGE": "a b"}, `config: WARDEN_SIDECAR_IMAGE="a b": expected an image reference such as ghcr.io/warden-sidecar/warden:v0.1.0`},
 		{map[string]string{"WARDEN_SIDECAR_IMAGE": "x", "WARDEN_WEBHOOK_ADDR": "9443"}, `config: WARDEN_WEBHOOK_ADDR="9443": expected host:port, e.g. 127.0.0.1:8080`},
 		{map[string]string{"WARDEN_SIDECAR_IMAGE": "x", "WARDEN_LOG_LEVEL": "trace"}, `config: WARDEN_LOG_LEVEL="trace": expected one of debug, info, warn, error`},
+		{map[string]string{"WARDEN_SIDECAR_IMAGE": "x", "WARDEN_SIDECAR_CPU_REQUEST": "lots"}, `config: WARDEN_SIDECAR_CPU_REQUEST="lots": expected a Kubernetes quantity above 0, such as 100m, 0.5 or 128Mi`},
+		{map[string]string{"WARDEN_SIDECAR_IMAGE": "x", "WARDEN_SIDECAR_MEMORY_LIMIT": "0"}, `config: WARDEN_SIDECAR_MEMORY_LIMIT="0": expected a Kubernetes quantity above 0, such as 100m, 0.5 or 128Mi`},
+		{map[string]string{"WARDEN_SIDECAR_IMAGE": "x", "WARDEN_SIDECAR_RATE_LIMIT_MODE": "kernel"}, `config: WARDEN_SIDECAR_RATE_LIMIT_MODE="kernel": expected one of auto, ebpf, userspace, off`},
 	}
 	for _, tt := range tests {
 		if _, err := WebhookFromEnv(env(tt.env)); err == nil || err.Error() != tt.want {

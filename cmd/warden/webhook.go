@@ -26,7 +26,10 @@ func runWebhook(ctx context.Context, args []string, lookup func(string) (string,
 		return err
 	}
 	log := agent.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	opts := inject.Options{Image: cfg.SidecarImage}
+	opts, err := inject.NewOptions(cfg)
+	if err != nil {
+		return err
+	}
 	srv, err := admission.New(admission.Options{
 		Addr:     cfg.Addr,
 		CertFile: cfg.CertFile,
@@ -61,8 +64,16 @@ func runWebhook(ctx context.Context, args []string, lookup func(string) (string,
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
+	// The injection defaults that replace sidecar.yaml's or warden's, if any.
+	defaults := map[string]string{}
+	for k, v := range map[string]string{"cpu_request": cfg.CPURequest, "cpu_limit": cfg.CPULimit, "memory_request": cfg.MemoryRequest,
+		"memory_limit": cfg.MemoryLimit, "rate_limit_mode": cfg.RateLimitMode} {
+		if v != "" {
+			defaults[k] = v
+		}
+	}
 	log.Info().Str("event", "listening").Str("listener", "webhook").Str("addr", srv.Addr().String()).
-		Str("sidecar_image", cfg.SidecarImage).Send()
+		Str("sidecar_image", cfg.SidecarImage).Interface("sidecar_defaults", defaults).Send()
 	err = srv.Run(ctx)
 	log.Info().Str("event", "stopped").Send()
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/warden-sidecar/warden/deploy/inject"
@@ -98,6 +99,10 @@ func TestWebhookRefusesBadConfigurationInOneLine(t *testing.T) {
 			`warden: config: WARDEN_WEBHOOK_ADDR="nowhere": expected host:port, e.g. 127.0.0.1:8080`},
 		{"no certificate", nil, []string{"WARDEN_SIDECAR_IMAGE=x", "WARDEN_WEBHOOK_ADDR=127.0.0.1:0", "WARDEN_WEBHOOK_CERT=/nonexistent/tls.crt"},
 			"warden: webhook: admission: certificate file: stat /nonexistent/tls.crt: no such file or directory"},
+		{"a default request above the default limit", nil, []string{"WARDEN_SIDECAR_IMAGE=x", "WARDEN_SIDECAR_MEMORY_REQUEST=1Gi"},
+			"warden: inject: the injected memory request 1Gi is above its limit 256Mi: set WARDEN_SIDECAR_MEMORY_REQUEST and WARDEN_SIDECAR_MEMORY_LIMIT together"},
+		{"a bad default quantity", nil, []string{"WARDEN_SIDECAR_IMAGE=x", "WARDEN_SIDECAR_CPU_LIMIT=2 cores"},
+			`warden: config: WARDEN_SIDECAR_CPU_LIMIT="2 cores": expected a Kubernetes quantity above 0, such as 100m, 0.5 or 128Mi`},
 		{"an argument", []string{"--port=1"}, []string{"WARDEN_SIDECAR_IMAGE=x"},
 			`warden: webhook: unexpected argument "--port=1": the webhook is configured by WARDEN_WEBHOOK_* variables`},
 	}
@@ -322,6 +327,30 @@ func TestAPIServerWebhook(t *testing.T) {
 		t.Errorf("dry run: injected %v, %v", injected(&stored), err)
 	}
 
+	// The app's probe of its redirected port goes through warden's admin
+	// port, and the sidecar is sized by annotation: what the API server
+	// stores is valid and says so.
+	p, warnings, err = create("labeled", map[string]string{"warden.io/cpu-limit": "500m", "warden.io/memory-limit": "300Mi"}, func(p *corev1.Pod) {
+		p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+			ProbeHandler:   corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}},
+			TimeoutSeconds: 2, PeriodSeconds: 7,
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInjected(p, map[string]string{"WARDEN_APP_PROBES": `{"app/readiness":{"httpGet":{"path":"/ready","port":8080,"scheme":"HTTP"},"timeoutSeconds":2}}`})
+	if rp := p.Spec.Containers[0].ReadinessProbe; rp.HTTPGet == nil || rp.HTTPGet.Path != "/app-health/app/readiness" || rp.HTTPGet.Port.IntValue() != 15000 ||
+		rp.TimeoutSeconds != 2 || rp.PeriodSeconds != 7 {
+		t.Errorf("the app's readiness probe as stored: %+v", rp)
+	}
+	if r := p.Spec.InitContainers[1].Resources; r.Limits.Cpu().String() != "500m" || r.Limits.Memory().String() != "300Mi" || r.Requests.Memory().String() != "64Mi" {
+		t.Errorf("the sidecar's resources as stored: %+v", r)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings %v", warnings)
+	}
+
 	// Bad annotations are refused, naming the annotation, at kubectl apply.
 	for _, tc := range []struct {
 		ns          string
@@ -330,6 +359,8 @@ func TestAPIServerWebhook(t *testing.T) {
 	}{
 		{"labeled", map[string]string{"warden.io/upstream-prt": "8080"},
 			`admission webhook "inject.warden.io" denied the request: inject: unknown annotation warden.io/upstream-prt (did you mean warden.io/upstream-port?)`},
+		{"labeled", map[string]string{"warden.io/memory-request": "1Gi"},
+			`admission webhook "inject.warden.io" denied the request: inject: annotation warden.io/memory-request="1Gi": expected at most the memory limit 256Mi`},
 		{"labeled", map[string]string{"warden.io/conn-rate-limit": "fast"},
 			`admission webhook "inject.warden.io" denied the request: inject: annotation warden.io/conn-rate-limit: config: WARDEN_CONN_RATE_LIMIT="fast": expected a whole number from 0 (unlimited) to 1000000000`},
 		{"plain", map[string]string{"warden.io/inject": "true", "warden.io/rate-limit-mode": "kernel"},

@@ -7,14 +7,17 @@ import (
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/warden-sidecar/warden/agent/config"
 )
 
 // Variables an annotation may not set: the webhook owns them.
 var owned = map[string]string{
-	"WARDEN_IDENTITY":  "the webhook sets it to workloadapi: an injected warden gets its SVIDs from the SPIRE agent",
-	"WARDEN_DEV_DIR":   "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
-	"WARDEN_SPIFFE_ID": "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
+	"WARDEN_IDENTITY":   "the webhook sets it to workloadapi: an injected warden gets its SVIDs from the SPIRE agent",
+	"WARDEN_DEV_DIR":    "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
+	"WARDEN_SPIFFE_ID":  "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
+	"WARDEN_APP_PROBES": "the webhook sets it from the app's probes it rewrites (" + AnnotationRewriteProbes + `: "false" turns that off)`,
 }
 
 // reads says whether the container that reads variables as r (the sidecar
@@ -52,14 +55,18 @@ func variableFor(key string) (string, bool) {
 
 // annotations are the pod's warden.io/ annotations, checked by name.
 type annotations struct {
-	inject string            // "", "true" or "false"
-	socket string            // "", SocketCSI or SocketHostPath
-	vars   map[string]string // variable → value
-	from   map[string]string // variable → the annotation that set it
+	inject string // "", "true" or "false"
+	socket string // "", SocketCSI or SocketHostPath
+	// rewriteProbes is "", "true" or "false" (AnnotationRewriteProbes).
+	rewriteProbes string
+	// resources are the quantities of the resource annotations, by key.
+	resources map[string]resource.Quantity
+	vars      map[string]string // variable → value
+	from      map[string]string // variable → the annotation that set it
 }
 
 func readAnnotations(all map[string]string) (annotations, error) {
-	a := annotations{vars: make(map[string]string), from: make(map[string]string)}
+	a := annotations{vars: make(map[string]string), from: make(map[string]string), resources: make(map[string]resource.Quantity)}
 	keys := make([]string, 0, len(all))
 	for k := range all {
 		if strings.HasPrefix(k, AnnotationPrefix) {
@@ -81,6 +88,17 @@ func readAnnotations(all map[string]string) (annotations, error) {
 				return a, fmt.Errorf("inject: annotation %s=%q: expected %s (the SPIFFE CSI driver) or %s (the agent's socket directory on the node)", k, v, SocketCSI, SocketHostPath)
 			}
 			a.socket = v
+		case AnnotationRewriteProbes:
+			if v != "true" && v != "false" {
+				return a, fmt.Errorf(`inject: annotation %s=%q: expected "true" (the default: the app's HTTP and gRPC probes of redirected ports go through warden's admin port) or "false"`, k, v)
+			}
+			a.rewriteProbes = v
+		case AnnotationCPURequest, AnnotationCPULimit, AnnotationMemoryRequest, AnnotationMemoryLimit:
+			q, err := parseQuantity(k, v)
+			if err != nil {
+				return a, err
+			}
+			a.resources[k] = q
 		default:
 			name, ok := variableFor(k)
 			if !ok {
@@ -111,13 +129,19 @@ func unknownError(keys []string) error {
 	if len(keys) > 1 {
 		noun = "annotations"
 	}
-	return fmt.Errorf("inject: unknown %s %s: warden.io/<name> must be %s, %s or name a variable WARDEN_<NAME> of warden or warden init (see the README's configuration table)",
-		noun, strings.Join(named, ", "), AnnotationInject, AnnotationSocketSource)
+	return fmt.Errorf("inject: unknown %s %s: warden.io/<name> must be %s or name a variable WARDEN_<NAME> of warden or warden init (see the README's configuration table)",
+		noun, strings.Join(named, ", "), strings.Join(ownAnnotations(), ", "))
+}
+
+// ownAnnotations are the annotations that set no variable.
+func ownAnnotations() []string {
+	return []string{AnnotationInject, AnnotationSocketSource, AnnotationRewriteProbes,
+		AnnotationCPURequest, AnnotationCPULimit, AnnotationMemoryRequest, AnnotationMemoryLimit}
 }
 
 // suggest finds the known annotation closest to a misspelt one.
 func suggest(key string) string {
-	candidates := []string{AnnotationInject, AnnotationSocketSource}
+	candidates := ownAnnotations()
 	for _, v := range config.Vars {
 		if annotatable(v.Name) {
 			candidates = append(candidates, AnnotationFor(v.Name))

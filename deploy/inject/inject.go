@@ -11,6 +11,8 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/warden-sidecar/warden/internal/appprobe"
 )
 
 // Names the manifests, the webhook and the pods share.
@@ -72,6 +74,13 @@ const (
 // Options are the webhook's settings, the same for every pod.
 type Options struct {
 	Image string // of both injected containers (WARDEN_SIDECAR_IMAGE)
+	// Resources replace sidecar.yaml's requests and limits of warden, each
+	// one given (WARDEN_SIDECAR_CPU_REQUEST, ...); a pod's annotations
+	// replace both.
+	Resources corev1.ResourceRequirements
+	// RateLimitMode is WARDEN_RATE_LIMIT_MODE of a sidecar whose pod does
+	// not annotate it (WARDEN_SIDECAR_RATE_LIMIT_MODE); "": warden's default.
+	RateLimitMode string
 }
 
 // Result is the outcome for one pod.
@@ -119,7 +128,7 @@ func Inject(pod *corev1.Pod, scope Scope, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	s, err := a.settings(tmpl)
+	s, err := a.settings(tmpl, opts)
 	if err != nil {
 		return Result{}, err
 	}
@@ -146,10 +155,21 @@ func Inject(pod *corev1.Pod, scope Scope, opts Options) (Result, error) {
 
 	out := pod.DeepCopy()
 	initC, sidecar := s.containers(tmpl, opts.Image)
+	var probes appprobe.Set
+	if a.rewriteProbes != "false" {
+		probes = s.rewriteProbes(out)
+	}
+	if probes != nil {
+		env, err := appProbesEnv(probes)
+		if err != nil {
+			return Result{}, err
+		}
+		sidecar.Env = append(sidecar.Env, env)
+	}
 	out.Spec.InitContainers = append([]corev1.Container{initC, sidecar}, out.Spec.InitContainers...)
 	vol := tmpl.socketVolumes[s.socket]
 	out.Spec.Volumes = append(out.Spec.Volumes, *vol.DeepCopy())
-	return Result{Pod: out, Warnings: s.warnings(pod, a)}, nil
+	return Result{Pod: out, Warnings: s.warnings(pod, a, probes)}, nil
 }
 
 func hasContainer(pod *corev1.Pod, name string) bool {

@@ -65,6 +65,9 @@ func TestPatchGolden(t *testing.T) {
 		{"host-network", ScopeNamespace},
 		{"warnings", ScopeNamespace},
 		{"kernel-rate-limit", ScopeNamespace},
+		{"probes", ScopeNamespace},
+		{"probes-opted-out", ScopeNamespace},
+		{"resources", ScopeNamespace},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -254,7 +257,7 @@ func TestBadAnnotationsAreRefusedByName(t *testing.T) {
 		want        string
 	}{
 		{"typo in a variable", map[string]string{"warden.io/upstream-prt": "8080"},
-			false, "inject: unknown annotation warden.io/upstream-prt (did you mean warden.io/upstream-port?): warden.io/<name> must be warden.io/inject, warden.io/spiffe-socket-source or name a variable WARDEN_<NAME> of warden or warden init (see the README's configuration table)"},
+			false, "inject: unknown annotation warden.io/upstream-prt (did you mean warden.io/upstream-port?): warden.io/<name> must be warden.io/inject, warden.io/spiffe-socket-source, warden.io/rewrite-probes, warden.io/cpu-request, warden.io/cpu-limit, warden.io/memory-request, warden.io/memory-limit or name a variable WARDEN_<NAME> of warden or warden init (see the README's configuration table)"},
 		{"typo in the opt-in", map[string]string{"warden.io/injct": "true"},
 			false, "inject: unknown annotation warden.io/injct (did you mean warden.io/inject?)"},
 		{"several unknown", map[string]string{"warden.io/zzz": "1", "warden.io/Upstream_Port": "1"},
@@ -289,6 +292,26 @@ func TestBadAnnotationsAreRefusedByName(t *testing.T) {
 			false, `inject: annotation warden.io/inject="yes": expected "true" or "false"`},
 		{"socket source", map[string]string{"warden.io/spiffe-socket-source": "host"},
 			false, `inject: annotation warden.io/spiffe-socket-source="host": expected csi (the SPIFFE CSI driver) or hostpath`},
+		{"rewrite-probes is a boolean", map[string]string{"warden.io/rewrite-probes": "no"},
+			false, `inject: annotation warden.io/rewrite-probes="no": expected "true" (the default: the app's HTTP and gRPC probes of redirected ports go through warden's admin port) or "false"`},
+		{"typo in rewrite-probes", map[string]string{"warden.io/rewrite-probe": "false"},
+			false, `inject: unknown annotation warden.io/rewrite-probe (did you mean warden.io/rewrite-probes?)`},
+		{"the app's probes are the webhook's", map[string]string{"warden.io/app-probes": `{}`},
+			false, `inject: annotation warden.io/app-probes: WARDEN_APP_PROBES cannot be set by annotation: the webhook sets it`},
+		{"a quantity that does not parse", map[string]string{"warden.io/cpu-request": "half"},
+			false, `inject: annotation warden.io/cpu-request="half": expected a Kubernetes quantity such as 100m, 0.5 or 128Mi: quantities must match the regular expression`},
+		{"a memory limit of 0", map[string]string{"warden.io/memory-limit": "0"},
+			false, `inject: annotation warden.io/memory-limit="0": expected a quantity above 0`},
+		{"a negative cpu limit", map[string]string{"warden.io/cpu-limit": "-1"},
+			false, `inject: annotation warden.io/cpu-limit="-1": expected a quantity above 0`},
+		{"a request above its annotated limit", map[string]string{"warden.io/cpu-request": "2", "warden.io/cpu-limit": "500m"},
+			false, `inject: annotation warden.io/cpu-limit="500m": expected at least the cpu request 2 (from warden.io/cpu-request)`},
+		{"a limit below the default request", map[string]string{"warden.io/memory-limit": "32Mi"},
+			false, `inject: annotation warden.io/memory-limit="32Mi": expected at least the memory request 64Mi (the webhook's default)`},
+		{"a request above the default limit", map[string]string{"warden.io/memory-request": "1Gi"},
+			false, `inject: annotation warden.io/memory-request="1Gi": expected at most the memory limit 256Mi (the webhook's default; raise it with warden.io/memory-limit)`},
+		{"a typo in a resource", map[string]string{"warden.io/cpu-requests": "1"},
+			false, `inject: unknown annotation warden.io/cpu-requests (did you mean warden.io/cpu-request?)`},
 		{"explicit opt-in on the host network", map[string]string{"warden.io/inject": "true"},
 			true, `inject: annotation warden.io/inject: "true" on a hostNetwork pod`},
 		{"checked even when opted out", map[string]string{"warden.io/inject": "false", "warden.io/conn-rate-limit": "-1"},
@@ -470,5 +493,90 @@ func TestEmptyAnnotationIsAnEmptyValue(t *testing.T) {
 	c, err := config.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil || c.StripHeaders != nil || c.OutboundAddr != "" {
 		t.Errorf("the sidecar reads %v, %q: %v", c.StripHeaders, c.OutboundAddr, err)
+	}
+}
+
+// The probes the webhook rewrites are the ones warden serves: the
+// sidecar's environment passes warden's own checks, and every rewritten
+// probe's path names a probe of WARDEN_APP_PROBES on the admin port.
+func TestRewrittenProbesAreServedByTheSidecar(t *testing.T) {
+	pod := readPod(t, "testdata/probes.yaml")
+	res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
+	if err != nil || res.Pod == nil {
+		t.Fatalf("%v %+v", err, res)
+	}
+	env := envMap(res.Pod.Spec.InitContainers[1].Env)
+	cfg, err := config.Check(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
+	if err != nil {
+		t.Fatalf("the sidecar's environment: %v", err)
+	}
+	if len(cfg.AppProbes) != 3 {
+		t.Fatalf("WARDEN_APP_PROBES has %d probes: %v", len(cfg.AppProbes), cfg.AppProbes)
+	}
+	served := 0
+	for _, c := range res.Pod.Spec.Containers {
+		for _, k := range probeKinds {
+			p := *k.get(&c)
+			if p == nil || p.HTTPGet == nil || !strings.HasPrefix(p.HTTPGet.Path, "/app-health/") {
+				continue
+			}
+			served++
+			key := strings.TrimPrefix(p.HTTPGet.Path, "/app-health/")
+			if _, ok := cfg.AppProbes[key]; !ok || p.HTTPGet.Port.IntValue() != 15000 || p.HTTPGet.Scheme != corev1.URISchemeHTTP || len(p.HTTPGet.HTTPHeaders) != 0 {
+				t.Errorf("container %s %s: %+v, probes %v", c.Name, k.field, p.HTTPGet, cfg.AppProbes)
+			}
+		}
+	}
+	if served != len(cfg.AppProbes) {
+		t.Errorf("%d probes rewritten, %d in WARDEN_APP_PROBES", served, len(cfg.AppProbes))
+	}
+	// Opted out: nothing rewritten, no WARDEN_APP_PROBES.
+	pod.Annotations[AnnotationRewriteProbes] = "false"
+	res, err = Inject(pod, ScopeNamespace, Options{Image: testImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := envMap(res.Pod.Spec.InitContainers[1].Env)["WARDEN_APP_PROBES"]; ok || !reflect.DeepEqual(res.Pod.Spec.Containers, pod.Spec.Containers) {
+		t.Error("warden.io/rewrite-probes: \"false\" still rewrote the probes")
+	}
+}
+
+// The webhook's injection defaults (WARDEN_SIDECAR_CPU_REQUEST, ...,
+// WARDEN_SIDECAR_RATE_LIMIT_MODE) replace sidecar.yaml's and warden's, and
+// a pod's annotations replace them.
+func TestWebhookDefaults(t *testing.T) {
+	opts, err := NewOptions(config.Webhook{SidecarImage: testImage, CPULimit: "2", MemoryRequest: "128Mi", MemoryLimit: "1Gi", RateLimitMode: "userspace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := readPod(t, "testdata/plain.yaml")
+	res, err := Inject(pod, ScopeNamespace, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res.Pod.Spec.InitContainers[1]
+	r := w.Resources
+	if r.Requests.Cpu().String() != "50m" || r.Limits.Cpu().String() != "2" || r.Requests.Memory().String() != "128Mi" || r.Limits.Memory().String() != "1Gi" {
+		t.Errorf("resources %+v", r)
+	}
+	if envMap(w.Env)["WARDEN_RATE_LIMIT_MODE"] != "userspace" {
+		t.Errorf("env %v", envMap(w.Env))
+	}
+	pod.Annotations = map[string]string{"warden.io/rate-limit-mode": "ebpf", "warden.io/memory-limit": "512Mi"}
+	res, err = Inject(pod, ScopeNamespace, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = res.Pod.Spec.InitContainers[1]
+	if envMap(w.Env)["WARDEN_RATE_LIMIT_MODE"] != "ebpf" || w.Resources.Limits.Memory().String() != "512Mi" || w.SecurityContext.Capabilities.Add == nil {
+		t.Errorf("annotated: env %v, resources %+v, caps %+v", envMap(w.Env), w.Resources, w.SecurityContext.Capabilities)
+	}
+
+	_, err = NewOptions(config.Webhook{SidecarImage: testImage, MemoryRequest: "512Mi"})
+	if want := "inject: the injected memory request 512Mi is above its limit 256Mi: set WARDEN_SIDECAR_MEMORY_REQUEST and WARDEN_SIDECAR_MEMORY_LIMIT together"; err == nil || err.Error() != want {
+		t.Errorf("a default request above the default limit: %v", err)
+	}
+	if opts, err := NewOptions(config.Webhook{SidecarImage: testImage}); err != nil || opts.Resources.Requests != nil || opts.Resources.Limits != nil || opts.RateLimitMode != "" {
+		t.Errorf("no defaults: %+v %v", opts, err)
 	}
 }

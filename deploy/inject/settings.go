@@ -2,6 +2,7 @@ package inject
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 
@@ -19,13 +20,25 @@ type settings struct {
 	socket                 string
 	pprof                  bool
 	inboundPort, adminPort int
+	resources              corev1.ResourceRequirements // warden's, from sidecar.yaml and the resource annotations
 }
 
-func (a annotations) settings(t *template) (settings, error) {
+func (a annotations) settings(t *template, opts Options) (settings, error) {
 	s := settings{socket: a.socket}
 	if s.socket == "" {
 		s.socket = SocketCSI
 	}
+	// The webhook's default rate-limit mode, as if the pod had annotated
+	// it, unless it did.
+	if _, ok := a.vars["WARDEN_RATE_LIMIT_MODE"]; !ok && opts.RateLimitMode != "" {
+		a.vars = maps.Clone(a.vars)
+		a.vars["WARDEN_RATE_LIMIT_MODE"] = opts.RateLimitMode
+	}
+	res, err := a.sidecarResources(t, opts.Resources)
+	if err != nil {
+		return s, err
+	}
+	s.resources = res
 
 	// The sidecar: the template's variables, replaced where annotated,
 	// then the other annotated ones it reads, in the order of config.Vars.

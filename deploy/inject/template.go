@@ -59,6 +59,7 @@ func (s settings) containers(t *template, image string) (corev1.Container, corev
 	c := *t.sidecar.DeepCopy()
 	c.Image = image
 	c.Env = s.sidecarEnv
+	c.Resources = s.resources
 	for i := range c.Ports {
 		switch c.Ports[i].Name {
 		case "warden-inbound":

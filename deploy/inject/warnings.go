@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/warden-sidecar/warden/internal/appprobe"
 )
 
 // redirected says whether warden init sends inbound traffic for port to
@@ -20,7 +22,7 @@ func (s settings) redirected(port int) bool {
 
 // warnings point out what injection makes of the pod that its author may
 // not expect; they never stop it.
-func (s settings) warnings(pod *corev1.Pod, a annotations) []string {
+func (s settings) warnings(pod *corev1.Pod, a annotations, rewritten appprobe.Set) []string {
 	var out []string
 	declared := map[int]bool{}
 	var bypass []string
@@ -46,13 +48,24 @@ func (s settings) warnings(pod *corev1.Pod, a annotations) []string {
 		out = append(out, fmt.Sprintf("container ports %s are not redirected to warden: traffic to them bypasses warden (see %s)", strings.Join(bypass, ", "), AnnotationFor("WARDEN_REDIRECT_PORTS")))
 	}
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
-		for _, pr := range []struct {
-			kind  string
-			probe *corev1.Probe
-		}{{"startupProbe", c.StartupProbe}, {"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}} {
-			if port := probePort(c, pr.probe); port > 0 && s.redirected(port) {
-				out = append(out, fmt.Sprintf("container %q: its %s on port %d is redirected to warden's mTLS port and will fail: probe another port, or use exec", c.Name, pr.kind, port))
+		for _, k := range probeKinds {
+			probe := *k.get(&c)
+			port := probePort(c, probe)
+			if port == 0 || !s.redirected(port) || probe.HTTPGet != nil && probe.HTTPGet.Host != "" {
+				continue
 			}
+			if _, ok := rewritten[appprobe.Key(c.Name, k.name)]; ok {
+				continue // container names are unique across a pod's containers and init containers
+			}
+			if probe.TCPSocket != nil {
+				out = append(out, fmt.Sprintf("container %q: its %s (tcpSocket) on port %d is answered by warden's listener, not the app: it passes while warden runs; use httpGet or grpc to check the app", c.Name, k.field, port))
+				continue
+			}
+			how := "probe another port, or use exec"
+			if a.rewriteProbes == "false" {
+				how = "remove " + AnnotationRewriteProbes + `: "false", probe another port, or use exec`
+			}
+			out = append(out, fmt.Sprintf("container %q: its %s on port %d is redirected to warden's mTLS port and will fail: %s", c.Name, k.field, port, how))
 		}
 	}
 	if s.pprof {
