@@ -182,6 +182,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		MaxRequestBodyBytes: a.cfg.MaxRequestBodyBytes,
 		MaxConnections:      a.cfg.MaxConnections,
 		HandshakeTimeout:    a.cfg.HandshakeTimeout,
+		AllowUpgrade:        a.cfg.AllowUpgrade,
 		Hardening:           hardening(a.cfg),
 		OwnID:               a.ownID,
 		AllowPeer:           a.peers.Allowed,
