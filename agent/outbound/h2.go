@@ -317,6 +317,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer resp.Body.Close()
 	dropHopByHop(resp.Header, false)
+	late := trailersOnly(resp.Header)
 	h := w.Header()
 	for k, vs := range resp.Header {
 		h[k] = vs
@@ -353,10 +354,37 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+	for k, vs := range late {
+		h[http.TrailerPrefix+k] = vs
+	}
 	for k, vs := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vs
 	}
 	a.log(rt)
+}
+
+// gRPC's status fields, which a trailers-only response (RFC 9113's single
+// HEADERS frame ending the stream: how gRPC servers answer a call that
+// fails before its first message) carries in what net/http reports as the
+// header.
+var grpcStatusFields = []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"}
+
+// trailersOnly takes the gRPC status fields out of a gRPC response's
+// header, to be sent as trailers: net/http's server cannot end a stream
+// with its first HEADERS frame, and gRPC clients look for the status in
+// the trailers of a response that has a header block of its own.
+func trailersOnly(h http.Header) http.Header {
+	if !strings.HasPrefix(h.Get("Content-Type"), "application/grpc") || h.Get("Grpc-Status") == "" {
+		return nil
+	}
+	late := http.Header{}
+	for _, k := range grpcStatusFields {
+		if vs, ok := h[k]; ok {
+			late[k] = vs
+			delete(h, k)
+		}
+	}
+	return late
 }
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -388,7 +416,9 @@ func (s *Server) signH2(out, in *http.Request) (int, string, error) {
 	}
 	out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	out.GetBody = nil
-	fields := []pep.Field{{Name: []byte("Host"), Value: []byte(in.Host)}}
+	// The fields as HTTP/2 sends them: the authority is :authority, not a
+	// Host field.
+	var fields []pep.Field
 	for k, vs := range out.Header {
 		for _, v := range vs {
 			fields = append(fields, pep.Field{Name: []byte(k), Value: []byte(v)})

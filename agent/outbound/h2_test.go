@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/agent/signature"
+	"github.com/warden-sidecar/warden/agent/token"
 	"github.com/warden-sidecar/warden/spiffe"
 	"github.com/warden-sidecar/warden/spiffe/spiffetest"
 )
@@ -360,4 +365,88 @@ func TestHTTP1RequestsStartingWithPStillWork(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// With a signing key, an h2c app's request is read whole (up to the body
+// limit), signed, and verifies at the destination as it arrives over h2;
+// a body over the limit gets 413 and is not sent.
+func TestH2cRequestIsSigned(t *testing.T) {
+	secret := bytes.Repeat([]byte("k"), 32)
+	keys := token.StaticKeys{"outbound": {Secret: secret}}
+	verifier, err := signature.NewVerifier(signature.Options{Keys: keys, Required: true, ReplayEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := spiffetest.NewCA(t, td)
+	bundles := x509bundle.NewSet(ca.Bundle())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := spiffe.ServerTLSConfig(ca.SVID(grpcID, time.Hour), bundles)
+	cfg.NextProtos = []string{"h2"}
+	var reached atomic.Int32
+	dst := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		var fields []pep.Field
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				fields = append(fields, pep.Field{Name: []byte(k), Value: []byte(v)})
+			}
+		}
+		_, err := verifier.Verify(&signature.Request{Method: []byte(r.Method), Scheme: "https", Authority: []byte(r.Host),
+			RawTarget: []byte(r.RequestURI), Headers: fields, Body: body})
+		if err != nil || r.ProtoMajor != 2 {
+			http.Error(w, fmt.Sprintf("%s: %v", r.Proto, err), http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, "verified %d bytes", len(body))
+	})}
+	go func() { _ = dst.Serve(tls.NewListener(ln, cfg)) }()
+	t.Cleanup(func() { _ = dst.Close() })
+
+	signer, err := signature.NewHMACSigner(secret, "outbound", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{
+		Routes: []Route{{Host: "grpc", Addr: ln.Addr().String(), ID: grpcID, HTTP2: true}},
+		SVID:   ca.SVID(ownID, time.Hour), Bundles: bundles,
+		Timeout: 5 * time.Second, MaxConnsPerRoute: 8,
+		ReadTimeout: time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
+		MaxHeaderBytes: 8192, MaxRequestBodyBytes: 1 << 10, MaxConnections: 64,
+		Signer: func() (*signature.Signer, error) { return signer, nil },
+		Log:    zerolog.New(io.Discard),
+	})
+	oln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(oln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	c := h2cClient(t, oln.Addr().String())
+	post := func(body string) (int, string) {
+		// An io.Reader of unknown length: the app streams it.
+		resp, err := c.Post("http://grpc/orders?id=7", "application/json", io.MultiReader(strings.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := post(`{"item":"tea"}`); status != 200 || body != "verified 14 bytes" {
+		t.Errorf("signed h2c request: %d %s", status, body)
+	}
+	if status, body := post(strings.Repeat("x", 2<<10)); status != 413 || !strings.Contains(body, `"error":"body_too_large"`) {
+		t.Errorf("body over the limit: %d %s", status, body)
+	}
+	if n := reached.Load(); n != 1 {
+		t.Errorf("destination reached %d times, want once (the over-limit body is not sent)", n)
+	}
 }
