@@ -83,8 +83,8 @@ func startWSEchoApp(t *testing.T) *wsEchoApp {
 // client holding an SVID.
 type wsSidecar struct {
 	*process
-	addr   string
-	client *http.Client
+	addr, admin string
+	client      *http.Client
 }
 
 func startWSSidecar(t *testing.T, app *wsEchoApp, env ...string) *wsSidecar {
@@ -100,7 +100,7 @@ func startWSSidecar(t *testing.T, app *wsEchoApp, env ...string) *wsSidecar {
 	}, env...)...)
 	admin := "http://" + p.listenAddr(t, "admin")
 	testenv.Poll(t, "readiness", 15*time.Second, func() bool { code, _ := get(t, admin+"/readyz"); return code == 200 })
-	return &wsSidecar{process: p, addr: p.listenAddr(t, "inbound"), client: curlLikeClient(t, clientDir)}
+	return &wsSidecar{process: p, addr: p.listenAddr(t, "inbound"), admin: admin, client: curlLikeClient(t, clientDir)}
 }
 
 func (s *wsSidecar) dial(t *testing.T, path string, subprotocols ...string) (*websocket.Conn, *http.Response, error) {
@@ -127,6 +127,9 @@ func TestWebSocketThroughWarden(t *testing.T) {
 		t.Fatalf("handshake through warden: %v", err)
 	}
 	rid := resp.Header.Get("X-Request-Id")
+	testenv.Poll(t, "the open tunnel in /metrics", 10*time.Second, func() bool {
+		return scrape(t, s.admin)["warden_upgraded_connections"] == 1
+	})
 	c.SetReadLimit(16 << 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -149,6 +152,9 @@ func TestWebSocketThroughWarden(t *testing.T) {
 	if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
 		t.Fatalf("idle tunnel: read %v after %s, want it closed by warden", err, time.Since(start))
 	}
+	testenv.Poll(t, "the closed tunnel in /metrics", 10*time.Second, func() bool {
+		return scrape(t, s.admin)["warden_upgraded_connections"] == 0
+	})
 	want := "/ws By=spiffe://warden.local/ns/default/sa/app;URI=spiffe://warden.local/ns/default/sa/client"
 	if got := app.requests(); len(got) != 1 || got[0] != want {
 		t.Errorf("app saw %q, want %q", got, want)
