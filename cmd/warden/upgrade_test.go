@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -243,4 +245,60 @@ func TestDrainClosesOpenWebSockets(t *testing.T) {
 		t.Errorf("WebSocket after warden exited: %v, want closed", err)
 	}
 	s.find(t, func(l map[string]any) bool { return l["event"] == "upgrade_closed" && l["reason"] == "shutdown" })
+}
+
+// upgradeSmugglePolicy allows /public, nothing under /admin.
+const upgradeSmugglePolicy = `package warden.authz
+default allow := false
+allow if input.path == "/public"
+`
+
+// An attacker hides a request behind an upgrade, hoping warden hands the
+// rest of the connection to the app as a tunnel: behind one the app does
+// not switch for (the recording app answers 200 to everything), behind one
+// the policy denies, and as the body of one. Whatever warden answers, the
+// connection closes after it, and the hidden request never reaches the app.
+func TestAttackUpgradeSmuggling(t *testing.T) {
+	const ws = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	hidden := "GET /admin/secret HTTP/1.1\r\nHost: app.local\r\n\r\n"
+	tests := []struct {
+		name   string
+		raw    string
+		status int
+		code   string // warden's error code; "" for the app's answer
+		app    []string
+	}{
+		{"a request behind an upgrade the app does not switch for",
+			"GET /public HTTP/1.1\r\nHost: app.local\r\n" + ws + "\r\n" + hidden, 200, "", []string{"/public"}},
+		{"a request behind an upgrade the policy denies",
+			"GET /admin/ws HTTP/1.1\r\nHost: app.local\r\n" + ws + "\r\n" + hidden, 403, "forbidden", nil},
+		{"a request as the body of an upgrade",
+			fmt.Sprintf("GET /public HTTP/1.1\r\nHost: app.local\r\n%sContent-Length: %d\r\n\r\n%s", ws, len(hidden), hidden), 400, "bad_request", nil},
+		{"a request as the chunked body of an upgrade",
+			fmt.Sprintf("GET /public HTTP/1.1\r\nHost: app.local\r\n%sTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", ws, len(hidden), hidden), 400, "bad_request", nil},
+	}
+	app := startApp(t, appOptions{})
+	s := startSidecar(t, app, "WARDEN_POLICY_BUNDLE="+policyDir(t, upgradeSmugglePolicy))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(app.requests())
+			c := s.dial(t)
+			got := c.do(tt.raw)
+			if got.status != tt.status || (tt.code != "" && got.code() != tt.code) {
+				t.Errorf("got %s, want %d %q", got, tt.status, tt.code)
+			}
+			// The attacker goes on as if the upgrade had gone through.
+			_, _ = io.WriteString(c, hidden)
+			if rest, _ := io.ReadAll(c.br); len(rest) != 0 {
+				t.Errorf("after the answer the connection carried %q", rest)
+			}
+			var targets []string
+			for _, r := range app.requests()[before:] {
+				targets = append(targets, r.target)
+			}
+			if strings.Join(targets, ",") != strings.Join(tt.app, ",") {
+				t.Errorf("app saw %q, want %q", targets, tt.app)
+			}
+		})
+	}
 }
