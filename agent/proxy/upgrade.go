@@ -16,6 +16,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -164,6 +165,14 @@ func (s *Server) upgrade(ctx *fasthttp.RequestCtx, c *conn) {
 			s.tunnels.remove(t)
 		}
 	}()
+
+	// The protocol the client asked for and the policy decided on, whatever
+	// a verdict's headers set: the app must not be offered another (h2c,
+	// whose tunnel would carry requests past the policy).
+	h := &ctx.Request.Header
+	h.Del(headerConnection)
+	h.DelBytes(headerUpgrade)
+	restoreUpgrade(h, c)
 
 	var sent time.Time
 	if s.opts.Observer != nil {
@@ -501,7 +510,7 @@ func (ts *tunnelSet) count() int {
 // live as long as their clients and apps want, so a drain with one open
 // takes its whole deadline unless the app closes it (as an app told to
 // stop does).
-func (ts *tunnelSet) drain(ctx interface{ Done() <-chan struct{} }) {
+func (ts *tunnelSet) drain(ctx context.Context) {
 	ts.mu.Lock()
 	ts.closing = true
 	ts.mu.Unlock()

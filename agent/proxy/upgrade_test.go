@@ -411,3 +411,30 @@ func TestShutdownBoundsOpenTunnels(t *testing.T) {
 }
 
 var _ pep.Checker = (*pathGuard)(nil)
+
+// upgradeRewriter is a verdict that tries to change the protocol the app
+// is offered.
+type upgradeRewriter struct{}
+
+func (upgradeRewriter) Check(*pep.Request) pep.Verdict {
+	return pep.Verdict{AppHeaders: []pep.Header{{Name: "Upgrade", Value: "h2c"}, {Name: "Connection", Value: "close"}}}
+}
+
+// The app is offered exactly the protocol the client asked for and the
+// policy decided on, whatever headers a verdict sets.
+func TestVerdictCannotChangeTheUpgradeProtocol(t *testing.T) {
+	app := startWSApp(t)
+	h := startProxy(t, func(o *Options) {
+		o.UpstreamAddr, o.AllowUpgrade, o.Guard = app.addr, []string{"websocket"}, upgradeRewriter{}
+	})
+	c, _, err := h.dialWS(t, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CloseNow()
+	hs := app.handshakes()
+	if len(hs) != 1 || hs[0].Header.Values("Upgrade")[0] != "websocket" || len(hs[0].Header.Values("Upgrade")) != 1 ||
+		!strings.EqualFold(hs[0].Header.Get("Connection"), "Upgrade") {
+		t.Errorf("app was offered %v", hs)
+	}
+}
