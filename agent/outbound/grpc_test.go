@@ -87,3 +87,67 @@ func TestGRPCThroughOutbound(t *testing.T) {
 		t.Fatalf("Watch update while the stream is open: %v %v", m, err)
 	}
 }
+
+// warden's own refusals reach a gRPC client as gRPC statuses (the inbound
+// path's table), with the error code as the message.
+func TestGRPCClientGetsRefusalsAsStatuses(t *testing.T) {
+	ca := spiffetest.NewCA(t, td)
+	bundles := x509bundle.NewSet(ca.Bundle())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(ca.SVID(grpcID, time.Hour), bundles))))
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	s := New(Options{
+		Routes: []Route{
+			{Host: "impostor.grpc", Addr: ln.Addr().String(), ID: ordersID, HTTP2: true},
+			{Host: "down.grpc", Addr: closedAddr, ID: grpcID, HTTP2: true},
+		},
+		SVID: ca.SVID(ownID, time.Hour), Bundles: bundles,
+		Timeout: 10 * time.Second, MaxConnsPerRoute: 8,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
+		MaxHeaderBytes: 8192, MaxRequestBodyBytes: 1 << 20, MaxConnections: 64,
+		Log: zerolog.Nop(),
+	})
+	oln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(oln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	for _, tt := range []struct {
+		authority string
+		code      codes.Code
+		message   string
+	}{
+		{"unknown.grpc", codes.PermissionDenied, "unknown_destination"},
+		{"impostor.grpc", codes.Unavailable, "destination_unverified"},
+		{"down.grpc", codes.Unavailable, "destination_unavailable"},
+	} {
+		cc, err := grpc.NewClient("passthrough:///"+oln.Addr().String(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(tt.authority))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		cc.Close()
+		if st, _ := status.FromError(err); st.Code() != tt.code || st.Message() != tt.message {
+			t.Errorf("%s: %v, want %s %q", tt.authority, err, tt.code, tt.message)
+		}
+	}
+}

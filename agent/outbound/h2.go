@@ -449,8 +449,41 @@ type h2Access struct {
 	aborted string
 }
 
-// refuse answers with the JSON error body of the HTTP/1.1 path.
+// grpcCodes maps warden's refusals to gRPC status codes, as the inbound
+// path answers gRPC clients (issue 17's table): a gRPC client reads a
+// status, not an HTTP error.
+var grpcCodes = map[int]string{
+	fasthttp.StatusBadRequest:            "3",  // INVALID_ARGUMENT
+	fasthttp.StatusUnauthorized:          "16", // UNAUTHENTICATED
+	fasthttp.StatusForbidden:             "7",  // PERMISSION_DENIED
+	fasthttp.StatusMethodNotAllowed:      "12", // UNIMPLEMENTED
+	fasthttp.StatusRequestEntityTooLarge: "8",  // RESOURCE_EXHAUSTED
+	fasthttp.StatusTooManyRequests:       "8",  // RESOURCE_EXHAUSTED
+	fasthttp.StatusInternalServerError:   "13", // INTERNAL
+	fasthttp.StatusBadGateway:            "14", // UNAVAILABLE
+	fasthttp.StatusServiceUnavailable:    "14", // UNAVAILABLE
+	fasthttp.StatusGatewayTimeout:        "4",  // DEADLINE_EXCEEDED
+}
+
+// refuse answers with the JSON error body of the HTTP/1.1 path, or, to a
+// gRPC call, with HTTP 200 and the gRPC status in the trailers
+// (grpc-message is the error code).
 func (a *h2Access) refuse(w http.ResponseWriter, rt *route, status int, code string) {
+	if strings.HasPrefix(a.r.Header.Get("Content-Type"), "application/grpc") {
+		h := w.Header()
+		h.Set("Content-Type", "application/grpc")
+		h.Set(proxy.HeaderRequestID, a.id)
+		w.WriteHeader(http.StatusOK)
+		grpcCode, ok := grpcCodes[status]
+		if !ok {
+			grpcCode = "2" // UNKNOWN
+		}
+		h.Set(http.TrailerPrefix+"Grpc-Status", grpcCode)
+		h.Set(http.TrailerPrefix+"Grpc-Message", code)
+		a.status = status
+		a.log(rt)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set(proxy.HeaderRequestID, a.id)
