@@ -438,3 +438,22 @@ func TestVerdictCannotChangeTheUpgradeProtocol(t *testing.T) {
 		t.Errorf("app was offered %v", hs)
 	}
 }
+
+// Handshakes as browsers write them: Firefox's "Connection: keep-alive,
+// Upgrade", a protocol in another case.
+func TestBrowserHandshakesSwitch(t *testing.T) {
+	app := startWSApp(t)
+	h := startProxy(t, func(o *Options) { o.UpstreamAddr, o.AllowUpgrade = app.addr, []string{"websocket"} })
+	for _, req := range []string{
+		strings.Replace(wsRequest("/ws"), "Connection: Upgrade", "Connection: keep-alive, Upgrade", 1),
+		strings.Replace(wsRequest("/ws"), "Upgrade: websocket", "Upgrade: WebSocket", 1),
+	} {
+		conn := h.dialRaw(t, clientID)
+		fmt.Fprint(conn, req)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+			t.Errorf("%q: %v %v", strings.SplitN(req, "\r\n", 4)[2:3], resp, err)
+		}
+		conn.Close()
+	}
+}
