@@ -60,8 +60,11 @@ const (
 	// an upgrade request, which warden reads whole from its dedicated
 	// connection; a larger one gets 502.
 	maxUpgradeRefusalBytes = 1 << 20
-	// tunnelBufferBytes is each direction's copy buffer.
-	tunnelBufferBytes = 32 << 10
+	// tunnelBufferBytes is each direction's copy buffer: a TLS record's
+	// worth. With the client's read buffer (WARDEN_MAX_HEADER_BYTES, kept by
+	// fasthttp's hijacked connection) and the TLS state, an open tunnel
+	// holds about 64 KiB.
+	tunnelBufferBytes = 16 << 10
 	// tunnelCloseGrace bounds what closing a tunnel may wait for: the
 	// client's TLS close_notify, the tunnels of a forced drain.
 	tunnelCloseGrace = time.Second
@@ -360,14 +363,24 @@ func (t *tunnel) run(client net.Conn) {
 		return
 	}
 	t.last.Store(start.UnixNano())
+	// The 101, and whatever the app sent right behind it (its first frames)
+	// in the same write; the app's connection is then read directly, and
+	// the reader's buffer goes.
+	if n := t.appR.Buffered(); n > 0 {
+		early, _ := t.appR.Peek(n)
+		t.head = append(t.head, early...)
+		t.fromApp.Add(int64(n))
+	}
+	t.appR = nil
 	_ = t.clientDL.SetWriteDeadline(start.Add(t.idle))
 	if _, err := client.Write(t.head); err != nil {
 		t.close(closedByClient)
 	} else {
+		t.head = nil
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			t.pipe(client, t.clientDL, t.appR, t.app, &t.fromApp, closedByApp, closedByClient)
+			t.pipe(client, t.clientDL, t.app, t.app, &t.fromApp, closedByApp, closedByClient)
 		}()
 		t.pipe(t.app, t.app, client, t.clientDL, &t.fromCli, closedByClient, closedByApp)
 		<-done

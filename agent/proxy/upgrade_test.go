@@ -457,3 +457,83 @@ func TestBrowserHandshakesSwitch(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// rawSwitchingApp answers every connection's request head with head, in
+// one write, and then keeps the connection until the test ends.
+func rawSwitchingApp(t *testing.T, head string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					l, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if l == "\r\n" {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, head)
+				<-done
+			}()
+		}
+	}()
+	t.Cleanup(func() { close(done); ln.Close() })
+	return ln.Addr().String()
+}
+
+// unmaskedFrame is a server's WebSocket text frame (under 126 bytes).
+func unmaskedFrame(payload string) string {
+	return string([]byte{0x81, byte(len(payload))}) + payload
+}
+
+// The app's first frame, sent in the same segment as its 101, reaches the
+// client right behind it; a 101 to another protocol than the one asked for
+// is not relayed, nor anything after it.
+func TestAppAnswersToTheUpgrade(t *testing.T) {
+	const switching = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+	t.Run("first frame in the 101's segment", func(t *testing.T) {
+		app := rawSwitchingApp(t, fmt.Sprintf(switching, "websocket")+unmaskedFrame("hello early"))
+		h := startProxy(t, func(o *Options) { o.UpstreamAddr, o.AllowUpgrade = app, []string{"websocket"} })
+		conn := h.dialRaw(t, clientID)
+		fmt.Fprint(conn, wsRequest("/ws"))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("%v %v", resp, err)
+		}
+		frame := make([]byte, 2+len("hello early"))
+		if _, err := io.ReadFull(br, frame); err != nil || string(frame) != unmaskedFrame("hello early") {
+			t.Errorf("first frame %q, %v", frame, err)
+		}
+	})
+	t.Run("101 to another protocol", func(t *testing.T) {
+		app := rawSwitchingApp(t, fmt.Sprintf(switching, "h2c")+"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		h := startProxy(t, func(o *Options) { o.UpstreamAddr, o.AllowUpgrade = app, []string{"websocket"} })
+		conn := h.dialRaw(t, clientID)
+		fmt.Fprint(conn, wsRequest("/ws"))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readError(t, resp); resp.StatusCode != 502 || body.Error != "upstream_unavailable" {
+			t.Errorf("got %d %q, want 502 upstream_unavailable", resp.StatusCode, body.Error)
+		}
+		if rest, _ := io.ReadAll(br); len(rest) != 0 {
+			t.Errorf("the client got the app's bytes after the refusal: %q", rest)
+		}
+	})
+}
