@@ -519,11 +519,19 @@ func (ts *tunnelSet) count() int {
 }
 
 // drain refuses new tunnels and lets the open ones run until they end or
-// ctx does; then it closes them and waits a moment for them to go. Tunnels
-// live as long as their clients and apps want, so a drain with one open
-// takes its whole deadline unless the app closes it (as an app told to
-// stop does).
+// ctx nearly does; then it closes them and waits a moment for them to go.
+// Tunnels live as long as their clients and apps want, so a drain with one
+// open takes most of its deadline unless the app closes it (as an app told
+// to stop does).
 func (ts *tunnelSet) drain(ctx context.Context) {
+	// The listeners drained after this one (outbound) share ctx's deadline,
+	// and tunnels may never end by themselves: they leave the others a
+	// tenth of what remains, at most tunnelCloseGrace.
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-min(time.Until(dl)/10, tunnelCloseGrace)))
+		defer cancel()
+	}
 	ts.mu.Lock()
 	ts.closing = true
 	ts.mu.Unlock()

@@ -4,6 +4,7 @@ package main
 // SVID, a real WebSocket echo app (coder/websocket on both sides).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -300,5 +301,53 @@ func TestAttackUpgradeSmuggling(t *testing.T) {
 				t.Errorf("app saw %q, want %q", targets, tt.app)
 			}
 		})
+	}
+}
+
+// An open WebSocket that neither side closes keeps the inbound drain busy
+// to its deadline; the outbound listener, drained after it, must still
+// stop cleanly (its idle keep-alive connections closed), and warden exit 0.
+func TestDrainWithWebSocketAndOutboundExitsZero(t *testing.T) {
+	app := startWSEchoApp(t)
+	dest := startApp(t, appOptions{})
+	s := startWSSidecar(t, app, "WARDEN_DRAIN_TIMEOUT=2s", "WARDEN_OUTBOUND_ADDR=127.0.0.1:0",
+		// Any TLS-less address works: the route is only there to start the
+		// outbound listener, whose keep-alive connection from the app idles.
+		"WARDEN_OUTBOUND_ROUTES=orders="+dest.addr+"|spiffe://warden.local/ns/default/sa/orders")
+	out := s.listenAddr(t, "outbound")
+	ob, err := net.Dial("tcp", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	// One request on a kept connection, which then idles.
+	if _, err := io.WriteString(ob, "GET /x HTTP/1.1\r\nHost: unknown\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(ob), nil); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("outbound request: %v %v", resp, err)
+	}
+	c, _, err := s.dial(t, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte("open")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("warden exited with %v, want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("warden still running 15s after SIGTERM with a 2s drain")
 	}
 }
