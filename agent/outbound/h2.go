@@ -210,7 +210,7 @@ func (s *Server) newH2Server(ln *h2Listener) *http.Server {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	return &http.Server{
-		Handler:           s,
+		Handler:           http.HandlerFunc(s.serveH2),
 		Protocols:         &p,
 		ReadHeaderTimeout: s.opts.ReadTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
@@ -262,10 +262,10 @@ func dropHopByHop(h http.Header, request bool) {
 	}
 }
 
-// ServeHTTP relays one request of an h2c app: routed by :authority, sent
+// serveH2 relays one request of an h2c app: routed by :authority, sent
 // to the route's destination over mTLS (h2 or HTTP/1.1, as the route
 // says), the response streamed back with its trailers.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	a := &h2Access{s: s, r: r, start: start}
 	if id := r.Header.Get(proxy.HeaderRequestID); proxy.ValidRequestID([]byte(id)) {
