@@ -30,7 +30,6 @@ import (
 
 var (
 	headerUpgrade         = []byte("Upgrade")
-	headerWSKey           = []byte("Sec-WebSocket-Key")
 	headerWSVersion       = []byte("Sec-WebSocket-Version")
 	tokenWebSocket        = []byte("websocket")
 	wsVersion13           = []byte("13")
@@ -136,8 +135,14 @@ func checkWebSocket(h *fasthttp.RequestHeader) *refusal {
 	if len(keys) != 1 {
 		return refuseWebSocketKey
 	}
+	// 16 bytes are 24 characters of base64 with padding; the length comes
+	// first, since Decode writes as much as a longer key decodes to.
+	key := trimOWS(keys[0])
 	var raw [18]byte
-	if n, err := base64.StdEncoding.Decode(raw[:], trimOWS(keys[0])); err != nil || n != 16 {
+	if len(key) != 24 {
+		return refuseWebSocketKey
+	}
+	if n, err := base64.StdEncoding.Decode(raw[:], key); err != nil || n != 16 {
 		return refuseWebSocketKey
 	}
 	return nil

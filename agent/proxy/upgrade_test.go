@@ -221,6 +221,8 @@ func TestRefusedUpgradesNeverReachTheApp(t *testing.T) {
 		{"a chunked body", []string{"websocket"}, wsRequest("/ws", "Transfer-Encoding: chunked\r\n") + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(hiddenAdmin), hiddenAdmin), 400, "bad_request"},
 		{"no key", []string{"websocket"}, strings.Replace(wsRequest("/ws"), "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 1), 400, "bad_request"},
 		{"short key", []string{"websocket"}, strings.Replace(wsRequest("/ws"), "dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=", 1), 400, "bad_request"},
+		{"long key", []string{"websocket"}, strings.Replace(wsRequest("/ws"), "dGhlIHNhbXBsZSBub25jZQ==", strings.Repeat("QUFB", 200), 1), 400, "bad_request"},
+		{"key of 16 bytes without padding", []string{"websocket"}, strings.Replace(wsRequest("/ws"), "dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ", 1), 400, "bad_request"},
 		{"old version", []string{"websocket"}, strings.Replace(wsRequest("/ws"), "Version: 13", "Version: 8", 1), 426, "unsupported_websocket_version"},
 	}
 	for _, tt := range tests {
