@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/pep"
 )
@@ -536,6 +538,31 @@ func TestAppAnswersToTheUpgrade(t *testing.T) {
 		}
 		if rest, _ := io.ReadAll(br); len(rest) != 0 {
 			t.Errorf("the client got the app's bytes after the refusal: %q", rest)
+		}
+	})
+}
+
+// FuzzCheckWebSocket: any handshake fields are refused or accepted without
+// a panic, and accepted only as RFC 6455 has them.
+func FuzzCheckWebSocket(f *testing.F) {
+	f.Add("dGhlIHNhbXBsZSBub25jZQ==", "13")
+	f.Add("dGhlIHNhbXBsZSBub25jZQ", "13")
+	f.Add(strings.Repeat("QUFB", 40), "13")
+	f.Add("dGhlIHNhbXBsZSBub25jZQ==", " 13 ")
+	f.Add("!!!!!!!!!!!!!!!!!!!!!!==", "8")
+	f.Fuzz(func(t *testing.T, key, version string) {
+		var h fasthttp.RequestHeader
+		raw := "GET /ws HTTP/1.1\r\nHost: app\r\nSec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: " + version + "\r\n\r\n"
+		if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			return // not a header block fasthttp would hand warden
+		}
+		if checkWebSocket(&h) != nil {
+			return
+		}
+		k := strings.Trim(string(h.Peek("Sec-WebSocket-Key")), " \t")
+		b, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || len(b) != 16 || strings.Trim(string(h.Peek("Sec-WebSocket-Version")), " \t") != "13" {
+			t.Errorf("accepted key %q version %q", h.Peek("Sec-WebSocket-Key"), h.Peek("Sec-WebSocket-Version"))
 		}
 	})
 }
