@@ -46,6 +46,12 @@ func h2Destination(t *testing.T, svid *x509svid.SVID, bundles x509bundle.Source,
 	cfg.NextProtos = protos
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case "/slow":
+			<-r.Context().Done() // until warden gives up on it
+			return
+		case "/big":
+			_, _ = w.Write(bigBody)
+			return
 		case "/stream":
 			w.Header().Set("Content-Type", "application/grpc")
 			w.WriteHeader(200)
@@ -110,8 +116,12 @@ type h2Fixture struct {
 // destination), legacy (HTTP/1.1, the former syntax's meaning), noh2 (an
 // h2 route to a destination offering only http/1.1) and wrongid (an h2
 // destination with another SPIFFE ID than the route's).
-func newH2Fixture(t *testing.T) *h2Fixture {
+func newH2Fixture(t *testing.T, timeout ...time.Duration) *h2Fixture {
 	t.Helper()
+	to := 5 * time.Second
+	if len(timeout) > 0 {
+		to = timeout[0]
+	}
 	ca := spiffetest.NewCA(t, td)
 	bundles := x509bundle.NewSet(ca.Bundle())
 	grpc := h2Destination(t, ca.SVID(grpcID, time.Hour), bundles)
@@ -128,7 +138,7 @@ func newH2Fixture(t *testing.T) *h2Fixture {
 			{Host: "wrongid", Addr: grpc, ID: ordersID, HTTP2: true},
 		},
 		SVID: ca.SVID(ownID, time.Hour), Bundles: bundles,
-		Timeout: 5 * time.Second, MaxConnsPerRoute: 8,
+		Timeout: to, MaxConnsPerRoute: 8,
 		ReadTimeout: time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
 		MaxHeaderBytes: 8192, MaxRequestBodyBytes: 1 << 20, MaxConnections: 64,
 		Log: zerolog.New(logs).Level(zerolog.DebugLevel),
@@ -453,5 +463,40 @@ func TestH2cRequestIsSigned(t *testing.T) {
 	}
 	if n := reached.Load(); n != 1 {
 		t.Errorf("destination reached %d times, want once (the over-limit body is not sent)", n)
+	}
+}
+
+// bigBody is a large response of known content.
+var bigBody = bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
+
+// An h2 route keeps the outbound proxy's timeout (504 destination_timeout)
+// and streams a large response whole, to an h2c app and to an HTTP/1.1 one.
+func TestH2TimeoutAndLargeResponse(t *testing.T) {
+	f := newH2Fixture(t, 2*time.Second)
+	c := h2cClient(t, f.addr)
+	resp, err := c.Get("http://grpc/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 504 || !strings.Contains(string(b), `"error":"destination_timeout"`) {
+		t.Errorf("h2c app, slow h2 destination: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := send(t, f.addr, "GET /slow HTTP/1.1\r\nHost: grpc\r\n\r\n"); resp.StatusCode != 504 || !strings.Contains(b, `"error":"destination_timeout"`) {
+		t.Errorf("HTTP/1.1 app, slow h2 destination: %d %s", resp.StatusCode, b)
+	}
+
+	resp, err = c.Get("http://grpc/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(b, bigBody) {
+		t.Errorf("h2c app, 8 MiB: %d bytes, %v", len(b), err)
+	}
+	if resp, b := send(t, f.addr, "GET /big HTTP/1.1\r\nHost: grpc\r\n\r\n"); resp.StatusCode != 200 || b != string(bigBody) {
+		t.Errorf("HTTP/1.1 app, 8 MiB: %d, %d bytes", resp.StatusCode, len(b))
 	}
 }
