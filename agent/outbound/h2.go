@@ -101,6 +101,7 @@ type h2Listener struct {
 	h2Conns atomic.Int64 // open HTTP/2 connections, for the connection limit
 	limit   int64
 	closing sync.Once
+	failed  atomic.Pointer[error] // why the accept loop stopped, if not Close
 }
 
 func newH2Listener(inner net.Listener, sniffTimeout time.Duration, limit int) *h2Listener {
@@ -119,6 +120,9 @@ func (l *h2Listener) accept() {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				l.failed.Store(&err)
 			}
 			l.Close()
 			return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -498,5 +499,32 @@ func TestH2TimeoutAndLargeResponse(t *testing.T) {
 	}
 	if resp, b := send(t, f.addr, "GET /big HTTP/1.1\r\nHost: grpc\r\n\r\n"); resp.StatusCode != 200 || b != string(bigBody) {
 		t.Errorf("HTTP/1.1 app, 8 MiB: %d, %d bytes", resp.StatusCode, len(b))
+	}
+}
+
+// failingListener's Accept fails as a listener out of file descriptors does.
+type failingListener struct{ net.Listener }
+
+func (failingListener) Accept() (net.Conn, error) {
+	return nil, errors.New("accept4: too many open files")
+}
+
+// A listener that stops accepting is Serve's error, not a clean stop.
+func TestServeReportsAcceptFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := New(Options{ReadTimeout: time.Second, Timeout: time.Second, MaxHeaderBytes: 4096, Log: zerolog.Nop()})
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(failingListener{ln}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "too many open files") {
+			t.Errorf("Serve returned %v, want the accept error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running after its listener failed")
 	}
 }

@@ -162,6 +162,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	go func() { errc <- h2.Serve(sl.h2) }()
 	err := s.srv.Serve(listener{sl.h1})
 	_ = sl.Close()
+	if failed := sl.failed.Load(); failed != nil && err == nil {
+		// fasthttp reads a closed listener as a clean stop: the reason the
+		// accept loop stopped is the error.
+		err = fmt.Errorf("outbound: accept: %w", *failed)
+	}
 	if h2err := <-errc; err == nil && !errors.Is(h2err, http.ErrServerClosed) && !errors.Is(h2err, net.ErrClosed) {
 		err = h2err
 	}
