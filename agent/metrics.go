@@ -58,6 +58,12 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			}
 			return 0
 		},
+		UpgradedConns: func() int {
+			if p := a.proxy.Load(); p != nil {
+				return p.Tunnels()
+			}
+			return 0
+		},
 		UpstreamConns: func() (int, int) {
 			if p := a.proxy.Load(); p != nil {
 				return p.UpstreamConns()

@@ -197,6 +197,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		MaxRequestBodyBytes: a.cfg.MaxRequestBodyBytes,
 		MaxConnections:      a.cfg.MaxConnections,
 		HandshakeTimeout:    a.cfg.HandshakeTimeout,
+		AllowUpgrade:        a.cfg.AllowUpgrade,
 		Hardening:           hardening(a.cfg),
 		OwnID:               a.ownID,
 		AllowPeer:           a.peers.Allowed,
@@ -268,7 +269,7 @@ func (a *Agent) outbound() (*outbound.Server, net.Listener, error) {
 	}
 	routes := make([]outbound.Route, 0, len(a.cfg.OutboundRoutes))
 	for _, r := range a.cfg.OutboundRoutes {
-		routes = append(routes, outbound.Route{Host: r.Host, Addr: r.Addr, ID: r.ID})
+		routes = append(routes, outbound.Route{Host: r.Host, Addr: r.Addr, ID: r.ID, HTTP2: r.Proto == config.RouteH2})
 	}
 	signer, err := a.outboundSigner()
 	if err != nil {

@@ -60,6 +60,10 @@ type Config struct {
 	MaxConnections      int
 	DrainTimeout        time.Duration
 	HandshakeTimeout    time.Duration
+	// AllowUpgrade are the lower-case Upgrade tokens (WARDEN_ALLOW_UPGRADE)
+	// tunnelled to the app after the upgrade request is allowed; empty:
+	// none.
+	AllowUpgrade []string
 
 	// Request hardening: how warden reads what the app could read otherwise.
 	AllowGetBody           bool
@@ -153,10 +157,17 @@ type XMLLimits struct{ MaxDepth, MaxAttributes, MaxElements, MaxText int }
 // Route is one entry of WARDEN_OUTBOUND_ROUTES: requests whose Host is Host
 // go over mTLS to Addr, which must present the SVID ID.
 type Route struct {
-	Host string // lower case; "name" matches any port, "name:port" only that one
-	Addr string // host:port of the destination's warden (inbound listener)
-	ID   spiffeid.ID
+	Host  string // lower case; "name" matches any port, "name:port" only that one
+	Addr  string // host:port of the destination's warden (inbound listener)
+	ID    spiffeid.ID
+	Proto string // RouteHTTP1 (no ";proto=": the former routes) or RouteH2
 }
+
+// Values of a route's ";proto=": the protocol spoken to the destination.
+const (
+	RouteHTTP1 = "http1"
+	RouteH2    = "h2"
+)
 
 // JWKSSPIFFE is the WARDEN_JWT_JWKS value that verifies JWT-SVIDs with the
 // Workload API's JWT bundles.

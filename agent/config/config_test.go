@@ -123,6 +123,10 @@ func TestInvalidValues(t *testing.T) {
 		{"security log to syslog with a path", map[string]string{"WARDEN_SECURITY_LOG": "syslog://collector:514/x"}, `WARDEN_SECURITY_LOG="syslog://collector:514/x": expected a collector as syslog://host:port`},
 		{"security log in a missing directory", map[string]string{"WARDEN_SECURITY_LOG": "/nonexistent/security.log"}, `WARDEN_SECURITY_LOG="/nonexistent/security.log": expected a file path in an existing directory`},
 		{"security log that is a directory", map[string]string{"WARDEN_SECURITY_LOG": "/tmp"}, `WARDEN_SECURITY_LOG="/tmp": expected a regular file`},
+		{"route with an unknown protocol", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=10.0.0.7:15443|spiffe://warden.local/orders;proto=h3"}, `expected route parameters ;proto=h2 or ;proto=http1 after the SPIFFE ID (at "orders=10.0.0.7:15443|spiffe://warden.local/orders;proto=h3")`},
+		{"route with an unknown parameter", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=10.0.0.7:15443|spiffe://warden.local/orders;tls=off"}, `expected route parameters ;proto=h2 or ;proto=http1`},
+		{"upgrade to h2c", map[string]string{"WARDEN_ALLOW_UPGRADE": "websocket,h2c"}, `WARDEN_ALLOW_UPGRADE="websocket,h2c": expected protocols other than h2c and h2, whose tunnel would carry HTTP/2 requests past the policy (at "h2c")`},
+		{"upgrade token with a space", map[string]string{"WARDEN_ALLOW_UPGRADE": "web socket"}, `WARDEN_ALLOW_UPGRADE="web socket": expected comma-separated Upgrade protocols such as websocket (at "web socket")`},
 		{"outbound timeout of zero", map[string]string{"WARDEN_OUTBOUND_TIMEOUT": "0s"}, `WARDEN_OUTBOUND_TIMEOUT="0s": expected a positive duration`},
 		{"app probes that are no JSON", map[string]string{"WARDEN_APP_PROBES": "app/readiness=/ready"}, `WARDEN_APP_PROBES="[unparsable WARDEN_APP_PROBES]": expected a JSON object of the app's probes keyed <container>/<probe>`},
 		{"app probe with an unknown probe name", map[string]string{"WARDEN_APP_PROBES": `{"app/ready":{"httpGet":{"port":8080}}}`}, `appprobe: probe "app/ready": expected the probe liveness, readiness or startup`},
@@ -161,16 +165,20 @@ func TestOutboundSettings(t *testing.T) {
 	}
 
 	c, err = FromEnv(env(map[string]string{
-		"WARDEN_IDENTITY":        "dev",
-		"WARDEN_OUTBOUND_ADDR":   "[::1]:0",
-		"WARDEN_OUTBOUND_ROUTES": " Orders = orders.shop.svc:15443 | spiffe://warden.local/ns/shop/sa/orders ,payments:8080=127.0.0.1:25443|spiffe://partner.test/payments,",
+		"WARDEN_IDENTITY":      "dev",
+		"WARDEN_OUTBOUND_ADDR": "[::1]:0",
+		"WARDEN_OUTBOUND_ROUTES": " Orders = orders.shop.svc:15443 | spiffe://warden.local/ns/shop/sa/orders ,payments:8080=127.0.0.1:25443|spiffe://partner.test/payments," +
+			"grpc=10.0.0.9:15443|spiffe://warden.local/ns/shop/sa/grpc ; proto=H2,old=10.0.0.10:15443|spiffe://warden.local/old;proto=http1",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The routes without ";proto=" mean what they meant: HTTP/1.1.
 	want := []Route{
-		{Host: "orders", Addr: "orders.shop.svc:15443", ID: spiffeid.RequireFromString("spiffe://warden.local/ns/shop/sa/orders")},
-		{Host: "payments:8080", Addr: "127.0.0.1:25443", ID: spiffeid.RequireFromString("spiffe://partner.test/payments")},
+		{Host: "orders", Addr: "orders.shop.svc:15443", ID: spiffeid.RequireFromString("spiffe://warden.local/ns/shop/sa/orders"), Proto: RouteHTTP1},
+		{Host: "payments:8080", Addr: "127.0.0.1:25443", ID: spiffeid.RequireFromString("spiffe://partner.test/payments"), Proto: RouteHTTP1},
+		{Host: "grpc", Addr: "10.0.0.9:15443", ID: spiffeid.RequireFromString("spiffe://warden.local/ns/shop/sa/grpc"), Proto: RouteH2},
+		{Host: "old", Addr: "10.0.0.10:15443", ID: spiffeid.RequireFromString("spiffe://warden.local/old"), Proto: RouteHTTP1},
 	}
 	if c.OutboundAddr != "[::1]:0" || !slices.Equal(c.OutboundRoutes, want) {
 		t.Errorf("addr %q routes %+v, want %+v", c.OutboundAddr, c.OutboundRoutes, want)
@@ -179,6 +187,33 @@ func TestOutboundSettings(t *testing.T) {
 	c, err = FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_OUTBOUND_ADDR": "off"}))
 	if err != nil || c.OutboundAddr != "" {
 		t.Errorf("off: addr %q, err %v; want no listener", c.OutboundAddr, err)
+	}
+}
+
+func TestAllowUpgrade(t *testing.T) {
+	tests := []struct {
+		name string
+		set  map[string]string
+		want []string
+	}{
+		{"default is websocket", nil, []string{"websocket"}},
+		{"explicitly empty allows none", map[string]string{"WARDEN_ALLOW_UPGRADE": ""}, nil},
+		{"tokens are lower-cased, versions kept", map[string]string{"WARDEN_ALLOW_UPGRADE": " WebSocket, foo/1.1 ,"}, []string{"websocket", "foo/1.1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]string{"WARDEN_IDENTITY": "dev"}
+			for k, v := range tt.set {
+				m[k] = v
+			}
+			c, err := FromEnv(lookup(m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(c.AllowUpgrade, tt.want) {
+				t.Errorf("AllowUpgrade %q, want %q", c.AllowUpgrade, tt.want)
+			}
+		})
 	}
 }
 

@@ -271,9 +271,13 @@ func (p *parser) routes(name string) []Route {
 		if entry == "" {
 			continue
 		}
-		const form = "host=addr|spiffe-id, e.g. orders=10.0.0.7:15443|spiffe://example.org/ns/shop/sa/orders"
+		const form = "host=addr|spiffe-id[;proto=h2], e.g. orders=10.0.0.7:15443|spiffe://example.org/ns/shop/sa/orders"
 		host, rest, ok := strings.Cut(entry, "=")
 		addr, id, ok2 := strings.Cut(rest, "|")
+		// A SPIFFE ID holds no ';', so whatever follows one was never part
+		// of a valid route: the parameters extend the syntax without
+		// changing what any former route means.
+		id, params, _ := strings.Cut(id, ";")
 		host, addr, id = strings.ToLower(strings.TrimSpace(host)), strings.TrimSpace(addr), strings.TrimSpace(id)
 		if !ok || !ok2 || host == "" {
 			p.fail(name, v, "comma-separated "+form+" (at "+strconv.Quote(entry)+")")
@@ -298,7 +302,20 @@ func (p *parser) routes(name string) []Route {
 			p.fail(name, v, "a SPIFFE ID after '|' (at "+strconv.Quote(entry)+": "+err.Error()+")")
 			return nil
 		}
-		out = append(out, Route{Host: host, Addr: addr, ID: sid})
+		proto := RouteHTTP1
+		for _, kv := range strings.Split(params, ";") {
+			if kv = strings.TrimSpace(kv); kv == "" {
+				continue
+			}
+			k, val, _ := strings.Cut(kv, "=")
+			k, val = strings.ToLower(strings.TrimSpace(k)), strings.ToLower(strings.TrimSpace(val))
+			if k != "proto" || (val != RouteHTTP1 && val != RouteH2) {
+				p.fail(name, v, "route parameters ;proto=h2 or ;proto=http1 after the SPIFFE ID (at "+strconv.Quote(entry)+")")
+				return nil
+			}
+			proto = val
+		}
+		out = append(out, Route{Host: host, Addr: addr, ID: sid, Proto: proto})
 	}
 	return out
 }

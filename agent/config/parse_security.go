@@ -129,6 +129,33 @@ func (p *parser) methods(name string) []string {
 	return out
 }
 
+// upgradeTokens parses WARDEN_ALLOW_UPGRADE: comma-separated protocol
+// names as Upgrade carries them (RFC 9110 section 7.8: a token, optionally
+// "/version"), lower-cased, since warden matches them case-insensitively.
+// h2c is refused: once the app switched to it, the tunnel would carry
+// HTTP/2 requests to the app that warden never decides (h2c smuggling).
+func (p *parser) upgradeTokens(name string) []string {
+	v := p.raw(name)
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.ToLower(strings.TrimSpace(item))
+		if item == "" {
+			continue
+		}
+		proto, version, hasVersion := strings.Cut(item, "/")
+		if !isToken(proto) || hasVersion && !isToken(version) {
+			p.fail(name, v, "comma-separated Upgrade protocols such as websocket (at "+strconv.Quote(item)+")")
+			return nil
+		}
+		if proto == "h2c" || proto == "h2" {
+			p.fail(name, v, "protocols other than h2c and h2, whose tunnel would carry HTTP/2 requests past the policy (at "+strconv.Quote(item)+")")
+			return nil
+		}
+		out = append(out, item)
+	}
+	return out
+}
+
 // tokens splits v on commas into RFC 9110 tokens, dropping empty items.
 func (p *parser) tokens(name, v, expected string) []string {
 	var out []string

@@ -38,6 +38,7 @@ func everySeries(t *testing.T) map[string]family {
 		InboundConns:    func() int { return 0 },
 		UpstreamConns:   func() (int, int) { return 0, 0 },
 		UpstreamDesyncs: func() uint64 { return 0 },
+		UpgradedConns:   func() int { return 0 },
 		LogSinks:        []LogSink{{Name: "log", Dropped: func() uint64 { return 0 }}},
 	})
 	mfs, err := m.Gatherer().Gather()

@@ -69,6 +69,9 @@ type Sources struct {
 	InboundConns    func() int
 	UpstreamConns   func() (active, idle int)
 	UpstreamDesyncs func() uint64
+	// UpgradedConns counts the open upgrade tunnels (WebSocket), which
+	// InboundConns no longer counts.
+	UpgradedConns func() int
 	// LogSinks are the batched log writers whose dropped lines are counted.
 	LogSinks []LogSink
 }

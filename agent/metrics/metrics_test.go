@@ -287,6 +287,7 @@ func TestScrapeTimeGauges(t *testing.T) {
 		InboundConns:    func() int { return 7 },
 		UpstreamConns:   func() (int, int) { return 2, 5 },
 		UpstreamDesyncs: func() uint64 { return 1 },
+		UpgradedConns:   func() int { return 3 },
 		LogSinks:        []LogSink{{Name: "log", Dropped: func() uint64 { return dropped }}, {Name: "decision", Dropped: func() uint64 { return 0 }}},
 	})
 	got := series(t, m.Gatherer())
@@ -297,6 +298,7 @@ func TestScrapeTimeGauges(t *testing.T) {
 	want(t, series(t, m.Gatherer()), map[string]float64{
 		`warden_svid_expiry_timestamp_seconds`:            1_900_000_000.5,
 		`warden_inbound_connections`:                      7,
+		`warden_upgraded_connections`:                     3,
 		`warden_upstream_connections{state="active"}`:     2,
 		`warden_upstream_connections{state="idle"}`:       5,
 		`warden_upstream_desyncs_total`:                   1,

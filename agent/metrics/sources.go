@@ -49,6 +49,12 @@ func (m *Metrics) registerSources(src Sources) {
 			Help: "Open inbound (mTLS) connections.",
 		}, func() float64 { return float64(src.InboundConns()) }))
 	}
+	if src.UpgradedConns != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "warden_upgraded_connections",
+			Help: "Open upgraded inbound connections (WebSocket tunnels to the app).",
+		}, func() float64 { return float64(src.UpgradedConns()) }))
+	}
 	if src.UpstreamConns != nil {
 		for _, state := range []string{"active", "idle"} {
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -5,6 +5,11 @@
 // presenting the SPIFFE ID of that route; a Host without a route is refused,
 // so the listener is never an open proxy.
 //
+// The listener also speaks HTTP/2 with prior knowledge (h2c, what gRPC
+// clients speak in plaintext): h2.go sorts connections by their first
+// bytes, serves h2c with net/http, and reaches routes marked h2 over mTLS
+// with ALPN h2 through a net/http transport per route.
+//
 // It owns the egress proxy semantics (hop-by-hop headers, X-Request-Id,
 // timeouts, the sanitized JSON errors); identity comes in as go-spiffe
 // sources and the TLS configuration from package spiffe. Like package proxy,

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,6 +29,9 @@ type Route struct {
 	Host string // lower case; "name" matches any port, "name:port" only that port
 	Addr string // host:port of the destination's warden
 	ID   spiffeid.ID
+	// HTTP2: the destination is spoken to in HTTP/2 (ALPN h2, required);
+	// otherwise HTTP/1.1.
+	HTTP2 bool
 }
 
 // Options configure the outbound proxy. Durations and sizes must be
@@ -58,6 +63,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	srv    *fasthttp.Server
+	h2     atomic.Pointer[http.Server] // the h2c side, set by Serve (h2.go)
 	routes map[string]*route
 	ids    *proxy.RequestIDs
 	log    zerolog.Logger
@@ -66,7 +72,10 @@ type Server struct {
 type route struct {
 	Route
 	id     string
-	client *fasthttp.HostClient
+	client *fasthttp.HostClient // HTTP/1.1 apps to HTTP/1.1 routes
+	// rt carries the rest: h2c apps' requests, and every request of an h2
+	// route (h2.go).
+	rt *http.Transport
 }
 
 // Status codes and error codes the app gets instead of a destination's answer.
@@ -108,6 +117,7 @@ func New(opts Options) *Server {
 			RetryIfErr:            func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 			SecureErrorLogMessage: true,
 		}
+		rt.rt = s.transport(r)
 		s.routes[r.Host] = rt
 	}
 	s.srv = &fasthttp.Server{
@@ -142,17 +152,43 @@ func authorizeExactly(want spiffeid.ID) func(spiffeid.ID, [][]*x509.Certificate)
 	}
 }
 
-// Serve accepts the app's plaintext connections from ln until Shutdown.
+// Serve accepts the app's plaintext connections from ln until Shutdown:
+// HTTP/1.x, and HTTP/2 with prior knowledge (h2c, see h2.go).
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(listener{ln})
+	sl := newH2Listener(ln, s.opts.ReadTimeout, s.opts.MaxConnections)
+	h2 := s.newH2Server(sl)
+	s.h2.Store(h2)
+	errc := make(chan error, 1)
+	go func() { errc <- h2.Serve(sl.h2) }()
+	err := s.srv.Serve(listener{sl.h1})
+	_ = sl.Close()
+	if failed := sl.failed.Load(); failed != nil && err == nil {
+		// fasthttp reads a closed listener as a clean stop: the reason the
+		// accept loop stopped is the error.
+		err = fmt.Errorf("outbound: accept: %w", *failed)
+	}
+	if h2err := <-errc; err == nil && !errors.Is(h2err, http.ErrServerClosed) && !errors.Is(h2err, net.ErrClosed) {
+		err = h2err
+	}
+	return err
 }
 
 // Shutdown stops accepting, lets in-flight requests finish and closes idle
 // connections, or gives up when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
+	if h2 := s.h2.Load(); h2 != nil {
+		// GOAWAY, then the streams in flight get what is left of ctx.
+		if h2err := h2.Shutdown(ctx); h2err != nil {
+			_ = h2.Close()
+			if err == nil {
+				err = h2err
+			}
+		}
+	}
 	for _, r := range s.routes {
 		r.client.CloseIdleConnections()
+		r.rt.CloseIdleConnections()
 	}
 	return err
 }
@@ -217,7 +253,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}
 
-	if err := r.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.Timeout); err != nil {
+	var err error
+	if r.HTTP2 {
+		err = s.doH2(ctx, r)
+	} else {
+		err = r.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.Timeout)
+	}
+	if err != nil {
 		status, code := destinationError(err)
 		e := s.log.Error()
 		if code == codeIdentityMismatch {
@@ -266,7 +308,7 @@ func destinationError(err error) (int, string) {
 	switch {
 	case errors.Is(err, errUnexpectedPeer):
 		return fasthttp.StatusBadGateway, codeIdentityMismatch
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout), errors.As(err, &netErr) && netErr.Timeout():
 		return fasthttp.StatusGatewayTimeout, codeTimeout
 	case errors.Is(err, fasthttp.ErrNoFreeConns):

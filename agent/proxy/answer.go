@@ -288,6 +288,18 @@ func hardeningReason(r *refusal) string {
 		return pep.ReasonHardeningPrefix + "trailer_as_header"
 	case refuseQuerySemicolon:
 		return pep.ReasonHardeningPrefix + "query_semicolon"
+	case refuseUpgradeNotAllowed:
+		return pep.ReasonHardeningPrefix + "upgrade_not_allowed"
+	case refuseUpgradeAmbiguous:
+		return pep.ReasonHardeningPrefix + "upgrade_ambiguous"
+	case refuseUpgradeMethod:
+		return pep.ReasonHardeningPrefix + "upgrade_method"
+	case refuseUpgradeBody:
+		return pep.ReasonHardeningPrefix + "upgrade_body"
+	case refuseWebSocketKey:
+		return pep.ReasonHardeningPrefix + "websocket_key"
+	case refuseWebSocketVersion:
+		return pep.ReasonHardeningPrefix + "websocket_version"
 	}
 	return pep.ReasonHardeningPrefix + "request"
 }

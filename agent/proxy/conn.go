@@ -47,6 +47,7 @@ type conn struct {
 	del        [][]byte // header names to delete before policy and app
 	xff        [][]byte // the client's X-Forwarded-For values, in order
 	requestIDs int      // how many X-Request-Id headers the client sent
+	upgrade    []byte   // the Upgrade protocol of an upgrade request (upgrade.go), else empty
 
 	// The start of the current request's first line, as read, for the log
 	// line of a request fasthttp cannot parse (fasthttp resets what it read

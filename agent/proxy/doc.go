@@ -2,6 +2,9 @@
 // listener and a pooled fasthttp client to the app on loopback. It owns proxy
 // semantics (hop-by-hop headers, X-Forwarded-*, X-Request-Id, the client
 // identity header), limits, timeouts and the sanitized error responses.
+// An allowed upgrade (WebSocket) leaves the pool: upgrade.go sends it on a
+// connection of its own and tunnels a 101, owning the tunnels until they
+// end or the drain closes them.
 //
 // It holds no identity or policy logic of its own: who may connect is a
 // function it is given (evaluated once per connection), and what a request

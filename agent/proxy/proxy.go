@@ -31,6 +31,9 @@ type Options struct {
 	MaxConnections      int
 	// HandshakeTimeout bounds the TLS handshake (0: only ReadTimeout does).
 	HandshakeTimeout time.Duration
+	// AllowUpgrade are the lower-case Upgrade protocols tunnelled to the
+	// app once their request is allowed (upgrade.go); empty: none.
+	AllowUpgrade []string
 	// Hardening configures the checks that keep warden and the app reading
 	// the same request.
 	Hardening Hardening
@@ -119,6 +122,7 @@ type Server struct {
 	log     zerolog.Logger
 	harden  *hardening
 	desyncs atomic.Uint64
+	tunnels tunnelSet
 }
 
 // Headers warden owns on the way to the app.
@@ -208,6 +212,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
 	s.client.CloseIdleConnections()
+	s.tunnels.drain(ctx)
 	return err
 }
 
@@ -297,8 +302,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		c.target = append(c.target, q...)
 	}
 
+	if !s.checkUpgrade(ctx, c) {
+		return
+	}
 	closeAfter := h.ConnectionClose()
 	s.prepareRequest(h, c)
+	if len(c.upgrade) > 0 {
+		restoreUpgrade(h, c)
+	}
 	if appTraceparent != nil {
 		h.SetBytesV("traceparent", appTraceparent)
 	}
@@ -320,6 +331,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Request.UseHostHeader = true
 	if len(h.Host()) == 0 {
 		h.Set("Host", s.opts.UpstreamAddr) // HTTP/1.0 without Host; the app gets HTTP/1.1
+	}
+
+	if len(c.upgrade) > 0 {
+		s.upgrade(ctx, c)
+		return
 	}
 
 	var sent time.Time

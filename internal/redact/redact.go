@@ -31,6 +31,10 @@ var credentialWords = [256][]string{
 	'p': {"password", "passwd"},
 	's': {"secret", "session", "signature"},
 	't': {"token"},
+	// Sec-WebSocket-Protocol: browsers cannot set Authorization on a
+	// WebSocket, so bearer tokens travel as subprotocols (Kubernetes'
+	// base64url.bearer.authorization.k8s.io.<token>).
+	'w': {"websocket-protocol"},
 }
 
 // IsCredentialName reports whether a header or parameter name suggests its

@@ -44,12 +44,12 @@ func TestQueryRedactsSecretsWhateverTheirEncoding(t *testing.T) {
 }
 
 func TestCredentialNames(t *testing.T) {
-	for _, n := range []string{"x-api-key", "X-Auth-Token", "Session-Id", "x-signature", "Cookie", "proxy-authorization", "X-Password"} {
+	for _, n := range []string{"x-api-key", "X-Auth-Token", "Session-Id", "x-signature", "Cookie", "proxy-authorization", "X-Password", "Sec-WebSocket-Protocol"} {
 		if !IsCredentialName(n) {
 			t.Errorf("%s not taken for a credential", n)
 		}
 	}
-	for _, n := range []string{"accept", "user-agent", "x-user", "content-type"} {
+	for _, n := range []string{"accept", "user-agent", "x-user", "content-type", "upgrade", "sec-websocket-version"} {
 		if IsCredentialName(n) {
 			t.Errorf("%s taken for a credential", n)
 		}
