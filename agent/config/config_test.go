@@ -113,6 +113,15 @@ func TestInvalidValues(t *testing.T) {
 		{"route with a malformed SPIFFE ID", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=10.0.0.7:15443|orders"}, `expected a SPIFFE ID after '|'`},
 		{"route host with a path", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders/v1=10.0.0.7:15443|spiffe://warden.local/orders"}, `expected a host name, optionally with :port, before '='`},
 		{"route host twice", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=a:1|spiffe://w/a, Orders=b:2|spiffe://w/b"}, `expected each host once (host "orders" repeats)`},
+		{"decoy path that is relative", map[string]string{"WARDEN_HONEYPOT_PATHS": "/.env, wp-login.php"}, `WARDEN_HONEYPOT_PATHS="/.env, wp-login.php": expected comma-separated absolute paths such as /.env or prefixes such as /actuator/*, normalized (no //, ., .., %, ?, # or * but a final /*) (at "wp-login.php")`},
+		{"decoy path with a wildcard inside", map[string]string{"WARDEN_HONEYPOT_PATHS": "/a/*/b"}, `(at "/a/*/b")`},
+		{"decoy path with a dot segment", map[string]string{"WARDEN_HONEYPOT_PATHS": "/a/../.git/*"}, `(at "/a/../.git/*")`},
+		{"decoy path percent-encoded", map[string]string{"WARDEN_HONEYPOT_PATHS": "/%2eenv"}, `(at "/%2eenv")`},
+		{"decoy block longer than a day", map[string]string{"WARDEN_HONEYPOT_BLOCK_FOR": "25h"}, `WARDEN_HONEYPOT_BLOCK_FOR="25h": expected a duration from 0 (off) to 24h, such as 10m`},
+		{"block cap without unit", map[string]string{"WARDEN_MAX_BLOCK_FOR": "60"}, `WARDEN_MAX_BLOCK_FOR="60": expected a duration from 0 (off) to 24h`},
+		{"exempt network that is no CIDR", map[string]string{"WARDEN_BLOCK_EXEMPT": "10.0.0.0/8, health-checker"}, `WARDEN_BLOCK_EXEMPT="10.0.0.0/8, health-checker": expected comma-separated CIDRs such as 10.0.0.0/8 or addresses (at "health-checker")`},
+		{"IPv6 block prefix too short", map[string]string{"WARDEN_IPV6_PREFIX": "32"}, `WARDEN_IPV6_PREFIX="32": expected a prefix length from 48 to 128, such as 64`},
+		{"decoys that block with rate limiting off", map[string]string{"WARDEN_HONEYPOT_PATHS": "/.env", "WARDEN_RATE_LIMIT_MODE": "off"}, `WARDEN_RATE_LIMIT_MODE=off blocks nobody: set WARDEN_HONEYPOT_BLOCK_FOR=0`},
 		{"outbound timeout of zero", map[string]string{"WARDEN_OUTBOUND_TIMEOUT": "0s"}, `WARDEN_OUTBOUND_TIMEOUT="0s": expected a positive duration`},
 	}
 	for _, tt := range tests {
@@ -132,6 +141,32 @@ func TestInvalidValues(t *testing.T) {
 				t.Errorf("error %q, want one line containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestDefenseSettings(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev",
+		"WARDEN_HONEYPOT_PATHS": " /.env, /actuator/* ,/", "WARDEN_BLOCK_EXEMPT": "10.1.2.3, 192.168.0.0/16, ::ffff:10.9.0.0/112, 2001:db8::/32"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.HoneypotPaths, " "); got != "/.env /actuator/* /" {
+		t.Errorf("decoys %q", got)
+	}
+	var ex []string
+	for _, p := range c.BlockExempt {
+		ex = append(ex, p.String())
+	}
+	if got := strings.Join(ex, " "); got != "10.1.2.3/32 192.168.0.0/16 10.9.0.0/16 2001:db8::/32" {
+		t.Errorf("exempt %q", got)
+	}
+	if c.HoneypotBlockFor != 10*time.Minute || c.MaxBlockFor != 24*time.Hour || c.IPv6Prefix != 64 {
+		t.Errorf("defaults: block for %v, max %v, IPv6 prefix %d", c.HoneypotBlockFor, c.MaxBlockFor, c.IPv6Prefix)
+	}
+	c, err = FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_HONEYPOT_PATHS": "/.env",
+		"WARDEN_HONEYPOT_BLOCK_FOR": "0", "WARDEN_RATE_LIMIT_MODE": "off", "WARDEN_MAX_BLOCK_FOR": "0"}))
+	if err != nil || c.HoneypotBlockFor != 0 || c.MaxBlockFor != 0 {
+		t.Errorf("decoys that block nobody with rate limiting off: %v, %v, %v", err, c.HoneypotBlockFor, c.MaxBlockFor)
 	}
 }
 
