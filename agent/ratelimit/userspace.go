@@ -30,8 +30,10 @@ type Userspace struct {
 	seed        maphash.Seed
 	shards      [sourceShards]sourceShard
 
-	blockMu sync.Mutex               // serializes writers of blocked
-	blocked atomic.Pointer[blockSet] // copy on write: readers never lock
+	blockMu   sync.Mutex               // serializes writers of blocked
+	blocked   atomic.Pointer[blockSet] // copy on write: readers never lock
+	maxBlocks int                      // bound of the blocklist: maxSources, as the kernel's map
+	v6Prefix  int                      // IPv6 sources are blocked per prefix of this length
 
 	passed, dropBlocked, dropConn, dropRequest atomic.Uint64
 }
@@ -66,6 +68,8 @@ func NewUserspace(port int, l Limits, maxSources int) *Userspace {
 		request:     gcra.New(int64(l.PacketRate), int64(l.PacketBurst)),
 		maxPerShard: max(1, maxSources/sourceShards),
 		seed:        maphash.MakeSeed(),
+		maxBlocks:   max(1, maxSources),
+		v6Prefix:    128,
 	}
 	start := time.Now()
 	u.clock = func() time.Duration { return time.Since(start) }
@@ -85,7 +89,7 @@ func (u *Userspace) blockedFor(ip netip.Addr, now int64) time.Duration {
 	if len(bs.until) == 0 {
 		return 0
 	}
-	if until, ok := bs.until[ip]; ok && until > now {
+	if until, ok := bs.until[blockKey(ip, u.v6Prefix)]; ok && until > now {
 		return time.Duration(until - now)
 	}
 	return 0
@@ -179,18 +183,42 @@ func (sh *sourceShard) get(ip netip.Addr, limit int) *source {
 	return s
 }
 
-// Block implements Enforcer.
+// setIPv6Prefix makes IPv6 blocks cover prefixes of bits (Start sets it
+// before the limiter is used).
+func (u *Userspace) setIPv6Prefix(bits int) { u.v6Prefix = bits }
+
+// blockKey is the blocklist's key for ip: its own for IPv4, its prefix of
+// v6bits (masked) for IPv6, as the kernel's blocklist keys it.
+func blockKey(ip netip.Addr, v6bits int) netip.Addr {
+	if ip = ip.Unmap(); ip.Is6() && v6bits < 128 {
+		ip = netip.PrefixFrom(ip, v6bits).Masked().Addr()
+	}
+	return ip
+}
+
+// Block implements Enforcer. The blocklist holds at most as many sources
+// as the limiter tracks (WARDEN_BPF_MAX_SOURCES, the kernel map's size):
+// beyond that Block fails with ErrBlocklistFull.
 func (u *Userspace) Block(ip netip.Addr, d time.Duration) error {
 	if err := checkBlock(ip, d); err != nil {
 		return err
 	}
-	u.updateBlocks(func(m map[netip.Addr]int64, now int64) { m[ip.Unmap()] = now + int64(d) })
-	return nil
+	key := blockKey(ip, u.v6Prefix)
+	var err error
+	u.updateBlocks(func(m map[netip.Addr]int64, now int64) {
+		if _, ok := m[key]; !ok && len(m) >= u.maxBlocks {
+			err = ErrBlocklistFull
+			return
+		}
+		m[key] = now + int64(d)
+	})
+	return err
 }
 
 // Unblock implements Enforcer.
 func (u *Userspace) Unblock(ip netip.Addr) error {
-	u.updateBlocks(func(m map[netip.Addr]int64, _ int64) { delete(m, ip.Unmap()) })
+	key := blockKey(ip, u.v6Prefix)
+	u.updateBlocks(func(m map[netip.Addr]int64, _ int64) { delete(m, key) })
 	return nil
 }
 
