@@ -29,24 +29,26 @@ func codeClass(status int) int {
 
 // denialStages are the stages of warden_denials_total, in the order a
 // request meets them.
-var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageSignature, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy}
+var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageHoneypot, pep.StageSignature, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy}
 
 func denialStage(s pep.Stage) int {
 	switch s {
 	case pep.StagePeer:
 		return 0
-	case pep.StageSignature:
+	case pep.StageHoneypot:
 		return 1
-	case pep.StageToken:
+	case pep.StageSignature:
 		return 2
-	case pep.StageOpenAPI:
+	case pep.StageToken:
 		return 3
-	case pep.StageBody:
+	case pep.StageOpenAPI:
 		return 4
+	case pep.StageBody:
+		return 5
 	}
 	// A denial the pipeline did not attribute is the policy's: it is the
 	// stage that decides what the others let through.
-	return 5
+	return 6
 }
 
 // signatureReasons are agent/signature's reasons, refusals' label values.

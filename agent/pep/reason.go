@@ -18,6 +18,8 @@ const (
 	// ReasonPolicyTimeout: the evaluation ran past
 	// WARDEN_POLICY_EVAL_TIMEOUT (event policy_eval_timeout).
 	ReasonPolicyTimeout = "policy_timeout"
+	// ReasonHoneypot: the request asked for a decoy (event honeypot_hit).
+	ReasonHoneypot = "honeypot"
 )
 
 // Prefixes of the reasons of the stages before the policy: each is followed
