@@ -114,6 +114,7 @@ type Server struct {
 	log     zerolog.Logger
 	harden  *hardening
 	desyncs atomic.Uint64
+	conns   sources // open inbound connections by client address
 }
 
 // Headers warden owns on the way to the app.
@@ -194,6 +195,7 @@ func New(opts Options) *Server {
 func (s *Server) Serve(ln net.Listener) error {
 	if l, ok := ln.(*listener); ok {
 		l.obs = s.opts.Observer
+		l.sources = &s.conns
 	}
 	return s.srv.Serve(ln)
 }
