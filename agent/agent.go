@@ -19,6 +19,7 @@ import (
 	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/ratelimit"
 	"github.com/warden-sidecar/warden/bundle"
+	"github.com/warden-sidecar/warden/internal/secevent"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -66,6 +67,10 @@ type Agent struct {
 	proxy       atomic.Pointer[proxy.Server]
 	logOut      *BatchWriter                // the root logger's writer, when batched
 	decisionOut atomic.Pointer[BatchWriter] // the decision log's own writer, if any
+
+	// Security events (defense.go): WithSecurityLog, or built on first use.
+	security     *secevent.Log
+	securityOnce sync.Once
 
 	// The lifecycle: what started, in order, and the group supervising
 	// their work. failed is cancelled when a supervised function fails.

@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/config"
+	"github.com/warden-sidecar/warden/internal/secevent"
 	"github.com/warden-sidecar/warden/spiffe"
 	"github.com/warden-sidecar/warden/spiffe/spiffetest"
 )
@@ -63,7 +64,7 @@ func startAgent(t *testing.T, app string, env map[string]string) *running {
 		t.Fatal(err)
 	}
 	r := &running{log: &lockedBuffer{}, done: make(chan error, 1)}
-	r.agent = New(cfg, testLogger().Output(r.log))
+	r.agent = New(cfg, testLogger().Output(r.log), WithSecurityLog(secevent.New(r.log, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	go func() { r.done <- r.agent.Run(ctx) }()

@@ -104,6 +104,7 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 	opts = append(opts, authz.WithEventLog(a.log.With().Str("component", "authz").Logger()), authz.WithObserver(a.metrics),
 		authz.WithDecisionLogSample(a.cfg.DecisionLogSample))
 	opts = append(opts, a.inputChecks()...)
+	opts = append(opts, a.defenseOptions()...)
 	var spec *openapi.Store
 	if a.cfg.OpenAPISpec != "" {
 		if spec, err = openapi.NewStore(a.cfg.OpenAPISpec, a.log.With().Str("component", "openapi").Logger()); err != nil {

@@ -67,7 +67,7 @@ func TestRateLimitViewAndBlockInUserspace(t *testing.T) {
 		t.Fatalf("top sources %+v", v.TopSources)
 	}
 	line := r.logLine(t, "source_blocked")
-	if line["client_ip"] != "127.0.0.1" || line["duration_s"] != 60.0 {
+	if line["source_ip"] != "127.0.0.1" || line["duration_s"] != 60.0 || line["reason"] != "manual" || line["event_type"] != "security" {
 		t.Fatalf("source_blocked line %v", line)
 	}
 	if err := r.agent.Unblock(netip.MustParseAddr("127.0.0.1")); err != nil {
