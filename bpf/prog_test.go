@@ -591,3 +591,28 @@ func BenchmarkProgram(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBlock is the cost of a block on the request path: the
+// blocklist write (one bpf(BPF_MAP_UPDATE_ELEM) system call) that makes the
+// program drop the source's next packet. Each iteration blocks another
+// source, as a flood of decoy hitters would.
+func BenchmarkBlock(b *testing.B) {
+	l := loadTest(b, Config{MaxSources: 1 << 16, IPv6Prefix: 64})
+	var i uint32
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if err := l.Block(ip, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		if i == 1<<16-1 {
+			b.StopTimer()
+			for k := range i {
+				_ = l.Unblock(netip.AddrFrom4([4]byte{10, byte(k >> 16), byte(k >> 8), byte(k)}))
+			}
+			i = 0
+			b.StartTimer()
+		}
+	}
+}

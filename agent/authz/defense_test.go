@@ -156,3 +156,16 @@ func TestPolicyBlocksCachedOrNot(t *testing.T) {
 func BenchmarkCheckCachedWithDecoys(b *testing.B) {
 	benchmarkCheckCached(b, WithHoneypot([]string{"/.env", "/wp-login.php", "/actuator/*", "/.git/*"}, time.Minute))
 }
+
+// BenchmarkDecoyMatch is what decoys add to an ordinary request: the
+// match of its path, which misses.
+func BenchmarkDecoyMatch(b *testing.B) {
+	d := newDecoys([]string{"/.env", "/wp-login.php", "/actuator/*", "/.git/*"})
+	path := []byte("/accounts/alice/transactions")
+	b.ReportAllocs()
+	for b.Loop() {
+		if d.match(path) {
+			b.Fatal("matched")
+		}
+	}
+}
