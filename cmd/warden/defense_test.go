@@ -172,6 +172,37 @@ func TestBPFHoneypotBlocksTheSource(t *testing.T) {
 	}
 }
 
+// TestBPFHoneypotBlocksTheIPv6Prefix: an IPv6 decoy hit blocks the
+// source's /64 in the kernel, so the host cannot walk its addresses; the
+// block is listed with its prefix.
+func TestBPFHoneypotBlocksTheIPv6Prefix(t *testing.T) {
+	s := startNsSidecar(t, "WARDEN_RATE_LIMIT_MODE=ebpf", "WARDEN_HONEYPOT_PATHS=/.env")
+	l := s.link
+	sibling := netip.MustParseAddr(strings.TrimSuffix(l.B6.String(), "2") + "77") // fd00:200:N::77, the same /64
+	l.B.IP(t, "addr", "add", sibling.String()+"/64", "dev", l.IfB, "nodad")
+	if err := s.request(sibling, l.A6); err != nil {
+		t.Fatalf("before the decoy: %v", err)
+	}
+	c := s.open(t, l.B6)
+	if code, _, err := c.get("/.env"); err != nil || code != 404 {
+		t.Fatalf("decoy: %d %v", code, err)
+	}
+	if err := s.request(sibling, l.A6); err == nil {
+		t.Fatal("another address of the blocked /64 was served")
+	}
+	if err := s.request(l.B4, l.A4); err != nil {
+		t.Fatalf("the same host over IPv4 (not blocked): %v", err)
+	}
+	v := s.rateLimitView(t)
+	want := netip.PrefixFrom(l.B6, 64).Masked()
+	if len(v.Blocklist) != 1 || v.Blocklist[0].Prefix != want.String() || v.Blocklist[0].IP != want.Addr().String() {
+		t.Fatalf("blocklist %+v, want %s", v.Blocklist, want)
+	}
+	s.find(t, func(m map[string]any) bool {
+		return m["event"] == "source_blocked" && m["source_ip"] == l.B6.String() && m["prefix"] == want.String()
+	})
+}
+
 func countEvents(p *process, event string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
