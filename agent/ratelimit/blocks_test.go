@@ -101,6 +101,9 @@ func TestBlocklistIsBounded(t *testing.T) {
 	if st := r.Status(); st.BlockOverflows != 1 || len(st.Blocklist) != 2 {
 		t.Fatalf("overflows %d, blocks %+v; want 1 and 2", st.BlockOverflows, st.Blocklist)
 	}
+	if tot, err := r.Totals(); err != nil || tot.BlockOverflows != 1 || tot.Blocked != 2 {
+		t.Fatalf("totals %+v, %v; want 1 overflow and 2 blocked", tot, err)
+	}
 	if ended := r.Sweep(time.Now().Add(90 * time.Minute)); len(ended) != 1 || ended[0].Prefix.Addr() != srcB || ended[0].Cause != CauseHoneypot {
 		t.Fatalf("sweep 90 minutes on: %+v, want %s's block", ended, srcB)
 	}

@@ -65,6 +65,9 @@ type Totals struct {
 	Mode     string // as Status.Mode
 	Counters Counters
 	Blocked  int // sources blocked now
+	// BlockOverflows counts blocks refused because the blocklist was full
+	// (Running's count; 0 from an Enforcer alone).
+	BlockOverflows uint64
 }
 
 // Counters are totals since start.

@@ -202,6 +202,13 @@ func (o off) Status() Status {
 	return Status{Mode: config.RateLimitOff, Port: o.port, Limits: o.limits, TopSources: []SourceDrops{}, Blocklist: []BlockEntry{}}
 }
 
+// Totals adds the blocks refused for a full blocklist.
+func (r *Running) Totals() (Totals, error) {
+	t, err := r.Enforcer.Totals()
+	t.BlockOverflows = r.overflows.Load()
+	return t, err
+}
+
 // Blocked is what BlockFor did.
 type Blocked struct {
 	// Prefix is what is blocked: the address (a /32 or /128), or for IPv6
