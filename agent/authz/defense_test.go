@@ -117,7 +117,8 @@ allow := {"allow": true, "block_for_seconds": 0} if input.path == "/fine"
 // gets it, the cached ones too, capped by WARDEN_MAX_BLOCK_FOR.
 func TestPolicyBlocksCachedOrNot(t *testing.T) {
 	rec := &blockRecorder{}
-	a := New(newEngine(t, blockPolicy), func() string { return ownID }, zerolog.New(io.Discard),
+	var log bytes.Buffer
+	a := New(newEngine(t, blockPolicy), func() string { return ownID }, zerolog.New(&log),
 		WithBlocker(rec, time.Hour))
 	for i := range 2 {
 		v := check(a, request("GET", "/scrape"), peerRequest("/scrape"))
@@ -128,6 +129,9 @@ func TestPolicyBlocksCachedOrNot(t *testing.T) {
 	check(a, request("GET", "/forever"), peerRequest("/forever"))
 	if v := check(a, request("GET", "/fine"), peerRequest("/fine")); v.Status != 0 {
 		t.Fatalf("/fine: %+v", v)
+	}
+	if first, _, _ := strings.Cut(log.String(), "\n"); !strings.Contains(first, `"result":{"allow":false,"status":403,"reason":["scraper"],"block_for_seconds":120}`) {
+		t.Errorf("the decision log's result does not say the policy blocked: %s", first)
 	}
 	src := netip.MustParseAddr("10.0.0.9")
 	want := []recordedBlock{
