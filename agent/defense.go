@@ -168,17 +168,19 @@ func (a *Agent) Block(ip netip.Addr, d time.Duration) error {
 	return err
 }
 
-// Unblock lifts a block early; source_unblocked says so.
+// Unblock lifts a block early; source_unblocked says so (when there was
+// one to lift).
 func (a *Agent) Unblock(ip netip.Addr) error {
 	rl := a.limiter.Load()
 	if rl == nil {
 		return ratelimit.ErrOff
 	}
-	if err := rl.Unblock(ip); err != nil {
+	e, ok, err := rl.Lift(ip)
+	if err != nil || !ok {
 		return err
 	}
 	a.securityLog().Event(secevent.SourceUnblocked, secevent.Low).Str(secevent.FieldSourceIP, ip.Unmap().String()).
-		Str("prefix", a.blockPrefix(ip).String()).Str(secevent.FieldReason, "lifted").Send()
+		Str("prefix", e.Prefix.String()).Str(secevent.FieldReason, "lifted").Str("cause", string(e.Cause)).Send()
 	return nil
 }
 

@@ -74,8 +74,12 @@ func TestIPv6BlocksCoverThePrefix(t *testing.T) {
 	if !r.Userspace.AllowConn(netip.MustParseAddr("2001:db8:1:3:aaaa::1")) {
 		t.Error("the next /64 was refused")
 	}
-	if err := r.Unblock(netip.MustParseAddr("2001:db8:1:2::77")); err != nil {
-		t.Fatal(err)
+	lifted, ok, err := r.Lift(netip.MustParseAddr("2001:db8:1:2::77"))
+	if err != nil || !ok || lifted.Prefix.String() != "2001:db8:1:2::/64" || lifted.Cause != CauseHoneypot {
+		t.Fatalf("Lift: %+v %v %v", lifted, ok, err)
+	}
+	if _, ok, err := r.Lift(netip.MustParseAddr("2001:db8:1:2::77")); ok || err != nil {
+		t.Fatalf("second Lift: %v %v, want nothing lifted", ok, err)
 	}
 	if !r.Userspace.AllowConn(netip.MustParseAddr("2001:db8:1:2:ffff::9")) {
 		t.Error("still blocked after the prefix was unblocked")

@@ -229,10 +229,7 @@ func (r *Running) BlockFor(ip netip.Addr, d time.Duration, cause Cause) (Blocked
 		return Blocked{}, err
 	}
 	key := blockKey(ip, r.v6Prefix)
-	b := Blocked{Prefix: netip.PrefixFrom(key, key.BitLen())}
-	if key.Is6() {
-		b.Prefix = netip.PrefixFrom(key, r.v6Prefix)
-	}
+	b := Blocked{Prefix: r.prefixOf(key)}
 	now := time.Now()
 	r.blockMu.Lock()
 	defer r.blockMu.Unlock()
@@ -269,14 +266,33 @@ func (r *Running) Block(ip netip.Addr, d time.Duration) error {
 
 // Unblock implements Enforcer.
 func (r *Running) Unblock(ip netip.Addr) error {
+	_, _, err := r.Lift(ip)
+	return err
+}
+
+// Lift is Unblock, saying which block in force it lifted (ok false: none
+// was).
+func (r *Running) Lift(ip netip.Addr) (lifted Ended, ok bool, err error) {
 	key := blockKey(ip, r.v6Prefix)
 	r.blockMu.Lock()
 	defer r.blockMu.Unlock()
 	if err := r.Enforcer.Unblock(key); err != nil {
-		return err
+		return Ended{}, false, err
 	}
+	rec, ok := r.blocks[key]
 	delete(r.blocks, key)
-	return nil
+	if !ok || !rec.expires.After(time.Now()) {
+		return Ended{}, false, nil
+	}
+	return Ended{Prefix: r.prefixOf(key), Cause: rec.cause}, true, nil
+}
+
+// prefixOf is what a block keyed key covers.
+func (r *Running) prefixOf(key netip.Addr) netip.Prefix {
+	if key.Is6() {
+		return netip.PrefixFrom(key, r.v6Prefix)
+	}
+	return netip.PrefixFrom(key, key.BitLen())
 }
 
 // Ended is a block that ended.
@@ -305,11 +321,7 @@ func (r *Running) dropExpiredLocked(now time.Time) []Ended {
 		// room until the enforcer's own sweep.
 		_ = r.Enforcer.Unblock(key)
 		delete(r.blocks, key)
-		p := netip.PrefixFrom(key, key.BitLen())
-		if key.Is6() {
-			p = netip.PrefixFrom(key, r.v6Prefix)
-		}
-		ended = append(ended, Ended{Prefix: p, Cause: rec.cause})
+		ended = append(ended, Ended{Prefix: r.prefixOf(key), Cause: rec.cause})
 	}
 	return ended
 }
