@@ -83,11 +83,14 @@ func (c *nsConn) closedByPeer(wait time.Duration) error {
 // never blocked; and the block ends on time, with the events that say so.
 func TestBPFHoneypotBlocksTheSource(t *testing.T) {
 	const blockFor = 2 * time.Second
-	for _, mode := range []string{"ebpf", "userspace"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ name, mode, attach string }{
+		{"ebpf xdp", "ebpf", "xdp"}, {"ebpf tc", "ebpf", "tc"}, {"userspace", "userspace", "xdp"},
+	} {
+		mode := tc.mode
+		t.Run(tc.name, func(t *testing.T) {
 			// The IPv6 client is the exempt one (the link's IPv4 subnet
 			// is only known once it exists).
-			s := startNsSidecar(t, "WARDEN_RATE_LIMIT_MODE="+mode,
+			s := startNsSidecar(t, "WARDEN_RATE_LIMIT_MODE="+mode, "WARDEN_BPF_ATTACH="+tc.attach,
 				"WARDEN_HONEYPOT_PATHS=/.env,/actuator/*", fmt.Sprintf("WARDEN_HONEYPOT_BLOCK_FOR=%s", blockFor),
 				"WARDEN_BLOCK_EXEMPT=fd00::/8")
 			l := s.link
@@ -123,8 +126,8 @@ func TestBPFHoneypotBlocksTheSource(t *testing.T) {
 				v.Blocklist[0].RemainingSeconds <= 0 || v.Blocklist[0].RemainingSeconds > blockFor.Seconds() {
 				t.Fatalf("blocklist %+v, want %s (honeypot) for at most %s", v.Blocklist, attacker, blockFor)
 			}
-			if mode == "ebpf" && v.Mode != "ebpf" {
-				t.Fatalf("mode %q", v.Mode)
+			if mode == "ebpf" && (v.Mode != "ebpf" || !strings.HasPrefix(v.Attach, tc.attach)) {
+				t.Fatalf("mode %q attach %q, want %s", v.Mode, v.Attach, tc.name)
 			}
 
 			// The exempt source gets its 404, and stays served.
@@ -267,12 +270,17 @@ func TestBPFPolicyBlocksTheSource(t *testing.T) {
 }
 
 // TestBPFHoneypotTimeToFirstDrop measures (and reports, without asserting
-// a speed) how soon after a decoy request the source's packets are dropped
+// a speed), with eBPF loaded by auto mode for the decoys alone, how soon after a decoy request the source's packets are dropped
 // in the kernel. The block is written into the kernel's map before the
 // 404 is sent, so the time from writing the request to reading the 404 is
 // an upper bound of it; the first SYN sent after the 404 must be dropped.
 func TestBPFHoneypotTimeToFirstDrop(t *testing.T) {
-	s := startNsSidecar(t, "WARDEN_RATE_LIMIT_MODE=ebpf", "WARDEN_HONEYPOT_PATHS=/.env", "WARDEN_HONEYPOT_BLOCK_FOR=1m")
+	// Auto mode without a rate limit: decoys that block are reason
+	// enough to load the program.
+	s := startNsSidecar(t, "WARDEN_RATE_LIMIT_MODE=auto", "WARDEN_HONEYPOT_PATHS=/.env", "WARDEN_HONEYPOT_BLOCK_FOR=1m")
+	if v := s.rateLimitView(t); v.Mode != "ebpf" || !slices.Equal(v.KernelFeatures, []ratelimit.Feature{ratelimit.FeatureBlocklist}) {
+		t.Fatalf("auto mode with decoys: mode %q, kernel features %v (fallback %q)", v.Mode, v.KernelFeatures, v.FallbackReason)
+	}
 	const sources = 20
 	var took []time.Duration
 	for i := range sources {
