@@ -12,5 +12,7 @@
 // and never reads, and a peer's ID comes from go-spiffe's x509svid, so the
 // data path does not pull in the eBPF loader, JOSE or gRPC. Metrics are its
 // Observer, told what each request came to and how each handshake ended,
-// so it names no metrics library either.
+// so it names no metrics library either. It tracks open connections by
+// source only so that CloseSource can end a blocked source's (sources.go):
+// whom to block is decided elsewhere.
 package proxy
