@@ -132,7 +132,40 @@ func TestSweepReportsEndedBlocksOnce(t *testing.T) {
 	if got := r.Sweep(later); len(got) != 0 {
 		t.Fatalf("second sweep: %+v", got)
 	}
-	if len(r.Userspace.blocked.Load().until) != 0 {
+	if r.Userspace.nblocked.Load() != 0 {
 		t.Fatal("the userspace blocklist still holds the ended block")
+	}
+}
+
+// BenchmarkUserspaceBlock is a block in a blocklist near its bound of
+// 65536 (a flood of decoy hitters): one shard's lock, no copy of the list.
+func BenchmarkUserspaceBlock(b *testing.B) {
+	u := NewUserspace(15443, Limits{}, 1<<16)
+	for i := range 1<<16 - 1 {
+		if err := u.Block(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ip := netip.MustParseAddr("11.0.0.1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := u.Block(ip, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAllowConnWithBlocks is the accept-time check while the
+// blocklist holds sources (another's).
+func BenchmarkAllowConnWithBlocks(b *testing.B) {
+	u := NewUserspace(15443, Limits{}, 1024)
+	if err := u.Block(srcB, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !u.AllowConn(srcA) {
+			b.Fatal("refused")
+		}
 	}
 }
