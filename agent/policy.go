@@ -106,6 +106,7 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 		authz.WithDecisionLogSample(a.cfg.DecisionLogSample))
 	opts = append(opts, a.inputChecks()...)
 	opts = append(opts, authz.WithRateLimits(a.rateKeys, gcra.New(int64(a.cfg.PeerRateLimit), int64(a.cfg.PeerBurst))))
+	opts = append(opts, a.defenseOptions()...)
 	var spec *openapi.Store
 	if a.cfg.OpenAPISpec != "" {
 		if spec, err = openapi.NewStore(a.cfg.OpenAPISpec, a.log.With().Str("component", "openapi").Logger()); err != nil {

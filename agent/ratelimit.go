@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"time"
 
 	"github.com/warden-sidecar/warden/agent/proxy"
 	"github.com/warden-sidecar/warden/agent/ratelimit"
@@ -39,6 +38,8 @@ func (a *Agent) startRateLimit(in *net.TCPAddr) (*ratelimit.Running, error) {
 		Limits:     limits,
 		MaxSources: a.cfg.BPFMaxSources,
 		MaxConns:   a.cfg.BPFMaxConns,
+		IPv6Prefix: a.cfg.IPv6Prefix,
+		Features:   a.kernelFeatures(),
 	})
 	if err != nil {
 		return nil, err
@@ -85,31 +86,6 @@ func (a *Agent) redirectedPorts() []uint16 {
 		}
 	}
 	return ports
-}
-
-// Block drops ip's traffic to the inbound port for d, in the kernel or in
-// userspace, whichever enforces; it fails when rate limiting is off or not
-// started yet.
-func (a *Agent) Block(ip netip.Addr, d time.Duration) error {
-	rl := a.limiter.Load()
-	if rl == nil {
-		return ratelimit.ErrOff
-	}
-	if err := rl.Block(ip, d); err != nil {
-		return err
-	}
-	a.log.Warn().Str("event", "source_blocked").Str("client_ip", ip.Unmap().String()).
-		Float64("duration_s", d.Seconds()).Send()
-	return nil
-}
-
-// Unblock lifts a block early.
-func (a *Agent) Unblock(ip netip.Addr) error {
-	rl := a.limiter.Load()
-	if rl == nil {
-		return ratelimit.ErrOff
-	}
-	return rl.Unblock(ip)
 }
 
 func (a *Agent) rateLimitView() any {

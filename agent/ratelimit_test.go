@@ -67,11 +67,14 @@ func TestRateLimitViewAndBlockInUserspace(t *testing.T) {
 		t.Fatalf("top sources %+v", v.TopSources)
 	}
 	line := r.logLine(t, "source_blocked")
-	if line["client_ip"] != "127.0.0.1" || line["duration_s"] != 60.0 {
+	if line["source_ip"] != "127.0.0.1" || line["duration_s"] != 60.0 || line["reason"] != "manual" || line["event_type"] != "security" {
 		t.Fatalf("source_blocked line %v", line)
 	}
 	if err := r.agent.Unblock(netip.MustParseAddr("127.0.0.1")); err != nil {
 		t.Fatal(err)
+	}
+	if line := r.logLine(t, "source_unblocked"); line["source_ip"] != "127.0.0.1" || line["reason"] != "lifted" || line["cause"] != "manual" {
+		t.Fatalf("source_unblocked line %v", line)
 	}
 	if code, _, _, err := call(c, r.inbound(t)); err != nil || code != 200 {
 		t.Fatalf("after Unblock: %d %v", code, err)

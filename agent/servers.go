@@ -148,7 +148,9 @@ type inboundServer struct {
 	rl  *ratelimit.Running
 	// stopTracing exports the last spans; a no-op without tracing.
 	stopTracing func(context.Context)
-	listening   atomic.Bool
+	// stopSweep stops the sweep of ended blocks and waits for it.
+	stopSweep func()
+	listening atomic.Bool
 	serving
 }
 
@@ -181,6 +183,10 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		_ = rl.Close()
 		return err
 	}
+	sweepCtx, cancelSweep := context.WithCancel(context.Background())
+	swept := make(chan struct{})
+	go func() { defer close(swept); a.sweepBlocks(sweepCtx, rl) }()
+	c.stopSweep = func() { cancelSweep(); <-swept }
 	c.stopTracing = stopTracing
 	var limiter proxy.Limiter
 	if rl.Userspace != nil {
@@ -226,6 +232,7 @@ func (c *inboundServer) shutdown(ctx context.Context) error {
 	if serr := c.stop(func() error { return c.srv.Shutdown(ctx) }); serr != nil {
 		err = fmt.Errorf("in-flight requests still running after %s: %w", c.a.cfg.DrainTimeout, serr)
 	}
+	c.stopSweep()
 	if cerr := c.rl.Close(); cerr != nil {
 		c.a.log.Error().Str("event", "ratelimit_close_failed").Err(cerr).Send()
 	}

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -25,6 +26,12 @@ type Config struct {
 	// (0: DefaultMaxSources, DefaultMaxConns). The blocklist holds up to
 	// MaxSources entries too.
 	MaxSources, MaxConns uint32
+
+	// IPv6Prefix is the length of the prefix an IPv6 block covers (0:
+	// 128, per address): Block blocks the prefix of the address it is
+	// given, and the programs look sources up masked alike. IPv4 sources
+	// are blocked per address. Fixed at Load.
+	IPv6Prefix int
 }
 
 // Default map sizes. In kernel memory (charged to warden's cgroup) the
@@ -99,6 +106,12 @@ func (c Config) normalized() (Config, error) {
 	}
 	if c.Port == 0 && len(c.Ports) == 0 {
 		return c, errors.New("bpf: no port to limit (Port is 0 and Ports is empty)")
+	}
+	if c.IPv6Prefix == 0 {
+		c.IPv6Prefix = 128
+	}
+	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
+		return c, fmt.Errorf("bpf: IPv6Prefix %d is not a prefix length", c.IPv6Prefix)
 	}
 	for _, p := range c.Ports {
 		if p == 0 {

@@ -69,7 +69,8 @@
 //	map        type           key                    value                         written by
 //	config     array, 1       u32 0                  struct limits: GCRA interval  Limiter (Load, SetLimits)
 //	                                                 and limit per bucket kind,
-//	                                                 bitmap of limited ports
+//	                                                 bitmap of limited ports,
+//	                                                 IPv6 block mask
 //	counters   per-CPU array  u32 0                  struct counts: passed,        the program (per CPU;
 //	                                                 dropped_{blocked,conn_rate,   Limiter sums)
 //	                                                 packet_rate}, unparsed
@@ -84,6 +85,11 @@
 //
 // Addresses are 16 bytes in network order, IPv4 as IPv4-mapped IPv6, so both
 // families share every map; the Limiter unmaps them in what it returns. The
+// blocklist's IPv6 keys are prefixes (Config.IPv6Prefix, a /64 in warden):
+// the program masks an IPv6 source with config's mask before the lookup and
+// Block masks the key alike, so that one entry blocks the host's whole
+// prefix, at one hash lookup a packet (an LPM trie would cost a walk per
+// packet for prefixes of one length). The
 // blocklist is a plain hash so a flood cannot evict a block; the Limiter
 // converts expiries to and from wall-clock time and removes expired entries
 // (Blocked, and Block when the map is full). The Go twins of the C structs

@@ -5,6 +5,7 @@ package bpf
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -27,6 +28,7 @@ type Limiter struct {
 	objs       ratelimitObjects
 	maxSources uint32
 	maxConns   uint32
+	v6Prefix   int // the blocklist's IPv6 keys are prefixes of this length
 
 	mu     sync.Mutex // guards the fields below and serializes blocklist writes
 	closed bool
@@ -52,7 +54,7 @@ func Load(cfg Config) (*Limiter, error) {
 	spec.Maps[ratelimitMapConns].MaxEntries = cfg.MaxConns
 	spec.Maps[ratelimitMapBlocklist].MaxEntries = cfg.MaxSources
 
-	l := &Limiter{maxSources: cfg.MaxSources, maxConns: cfg.MaxConns}
+	l := &Limiter{maxSources: cfg.MaxSources, maxConns: cfg.MaxConns, v6Prefix: cfg.IPv6Prefix}
 	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("bpf: load (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON): %w", err)
@@ -78,6 +80,7 @@ func (l *Limiter) SetLimits(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	cfg.IPv6Prefix = l.v6Prefix
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -95,6 +98,15 @@ func (l *Limiter) writeLimits(cfg Config) error {
 	pkt := gcra.New(int64(cfg.PacketRate), int64(cfg.PacketBurst))
 	v.ConnIntervalNs, v.ConnLimitNs = conn.Interval, conn.Tolerance
 	v.PktIntervalNs, v.PktLimitNs = pkt.Interval, pkt.Tolerance
+	// The kernel ANDs the mask's memory with the address's: the bytes in
+	// network order, read as the little-endian words of the bpfel object.
+	var mask [16]byte
+	for i := range cfg.IPv6Prefix {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	for i := range v.V6BlockMask {
+		v.V6BlockMask[i] = binary.LittleEndian.Uint32(mask[4*i:])
+	}
 	for _, p := range append([]uint16{cfg.Port}, cfg.Ports...) {
 		if p != 0 {
 			v.Ports[p/64] |= 1 << (p % 64)
@@ -188,7 +200,7 @@ func (l *Limiter) Block(ip netip.Addr, d time.Duration) error {
 	if l.closed {
 		return ErrClosed
 	}
-	key := sourceKey(ip)
+	key := l.blockKey(ip)
 	expires := monotonicNow() + uint64(d)
 	if expires < uint64(d) { // overflow: block for as long as the clock runs
 		expires = math.MaxUint64
@@ -218,7 +230,7 @@ func (l *Limiter) Unblock(ip netip.Addr) error {
 	if l.closed {
 		return ErrClosed
 	}
-	key := sourceKey(ip)
+	key := l.blockKey(ip)
 	if err := l.objs.Blocklist.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("bpf: unblock %s: %w", ip, err)
 	}
@@ -365,6 +377,15 @@ func (l *Limiter) Close() error {
 // sourceKey is the kernel's key for ip: 16 bytes, IPv4 as IPv4-mapped IPv6.
 func sourceKey(ip netip.Addr) ratelimitSourceKey {
 	return ratelimitSourceKey{Addr: ip.As16()}
+}
+
+// blockKey is the blocklist's key for ip: its own for IPv4, its prefix
+// (masked) for IPv6, as the programs look it up.
+func (l *Limiter) blockKey(ip netip.Addr) ratelimitSourceKey {
+	if ip = ip.Unmap(); ip.Is6() {
+		ip = netip.PrefixFrom(ip, l.v6Prefix).Masked().Addr()
+	}
+	return sourceKey(ip)
 }
 
 // keyAddr is the address in a kernel key, IPv4 unmapped.

@@ -67,6 +67,13 @@ struct limits {
 	__u64 pkt_interval_ns; /* ns between packets at the steady rate, per connection */
 	__u64 pkt_limit_ns;
 	__u64 ports[1024]; /* bitmap: bit p set = TCP destination port p is limited */
+	/*
+	 * ANDed with an IPv6 source (not an IPv4-mapped one) before the
+	 * blocklist lookup, so that one entry blocks a whole prefix (a /64 by
+	 * default: one host owns it). Network byte order; all ones: per
+	 * address. The loader writes the blocklist's IPv6 keys masked alike.
+	 */
+	__u32 v6_block_mask[4];
 };
 
 /*
@@ -168,6 +175,7 @@ struct {
 /*
  * blocklist: hash (not LRU: a flood of new sources must not evict a block),
  * source_key -> u64 expiry in bpf_ktime_get_ns() time (CLOCK_MONOTONIC).
+ * IPv6 keys are prefixes: the address masked with limits.v6_block_mask.
  * Written only by the loader (Block, Unblock, and removal of expired
  * entries); the programs treat an expired entry as absent and never delete
  * it, so they cannot race a renewal. max_entries is set at load.
@@ -358,17 +366,36 @@ static __always_inline void source_dropped(const struct source_key *src, struct 
 		__sync_fetch_and_add(&s->dropped, 1);
 }
 
+/*
+ * The blocklist's key for src: src itself when IPv4 (IPv4-mapped), else
+ * src masked into blk with the configured IPv6 prefix.
+ */
+static __always_inline const struct source_key *blocklist_key(const struct limits *cfg, const struct source_key *src,
+							      struct source_key *blk)
+{
+	const __u32 *a = (const __u32 *)src->addr;
+	__u32 *b = (__u32 *)blk->addr;
+
+	if (a[0] == 0 && a[1] == 0 && a[2] == __builtin_bswap32(0xffff)) /* ::ffff:0:0/96, little-endian host */
+		return src;
+	b[0] = a[0] & cfg->v6_block_mask[0];
+	b[1] = a[1] & cfg->v6_block_mask[1];
+	b[2] = a[2] & cfg->v6_block_mask[2];
+	b[3] = a[3] & cfg->v6_block_mask[3];
+	return blk;
+}
+
 /* The counter for a TCP packet to a limited port, which is the verdict. */
 static __always_inline enum counter decide(const struct limits *cfg, struct conn_key *key, int syn)
 {
-	struct source_key src;
+	struct source_key src, blk;
 	__u64 now = 0;
 	__u64 *expires;
 
 	__builtin_memcpy(src.addr, key->saddr, 16);
 
 	/* The clock is read only when needed: it is a good part of the cost. */
-	expires = bpf_map_lookup_elem(&blocklist, &src);
+	expires = bpf_map_lookup_elem(&blocklist, blocklist_key(cfg, &src, &blk));
 	if (expires) {
 		now = bpf_ktime_get_ns();
 		if (*expires > now) {

@@ -37,6 +37,7 @@ type ratelimitLimits struct {
 	PktIntervalNs  uint64
 	PktLimitNs     uint64
 	Ports          [1024]uint64
+	V6BlockMask    [4]uint32
 }
 
 type ratelimitSourceKey struct {

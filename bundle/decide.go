@@ -23,6 +23,10 @@ var neverCancel = topdown.NewCancel()
 // maxCacheTTL caps a policy's cache_ttl_seconds.
 const maxCacheTTL = 24 * time.Hour
 
+// maxBlockFor caps a policy's block_for_seconds before the PEP's own cap
+// (WARDEN_MAX_BLOCK_FOR, at most as long): a block must expire.
+const maxBlockFor = 24 * time.Hour
+
 // Decision is the policy's answer for one request.
 type Decision struct {
 	Allow  bool
@@ -48,6 +52,10 @@ type Decision struct {
 	// RateLimit is the policy's rate_limit (ratelimit.go); zero when it
 	// gave none. Shared by cached decisions: read-only.
 	RateLimit RateLimit
+	// BlockFor is how long the PEP blocks the request's source (the
+	// result's block_for_seconds; 0: not at all). Kept in the decision
+	// cache: every request that gets the decision blocks, cached or not.
+	BlockFor time.Duration
 	// Revision is the bundle revision that decided.
 	Revision string
 	Cached   bool
@@ -243,7 +251,8 @@ func (c *compiled) decide(ctx context.Context, cancel topdown.Cancel, input ast.
 //
 //	{"allow": bool, "status": int, "reason": string or [string],
 //	 "headers": {string: string}, "cache_ttl_seconds": int,
-//	 "rate_limit": {"key": string, "per_second": int, "burst": int}}
+//	 "rate_limit": {"key": string, "per_second": int, "burst": int},
+//	 "block_for_seconds": int}
 //
 // of which only allow is required and other keys are ignored. Anything else
 // is an error (and the caller denies).
@@ -283,6 +292,13 @@ func readResult(v any, defaultTTL time.Duration) (Decision, time.Duration, error
 			if d.RateLimit, err = readRateLimit(v); err != nil {
 				return Decision{}, 0, err
 			}
+		}
+		if s, ok := r["block_for_seconds"]; ok {
+			n, err := integer(s)
+			if err != nil || n < 0 {
+				return Decision{}, 0, fmt.Errorf("block_for_seconds is %s, want a non-negative integer", describe(s))
+			}
+			d.BlockFor = time.Duration(min(n, int64(maxBlockFor/time.Second))) * time.Second
 		}
 		if s, ok := r["cache_ttl_seconds"]; ok {
 			n, err := integer(s)

@@ -136,6 +136,24 @@ allow := {"allow": true, "cache_ttl_seconds": 30}`,
 			in: request("GET", "/"), want: Decision{Allow: true}, cached: true,
 		},
 		{
+			name: "block_for_seconds is kept with the decision, cached or not",
+			rego: `package warden.authz
+allow := {"allow": false, "block_for_seconds": 600}`,
+			in: request("GET", "/"), want: Decision{BlockFor: 10 * time.Minute}, cached: true,
+		},
+		{
+			name: "block_for_seconds is capped at a day",
+			rego: `package warden.authz
+allow := {"allow": false, "block_for_seconds": 1000000}`,
+			in: request("GET", "/"), want: Decision{BlockFor: 24 * time.Hour}, cached: true,
+		},
+		{
+			name: "a negative block_for_seconds denies with an error",
+			rego: `package warden.authz
+allow := {"allow": true, "block_for_seconds": -1}`,
+			in: request("GET", "/"), want: Decision{}, wantErr: "block_for_seconds is the number -1, want a non-negative integer",
+		},
+		{
 			name: "an undefined decision denies without error",
 			rego: `package warden.authz
 allow if input.method == "NEVER"`,

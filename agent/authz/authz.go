@@ -41,6 +41,11 @@ type Authorizer struct {
 	signatures *signature.Verifier // nil: signatures are not read
 
 	rates rateLimits // the decisions' rate_limit and the peers' budget (ratelimit.go)
+	// The active defense (defense.go); off when nil.
+	decoys        *decoys
+	decoyBlockFor time.Duration
+	blocker       Blocker
+	maxBlockFor   time.Duration
 
 	// The input checks (inspect.go); all off when zero.
 	spec          func() *openapi.Spec
@@ -177,6 +182,13 @@ func excluded(lowerName []byte) bool {
 // Check decides one request: its token, then the policy. The decision's
 // headers for the app come back in the verdict.
 func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
+	// Decoys first: scanners carry no credentials, and a decoy hit must
+	// not cost a signature or token check.
+	if a.decoys != nil {
+		if v, ok := a.checkDecoy(req); !ok {
+			return v
+		}
+	}
 	st := a.states.Get().(*state)
 	defer a.release(st)
 	in := &st.in
@@ -219,6 +231,10 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	a.logDecision(st, &d, err, start, took)
 	if a.obs != nil {
 		a.obs.Decision(d.Allow && err == nil, d.Cached, err, took)
+	}
+
+	if d.BlockFor > 0 {
+		a.applyBlock(req, d.BlockFor)
 	}
 
 	switch {

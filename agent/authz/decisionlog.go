@@ -234,7 +234,7 @@ func (a *Authorizer) logDecision(st *state, d *bundle.Decision, err error, start
 	switch {
 	case err != nil:
 		// No result: the policy gave none that could be read.
-	case d.Status == 0 && len(d.Reasons) == 0 || m != nil && m.result:
+	case d.Status == 0 && len(d.Reasons) == 0 && d.BlockFor == 0 || m != nil && m.result:
 		// The common result, written without a dict.
 		if d.Allow {
 			e.RawJSON("result", allowJSON)
@@ -252,6 +252,10 @@ func (a *Authorizer) logDecision(st *state, d *bundle.Decision, err error, start
 		}
 		if len(d.Reasons) > 0 {
 			res.Strs("reason", d.Reasons)
+		}
+		if d.BlockFor > 0 {
+			// As the policy asked, before WARDEN_MAX_BLOCK_FOR's cap.
+			res.Int64("block_for_seconds", int64(d.BlockFor/time.Second))
 		}
 		e.Dict("result", res)
 	}

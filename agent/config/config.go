@@ -11,6 +11,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -135,6 +136,12 @@ type Config struct {
 	PeerRateLimit int // requests per second per peer SPIFFE ID; 0 = unlimited
 	PeerBurst     int // 0 = the rate
 	RateLimitKeys int // buckets kept, least recently used forgotten first
+	// Active defense: decoys and blocks.
+	HoneypotPaths    []string       // exact paths, or prefixes ending in "/*"
+	HoneypotBlockFor time.Duration  // 0: decoys block nobody
+	MaxBlockFor      time.Duration  // cap of a decision's block_for_seconds; 0: policies block nobody
+	BlockExempt      []netip.Prefix // never blocked
+	IPv6Prefix       int            // IPv6 sources are blocked per prefix of this length
 	// The app ports `warden init` redirects to the inbound port
 	// (WARDEN_REDIRECT_PORTS): the kernel limiter sees packets before the
 	// redirect, so it limits these ports too (all but admin with RedirectAll).
@@ -273,6 +280,12 @@ func check(c Config, p *parser) error {
 	}
 	if c.Identity == IdentityDev && c.DevDir == "" {
 		return emptyError("WARDEN_DEV_DIR", "", "a directory for the development CA")
+	}
+	if len(c.HoneypotPaths) > 0 && c.HoneypotBlockFor > 0 && c.RateLimitMode == RateLimitOff {
+		return &Error{Variable: "WARDEN_HONEYPOT_BLOCK_FOR", Value: c.HoneypotBlockFor.String(), Related: "WARDEN_RATE_LIMIT_MODE",
+			Expected: "0 with WARDEN_RATE_LIMIT_MODE=off",
+			msg: "config: WARDEN_HONEYPOT_PATHS blocks decoy hitters for WARDEN_HONEYPOT_BLOCK_FOR=" + c.HoneypotBlockFor.String() +
+				", but WARDEN_RATE_LIMIT_MODE=off blocks nobody: set WARDEN_HONEYPOT_BLOCK_FOR=0, or another WARDEN_RATE_LIMIT_MODE"}
 	}
 	if err := checkJWT(c, p); err != nil {
 		return err

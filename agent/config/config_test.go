@@ -127,6 +127,15 @@ func TestInvalidValues(t *testing.T) {
 		{"route with an unknown parameter", map[string]string{"WARDEN_OUTBOUND_ROUTES": "orders=10.0.0.7:15443|spiffe://warden.local/orders;tls=off"}, `expected route parameters ;proto=h2 or ;proto=http1`},
 		{"upgrade to h2c", map[string]string{"WARDEN_ALLOW_UPGRADE": "websocket,h2c"}, `WARDEN_ALLOW_UPGRADE="websocket,h2c": expected protocols other than h2c and h2, whose tunnel would carry HTTP/2 requests past the policy (at "h2c")`},
 		{"upgrade token with a space", map[string]string{"WARDEN_ALLOW_UPGRADE": "web socket"}, `WARDEN_ALLOW_UPGRADE="web socket": expected comma-separated Upgrade protocols such as websocket (at "web socket")`},
+		{"decoy path that is relative", map[string]string{"WARDEN_HONEYPOT_PATHS": "/.env, wp-login.php"}, `WARDEN_HONEYPOT_PATHS="/.env, wp-login.php": expected comma-separated absolute paths such as /.env or prefixes such as /actuator/*, normalized (no //, ., .., %, ?, # or * but a final /*) (at "wp-login.php")`},
+		{"decoy path with a wildcard inside", map[string]string{"WARDEN_HONEYPOT_PATHS": "/a/*/b"}, `(at "/a/*/b")`},
+		{"decoy path with a dot segment", map[string]string{"WARDEN_HONEYPOT_PATHS": "/a/../.git/*"}, `(at "/a/../.git/*")`},
+		{"decoy path percent-encoded", map[string]string{"WARDEN_HONEYPOT_PATHS": "/%2eenv"}, `(at "/%2eenv")`},
+		{"decoy block longer than a day", map[string]string{"WARDEN_HONEYPOT_BLOCK_FOR": "25h"}, `WARDEN_HONEYPOT_BLOCK_FOR="25h": expected a duration from 0 (off) to 24h, such as 10m`},
+		{"block cap without unit", map[string]string{"WARDEN_MAX_BLOCK_FOR": "60"}, `WARDEN_MAX_BLOCK_FOR="60": expected a duration from 0 (off) to 24h`},
+		{"exempt network that is no CIDR", map[string]string{"WARDEN_BLOCK_EXEMPT": "10.0.0.0/8, health-checker"}, `WARDEN_BLOCK_EXEMPT="10.0.0.0/8, health-checker": expected comma-separated CIDRs such as 10.0.0.0/8 or addresses (at "health-checker")`},
+		{"IPv6 block prefix too short", map[string]string{"WARDEN_IPV6_PREFIX": "32"}, `WARDEN_IPV6_PREFIX="32": expected a prefix length from 48 to 128, such as 64`},
+		{"decoys that block with rate limiting off", map[string]string{"WARDEN_HONEYPOT_PATHS": "/.env", "WARDEN_RATE_LIMIT_MODE": "off"}, `WARDEN_RATE_LIMIT_MODE=off blocks nobody: set WARDEN_HONEYPOT_BLOCK_FOR=0`},
 		{"outbound timeout of zero", map[string]string{"WARDEN_OUTBOUND_TIMEOUT": "0s"}, `WARDEN_OUTBOUND_TIMEOUT="0s": expected a positive duration`},
 		{"app probes that are no JSON", map[string]string{"WARDEN_APP_PROBES": "app/readiness=/ready"}, `WARDEN_APP_PROBES="[unparsable WARDEN_APP_PROBES]": expected a JSON object of the app's probes keyed <container>/<probe>`},
 		{"app probe with an unknown probe name", map[string]string{"WARDEN_APP_PROBES": `{"app/ready":{"httpGet":{"port":8080}}}`}, `appprobe: probe "app/ready": expected the probe liveness, readiness or startup`},
@@ -152,6 +161,32 @@ func TestInvalidValues(t *testing.T) {
 				t.Errorf("error %q, want one line containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestDefenseSettings(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev",
+		"WARDEN_HONEYPOT_PATHS": " /.env, /actuator/* ,/", "WARDEN_BLOCK_EXEMPT": "10.1.2.3, 192.168.0.0/16, ::ffff:10.9.0.0/112, 2001:db8::/32"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.HoneypotPaths, " "); got != "/.env /actuator/* /" {
+		t.Errorf("decoys %q", got)
+	}
+	var ex []string
+	for _, p := range c.BlockExempt {
+		ex = append(ex, p.String())
+	}
+	if got := strings.Join(ex, " "); got != "10.1.2.3/32 192.168.0.0/16 10.9.0.0/16 2001:db8::/32" {
+		t.Errorf("exempt %q", got)
+	}
+	if c.HoneypotBlockFor != 10*time.Minute || c.MaxBlockFor != 24*time.Hour || c.IPv6Prefix != 64 {
+		t.Errorf("defaults: block for %v, max %v, IPv6 prefix %d", c.HoneypotBlockFor, c.MaxBlockFor, c.IPv6Prefix)
+	}
+	c, err = FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_HONEYPOT_PATHS": "/.env",
+		"WARDEN_HONEYPOT_BLOCK_FOR": "0", "WARDEN_RATE_LIMIT_MODE": "off", "WARDEN_MAX_BLOCK_FOR": "0"}))
+	if err != nil || c.HoneypotBlockFor != 0 || c.MaxBlockFor != 0 {
+		t.Errorf("decoys that block nobody with rate limiting off: %v, %v, %v", err, c.HoneypotBlockFor, c.MaxBlockFor)
 	}
 }
 

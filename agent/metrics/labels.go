@@ -29,26 +29,28 @@ func codeClass(status int) int {
 
 // denialStages are the stages of warden_denials_total, in the order a
 // request meets them.
-var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageSignature, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy, pep.StageRateLimit}
+var denialStages = [...]pep.Stage{pep.StagePeer, pep.StageHoneypot, pep.StageSignature, pep.StageToken, pep.StageOpenAPI, pep.StageBody, pep.StagePolicy, pep.StageRateLimit}
 
 func denialStage(s pep.Stage) int {
 	switch s {
 	case pep.StagePeer:
 		return 0
-	case pep.StageSignature:
+	case pep.StageHoneypot:
 		return 1
-	case pep.StageToken:
+	case pep.StageSignature:
 		return 2
-	case pep.StageOpenAPI:
+	case pep.StageToken:
 		return 3
-	case pep.StageBody:
+	case pep.StageOpenAPI:
 		return 4
+	case pep.StageBody:
+		return 5
 	case pep.StageRateLimit:
-		return 6
+		return 7
 	}
 	// A denial the pipeline did not attribute is the policy's: it is the
 	// stage that decides what the others let through.
-	return 5
+	return 6
 }
 
 // signatureReasons are agent/signature's reasons, refusals' label values.

@@ -260,6 +260,10 @@ func TestRateLimitCountersAreReadAtScrape(t *testing.T) {
 	if reads != 4 {
 		t.Errorf("%d reads for 4 scrapes: the counters are read at scrape time only", reads)
 	}
+	totals = ratelimit.Totals{Mode: "ebpf", BlockOverflows: 4}
+	if got := series(t, m.Gatherer())["warden_block_overflows_total"]; got != 4 {
+		t.Errorf("warden_block_overflows_total %v, want 4", got)
+	}
 
 	// Maps that can't be read: the scrape says so and serves the rest.
 	err = errors.New("bpf: read counters: bad file descriptor")

@@ -26,6 +26,8 @@ func (m *Metrics) registerSources(src Sources) {
 					"packets with ebpf; connections at accept and requests with userspace.",
 				[]string{"mode", "result", "reason"}, nil),
 			blocked: prometheus.NewDesc("warden_blocked_sources", "Sources blocked now.", nil, nil),
+			overflows: prometheus.NewDesc("warden_block_overflows_total",
+				"Blocks refused because the blocklist held WARDEN_BPF_MAX_SOURCES live blocks.", nil, nil),
 		})
 	}
 	if src.RateLimitKeys != nil {
@@ -104,13 +106,14 @@ func (c *revisionCollector) Collect(ch chan<- prometheus.Metric) {
 // rateLimitCollector reads the limiter's counters at each scrape: with
 // eBPF, the per-CPU counters of the kernel's map, summed.
 type rateLimitCollector struct {
-	totals          func() (ratelimit.Totals, error)
-	counts, blocked *prometheus.Desc
+	totals                     func() (ratelimit.Totals, error)
+	counts, blocked, overflows *prometheus.Desc
 }
 
 func (c *rateLimitCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.counts
 	ch <- c.blocked
+	ch <- c.overflows
 }
 
 func (c *rateLimitCollector) Collect(ch chan<- prometheus.Metric) {
@@ -126,6 +129,7 @@ func (c *rateLimitCollector) Collect(ch chan<- prometheus.Metric) {
 		return // not started yet
 	}
 	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, float64(t.Blocked))
+	ch <- prometheus.MustNewConstMetric(c.overflows, prometheus.CounterValue, float64(t.BlockOverflows))
 	if t.Mode == config.RateLimitOff {
 		return // nothing counted
 	}

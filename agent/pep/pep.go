@@ -67,7 +67,10 @@ const (
 	// StagePeer is the protocol path's own check of the peer's SPIFFE ID
 	// (WARDEN_ALLOWED_PEERS), before the pipeline: no Checker answers it,
 	// but metrics name it beside the others.
-	StagePeer      Stage = "peer"
+	StagePeer Stage = "peer"
+	// StageHoneypot: the request asked for a decoy (WARDEN_HONEYPOT_PATHS),
+	// first in the pipeline: scanners carry no credentials.
+	StageHoneypot  Stage = "honeypot"
 	StageSignature Stage = "signature" // the request's HTTP message signature was missing or invalid
 	StageToken     Stage = "token"     // the token was missing or invalid
 	StageOpenAPI   Stage = "openapi"   // the request does not follow the API's spec

@@ -28,6 +28,8 @@ const (
 	// ReasonRateLimitRequest: the userspace rate limiter refused a request
 	// with 429 (event rate_limited, sampled).
 	ReasonRateLimitRequest = "rate_limit:request"
+	// ReasonHoneypot: the request asked for a decoy (event honeypot_hit).
+	ReasonHoneypot = "honeypot"
 )
 
 // Prefixes of the reasons of the stages before the policy: each is followed

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -32,6 +33,12 @@ type conn struct {
 
 	addr       netip.Addr // the client's address, from accept
 	limitState uint64     // the Limiter's per-connection slot (see Limiter.AllowRequest)
+
+	// Open connections by source (sources.go): tracked from accept to
+	// Close; closing is set when the source is blocked, and ends the
+	// connection at its next read.
+	tracked *sources
+	closing atomic.Bool
 
 	requestID []byte
 	scratch   []byte
@@ -89,6 +96,9 @@ const (
 // write side is shut first, and what the client still sends is read and
 // discarded for a bounded time: the lingering close HTTP servers do.
 func (c *conn) Close() error {
+	if c.tracked != nil {
+		c.tracked.remove(c)
+	}
 	if c.lingerOnClose {
 		c.lingerOnClose = false
 		_ = c.Conn.CloseWrite()
@@ -145,6 +155,9 @@ func (c *conn) Read(p []byte) (int, error) {
 		if err := c.Handshake(); err != nil {
 			return 0, err
 		}
+	}
+	if c.closing.Load() {
+		return 0, errClosing
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.atRequestStart {
@@ -205,6 +218,7 @@ type listener struct {
 	handshakeTimeout time.Duration
 	obs              Observer      // set by Server.Serve, before the first Accept
 	events           *secevent.Log // as obs
+	sources          *sources      // set by Server.Serve, before the first Accept
 }
 
 // NewListener serves TLS with cfg on inner; the proxy Server needs its
@@ -241,7 +255,12 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		return &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout, atRequestStart: true, obs: l.obs}, nil
+		tc := &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout, atRequestStart: true, obs: l.obs}
+		if l.sources != nil {
+			tc.tracked = l.sources
+			l.sources.add(tc)
+		}
+		return tc, nil
 	}
 }
 

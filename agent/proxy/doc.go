@@ -17,5 +17,7 @@
 // Observer, told what each request came to and how each handshake ended,
 // so it names no metrics library either. Its refusals are security events
 // (internal/secevent: peer_denied, input_refused, and, sampled,
-// rate_limited and tls_handshake_failed) on Options.Events.
+// rate_limited and tls_handshake_failed) on Options.Events. It tracks open connections by
+// source only so that CloseSource can end a blocked source's (sources.go):
+// whom to block is decided elsewhere.
 package proxy

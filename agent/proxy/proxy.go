@@ -123,6 +123,7 @@ type Server struct {
 	harden  *hardening
 	desyncs atomic.Uint64
 	tunnels tunnelSet
+	conns   sources // open inbound connections by client address
 }
 
 // Headers warden owns on the way to the app.
@@ -203,6 +204,7 @@ func New(opts Options) *Server {
 func (s *Server) Serve(ln net.Listener) error {
 	if l, ok := ln.(*listener); ok {
 		l.obs, l.events = s.opts.Observer, s.opts.Events
+		l.sources = &s.conns
 	}
 	return s.srv.Serve(ln)
 }

@@ -11,5 +11,6 @@
 // program would cost privileges and a hook for nothing. Once the program is
 // attached, or when it won't be, Start gives up CAP_BPF, CAP_NET_ADMIN and
 // CAP_PERFMON for good. The package does not decide whom to block: callers
-// (policy, later the honeypot) do.
+// (the agent, for decoy hits and policy decisions) do; it keeps each
+// block's cause and bounds the blocklist.
 package ratelimit

@@ -110,6 +110,7 @@ func startKernel(s Settings) (*kernel, error) {
 		PacketBurst: uint32(s.Limits.PacketBurst),
 		MaxSources:  uint32(s.MaxSources),
 		MaxConns:    uint32(s.MaxConns),
+		IPv6Prefix:  s.IPv6Prefix,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: load the eBPF programs: %w", err)

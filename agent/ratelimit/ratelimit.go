@@ -49,7 +49,9 @@ type Status struct {
 	Counters   Counters      `json:"counters"`
 	TopSources []SourceDrops `json:"top_sources"`
 	Blocklist  []BlockEntry  `json:"blocklist"`
-	Error      string        `json:"error,omitempty"` // reading the kernel's maps failed
+	// BlockOverflows counts blocks refused because the blocklist was full.
+	BlockOverflows uint64 `json:"block_overflows"`
+	Error          string `json:"error,omitempty"` // reading the kernel's maps failed
 	// KernelFeatures are the kernel features the settings ask for; empty:
 	// none, so auto mode loads no eBPF (fallback_reason says so).
 	KernelFeatures []Feature `json:"kernel_features"`
@@ -77,6 +79,9 @@ type Totals struct {
 	Mode     string // as Status.Mode
 	Counters Counters
 	Blocked  int // sources blocked now
+	// BlockOverflows counts blocks refused because the blocklist was full
+	// (Running's count; 0 from an Enforcer alone).
+	BlockOverflows uint64
 }
 
 // Counters are totals since start.
@@ -104,10 +109,28 @@ type SourceDrops struct {
 
 // BlockEntry is one blocked source.
 type BlockEntry struct {
+	// IP is the blocked address; for IPv6, the prefix's first address
+	// (Prefix says how long).
 	IP               string    `json:"ip"`
+	Prefix           string    `json:"prefix,omitempty"` // IPv6: the blocked prefix, e.g. 2001:db8::/64
+	Cause            Cause     `json:"cause"`
 	Expires          time.Time `json:"expires"`
 	RemainingSeconds float64   `json:"remaining_seconds"`
 }
+
+// Cause is why a source is blocked. Its values are fixed: they label
+// events and the /ratelimit view.
+type Cause string
+
+const (
+	CauseHoneypot Cause = "honeypot" // it requested a decoy (WARDEN_HONEYPOT_PATHS)
+	CausePolicy   Cause = "policy"   // a decision returned block_for_seconds
+	CauseManual   Cause = "manual"   // Block was called by an operator or a test
+)
+
+// ErrBlocklistFull is Block's error when the blocklist holds its maximum of
+// live blocks (WARDEN_BPF_MAX_SOURCES) and the source is not one of them.
+var ErrBlocklistFull = errors.New("ratelimit: block: the blocklist is full (WARDEN_BPF_MAX_SOURCES live blocks)")
 
 // TopSourcesLen is how many sources Status lists, most drops first.
 const TopSourcesLen = 10

@@ -30,8 +30,14 @@ type Userspace struct {
 	seed        maphash.Seed
 	shards      [sourceShards]sourceShard
 
-	blockMu sync.Mutex               // serializes writers of blocked
-	blocked atomic.Pointer[blockSet] // copy on write: readers never lock
+	// The blocklist: sharded, so that a block costs one shard's lock
+	// rather than a copy of the whole list, and readers take a shard's read
+	// lock only while it holds something (nblocked, one atomic load).
+	blockMu   sync.Mutex // serializes writers, so the bound holds exactly
+	blocks    [sourceShards]blockShard
+	nblocked  atomic.Int64 // entries in blocks, expired ones not yet removed included
+	maxBlocks int          // bound of the blocklist: maxSources, as the kernel's map
+	v6Prefix  int          // IPv6 sources are blocked per prefix of this length
 
 	passed, dropBlocked, dropConn, dropRequest atomic.Uint64
 }
@@ -51,7 +57,8 @@ type source struct {
 	dropped uint64
 }
 
-type blockSet struct {
+type blockShard struct {
+	mu    sync.RWMutex
 	until map[netip.Addr]int64 // expiry on the monotonic clock
 }
 
@@ -66,13 +73,17 @@ func NewUserspace(port int, l Limits, maxSources int) *Userspace {
 		request:     gcra.New(int64(l.PacketRate), int64(l.PacketBurst)),
 		maxPerShard: max(1, maxSources/sourceShards),
 		seed:        maphash.MakeSeed(),
+		maxBlocks:   max(1, maxSources),
+		v6Prefix:    128,
 	}
 	start := time.Now()
 	u.clock = func() time.Duration { return time.Since(start) }
 	for i := range u.shards {
 		u.shards[i].m = make(map[netip.Addr]*list.Element)
 	}
-	u.blocked.Store(&blockSet{})
+	for i := range u.blocks {
+		u.blocks[i].until = make(map[netip.Addr]int64)
+	}
 	return u
 }
 
@@ -81,20 +92,28 @@ func (u *Userspace) now() int64 { return int64(u.clock()) }
 // blockedFor reports how much longer ip is blocked at now (0: it is not);
 // it costs one atomic load while the blocklist is empty.
 func (u *Userspace) blockedFor(ip netip.Addr, now int64) time.Duration {
-	bs := u.blocked.Load()
-	if len(bs.until) == 0 {
+	if u.nblocked.Load() == 0 {
 		return 0
 	}
-	if until, ok := bs.until[ip]; ok && until > now {
+	key := blockKey(ip, u.v6Prefix)
+	sh := u.blockShard(key)
+	sh.mu.RLock()
+	until, ok := sh.until[key]
+	sh.mu.RUnlock()
+	if ok && until > now {
 		return time.Duration(until - now)
 	}
 	return 0
 }
 
+func (u *Userspace) blockShard(key netip.Addr) *blockShard {
+	return &u.blocks[maphash.Comparable(u.seed, key)%sourceShards]
+}
+
 // AllowConn decides a new connection from ip, at accept.
 func (u *Userspace) AllowConn(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	if u.conn.Unlimited() && len(u.blocked.Load().until) == 0 {
+	if u.conn.Unlimited() && u.nblocked.Load() == 0 {
 		u.passed.Add(1)
 		return true
 	}
@@ -132,7 +151,7 @@ func (u *Userspace) AllowConn(ip netip.Addr) bool {
 // when the connection may send again (for a blocked source: when the block
 // ends).
 func (u *Userspace) AllowRequest(ip netip.Addr, tat *uint64) (ok bool, retryAfter time.Duration) {
-	if u.request.Unlimited() && len(u.blocked.Load().until) == 0 {
+	if u.request.Unlimited() && u.nblocked.Load() == 0 {
 		u.passed.Add(1)
 		return true, 0
 	}
@@ -179,43 +198,102 @@ func (sh *sourceShard) get(ip netip.Addr, limit int) *source {
 	return s
 }
 
-// Block implements Enforcer.
+// setIPv6Prefix makes IPv6 blocks cover prefixes of bits (Start sets it
+// before the limiter is used).
+func (u *Userspace) setIPv6Prefix(bits int) { u.v6Prefix = bits }
+
+// blockKey is the blocklist's key for ip: its own for IPv4, its prefix of
+// v6bits (masked) for IPv6, as the kernel's blocklist keys it.
+func blockKey(ip netip.Addr, v6bits int) netip.Addr {
+	if ip = ip.Unmap(); ip.Is6() && v6bits < 128 {
+		ip = netip.PrefixFrom(ip, v6bits).Masked().Addr()
+	}
+	return ip
+}
+
+// Block implements Enforcer. The blocklist holds at most as many sources
+// as the limiter tracks (WARDEN_BPF_MAX_SOURCES, the kernel map's size):
+// beyond that Block fails with ErrBlocklistFull.
 func (u *Userspace) Block(ip netip.Addr, d time.Duration) error {
 	if err := checkBlock(ip, d); err != nil {
 		return err
 	}
-	u.updateBlocks(func(m map[netip.Addr]int64, now int64) { m[ip.Unmap()] = now + int64(d) })
+	key := blockKey(ip, u.v6Prefix)
+	sh := u.blockShard(key)
+	u.blockMu.Lock()
+	defer u.blockMu.Unlock()
+	now := u.now()
+	sh.mu.Lock()
+	_, present := sh.until[key]
+	sh.mu.Unlock()
+	if !present && u.nblocked.Load() >= int64(u.maxBlocks) {
+		// Full: make room by removing expired entries (a walk of the
+		// whole list, only when it is full), then try once more.
+		if u.sweepLocked(now); u.nblocked.Load() >= int64(u.maxBlocks) {
+			return ErrBlocklistFull
+		}
+	}
+	sh.mu.Lock()
+	sh.until[key] = now + int64(d)
+	sh.mu.Unlock()
+	if !present {
+		u.nblocked.Add(1)
+	}
 	return nil
 }
 
 // Unblock implements Enforcer.
 func (u *Userspace) Unblock(ip netip.Addr) error {
-	u.updateBlocks(func(m map[netip.Addr]int64, _ int64) { delete(m, ip.Unmap()) })
+	key := blockKey(ip, u.v6Prefix)
+	sh := u.blockShard(key)
+	u.blockMu.Lock()
+	defer u.blockMu.Unlock()
+	sh.mu.Lock()
+	if _, ok := sh.until[key]; ok {
+		delete(sh.until, key)
+		u.nblocked.Add(-1)
+	}
+	sh.mu.Unlock()
 	return nil
 }
 
-// updateBlocks copies the blocklist without its expired entries, applies
-// fn and publishes the copy.
-func (u *Userspace) updateBlocks(fn func(m map[netip.Addr]int64, now int64)) {
-	u.blockMu.Lock()
-	defer u.blockMu.Unlock()
-	now := u.now()
-	old := u.blocked.Load().until
-	m := make(map[netip.Addr]int64, len(old)+1)
-	for ip, until := range old {
-		if until > now {
-			m[ip] = until
+// sweepLocked removes the entries expired at now; the caller holds
+// blockMu.
+func (u *Userspace) sweepLocked(now int64) {
+	for i := range u.blocks {
+		sh := &u.blocks[i]
+		sh.mu.Lock()
+		for ip, until := range sh.until {
+			if until <= now {
+				delete(sh.until, ip)
+				u.nblocked.Add(-1)
+			}
 		}
+		sh.mu.Unlock()
 	}
-	fn(m, now)
-	u.blocked.Store(&blockSet{until: m})
+}
+
+// eachBlock calls fn for each block in force at now.
+func (u *Userspace) eachBlock(now int64, fn func(ip netip.Addr, until int64)) {
+	for i := range u.blocks {
+		sh := &u.blocks[i]
+		sh.mu.RLock()
+		for ip, until := range sh.until {
+			if until > now {
+				fn(ip, until)
+			}
+		}
+		sh.mu.RUnlock()
+	}
 }
 
 // Status implements Enforcer.
 func (u *Userspace) Status() Status {
-	// Expired entries leave the map at the next Block; this keeps the map
-	// from holding them forever when no more blocks come.
-	u.updateBlocks(func(map[netip.Addr]int64, int64) {})
+	// Expired entries leave the list when it is full; this keeps it from
+	// holding them forever when no more blocks come.
+	u.blockMu.Lock()
+	u.sweepLocked(u.now())
+	u.blockMu.Unlock()
 	st := Status{
 		Mode:       config.RateLimitUserspace,
 		Port:       u.port,
@@ -226,9 +304,9 @@ func (u *Userspace) Status() Status {
 		Blocklist:  []BlockEntry{},
 	}
 	wall, now := time.Now(), u.now()
-	for ip, until := range u.blocked.Load().until {
+	u.eachBlock(now, func(ip netip.Addr, until int64) {
 		st.Blocklist = append(st.Blocklist, blockEntry(ip, wall.Add(time.Duration(until-now)), wall))
-	}
+	})
 	sortBlocks(st.Blocklist)
 
 	var all []SourceDrops
@@ -246,15 +324,11 @@ func (u *Userspace) Status() Status {
 	return st
 }
 
-// Totals implements Enforcer; it reads the blocklist without copying it.
+// Totals implements Enforcer; it counts the blocks in force without
+// copying the list.
 func (u *Userspace) Totals() (Totals, error) {
 	t := Totals{Mode: config.RateLimitUserspace, Counters: u.counters()}
-	now := u.now()
-	for _, until := range u.blocked.Load().until {
-		if until > now {
-			t.Blocked++
-		}
-	}
+	u.eachBlock(u.now(), func(netip.Addr, int64) { t.Blocked++ })
 	return t, nil
 }
 

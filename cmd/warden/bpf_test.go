@@ -36,6 +36,19 @@ type nsSidecar struct {
 	link     *bpftest.Link
 	tls      *tls.Config // client SVID from `warden dev issue`
 	admin    string      // host:port, reachable from the client namespace
+	app      *nsApp      // what reached the app
+}
+
+// nsApp records the paths of the requests that reached the app.
+type nsApp struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (a *nsApp) seen() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.paths...)
 }
 
 const nsInboundPort = 15443
@@ -61,7 +74,13 @@ func startNsSidecarAs(t testing.TB, as func(srv *bpftest.Netns, devDir string) *
 	if err := srv.Do(func() (err error) { appLn, err = net.Listen("tcp", "127.0.0.1:0"); return }); err != nil {
 		t.Fatal(err)
 	}
-	app := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.WriteString("app") }}
+	seen := &nsApp{}
+	app := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		seen.mu.Lock()
+		seen.paths = append(seen.paths, string(ctx.Path()))
+		seen.mu.Unlock()
+		ctx.WriteString("app")
+	}}
 	go func() { _ = app.Serve(appLn) }()
 	t.Cleanup(func() { _ = app.Shutdown() })
 
@@ -85,7 +104,7 @@ func startNsSidecarAs(t testing.TB, as func(srv *bpftest.Netns, devDir string) *
 		"WARDEN_UPSTREAM_ADDR=" + appLn.Addr().String(),
 	}, env...)...)
 	p.listenAddr(t, "inbound")
-	return &nsSidecar{process: p, srv: srv, cli: cli, link: link, tls: cfg, admin: admin}
+	return &nsSidecar{process: p, srv: srv, cli: cli, link: link, tls: cfg, admin: admin, app: seen}
 }
 
 // dial opens a TCP connection from the client namespace, from src, with a
