@@ -20,11 +20,6 @@ import (
 // userspace one otherwise), warden closes the source's open connections,
 // and every block and its end is a security event.
 
-// blocklistFull is the event of a block refused because the blocklist holds
-// its maximum (WARDEN_BPF_MAX_SOURCES) of live blocks: a flood of distinct
-// sources is itself worth an alert.
-const blocklistFull secevent.Name = "blocklist_full"
-
 // defenseOptions are the pipeline's decoys and its Blocker.
 func (a *Agent) defenseOptions() []authz.Option {
 	opts := []authz.Option{authz.WithBlocker(pipelineBlocker{a}, a.cfg.MaxBlockFor)}
@@ -57,7 +52,7 @@ func (b pipelineBlocker) Block(src netip.Addr, d time.Duration, cause string, re
 		a.log.Info().Str("event", "block_exempt").Str("source_ip", src.Unmap().String()).Str("prefix", a.blockPrefix(src).String()).
 			Str("cause", cause).Msg("source not blocked: WARDEN_BLOCK_EXEMPT covers it")
 	case errors.Is(err, ratelimit.ErrBlocklistFull):
-		e := a.events.Event(blocklistFull, secevent.High)
+		e := a.events.Event(secevent.BlocklistFull, secevent.High)
 		describe(e, src, req).Str(secevent.FieldReason, cause).Str("prefix", a.blockPrefix(src).String()).
 			Msg("source not blocked: the blocklist is full (WARDEN_BPF_MAX_SOURCES)")
 	default:

@@ -35,6 +35,7 @@ const (
 	BundleRejected     Name = "bundle_rejected"      // a policy bundle failed verification or compilation
 	IdentityExpiring   Name = "identity_expiring"    // warden's SVID nears expiry unrenewed
 	TLSHandshakeFailed Name = "tls_handshake_failed" // sampled, as rate_limited
+	BlocklistFull      Name = "blocklist_full"       // a block refused: the blocklist is full
 )
 
 // Severity ranks an event.
