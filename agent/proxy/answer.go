@@ -156,16 +156,8 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, c *conn, o Outcome) {
 	if t := ctx.Time(); !t.IsZero() {
 		took = time.Since(t)
 	}
-	if s.opts.Observer != nil {
-		st := RequestStats{
-			Outcome: o, Stage: c.stage, Status: ctx.Response.StatusCode(),
-			Total: took, Forwarded: c.forwarded, Upstream: c.upstream,
-		}
-		if c.untimed {
-			st.Total = 0
-		}
-		s.opts.Observer.Request(st)
-	}
+	status := ctx.Response.StatusCode()
+	s.observe(&c.reqState, o, status, took)
 	if c.span != nil {
 		s.endSpan(ctx, c)
 	}
@@ -174,27 +166,13 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, c *conn, o Outcome) {
 
 // access writes the one access-log line per request.
 func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, took time.Duration) {
-	e := s.log.Info()
-	if !e.Enabled() {
-		return
-	}
 	// Refused before normalization, a request is logged with its raw path.
 	path := c.path
 	if len(path) == 0 {
 		path = ctx.URI().PathOriginal()
 	}
-	dur := took.Seconds()
-	e.Str("event", "access").
-		Bytes("method", ctx.Method()).
-		Bytes("path", redact.Path(path)).
-		Int("status", ctx.Response.StatusCode()).
-		Str("peer_id", c.peerStr).
-		Str("client_ip", c.clientIP).
-		Float64("duration_s", dur).
-		Int("bytes_in", len(ctx.Request.Body())).
-		Int("bytes_out", ctx.Response.Header.ContentLength()).
-		Bytes("request_id", c.requestID).
-		Send()
+	s.accessLine(&c.peer, &c.reqState, ctx.Method(), path, ctx.Response.StatusCode(), took,
+		len(ctx.Request.Body()), ctx.Response.Header.ContentLength())
 }
 
 // FasthttpLogger sends fasthttp's own messages to log at debug level: the
@@ -228,11 +206,5 @@ func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
 
 // endSpan ends the request's span with its outcome.
 func (s *Server) endSpan(ctx *fasthttp.RequestCtx, c *conn) {
-	v := c.verdict
-	c.span.End(SpanOutcome{
-		Method: string(ctx.Method()), Status: ctx.Response.StatusCode(),
-		Decided: v.decided, Allowed: v.allowed, Stage: v.stage, Revision: v.revision, Cached: v.cached,
-		PeerID: c.peerStr, RequestID: string(c.requestID), End: time.Now(),
-	})
-	c.span = nil
+	s.endSpanOf(&c.peer, &c.reqState, ctx.Method(), ctx.Response.StatusCode())
 }

@@ -231,13 +231,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	// The header block is read first: the request id depends on it (a
 	// client's id is kept only when it sent exactly one, and a valid one).
-	bad := s.harden.scan(h.RawHeaders(), c)
-	c.requestID = c.requestID[:0]
-	if id := h.Peek(HeaderRequestID); c.requestIDs == 1 && ValidRequestID(id) {
-		c.requestID = append(c.requestID, id...)
-	} else {
-		c.requestID = s.ids.Append(c.requestID)
-	}
+	bad := s.harden.scan(h.RawHeaders(), &c.reqState)
+	s.pickRequestID(&c.reqState, h.Peek(HeaderRequestID))
 	if s.opts.Limiter != nil {
 		if ok, wait := s.opts.Limiter.AllowRequest(c.addr, &c.limitState); !ok {
 			s.tooManyRequests(ctx, c, wait)
@@ -347,26 +342,12 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, c *conn) bool {
 		c.fields = append(c.fields, pep.Field{Name: k, Value: v})
 	}
 	uri := ctx.URI()
-	// Kept in conn: a fresh Request passed through the interface would
-	// escape to the heap on every request.
-	c.req = pep.Request{
-		Method: h.Method(), Path: c.path, RawPath: uri.PathOriginal(), RawQuery: uri.QueryString(),
-		Headers: c.fields, ID: c.requestID, Body: ctx.Request.Body(),
-		PeerID: c.peerStr, PeerTrustDomain: c.peerTD, ClientIP: c.clientIP,
-	}
-	v := s.opts.Guard.Check(&c.req)
-	c.req, c.fields = pep.Request{}, c.fields[:0]
-	c.verdict = verdict{decided: true, allowed: v.Status == 0, stage: v.Stage, revision: v.Revision, cached: v.Cached}
+	v := s.decide(&c.reqState, &c.peer, h.Method(), uri.PathOriginal(), uri.QueryString(), ctx.Request.Body(), nil)
 	if v.Status != 0 {
-		code := v.Code
-		if code == "" {
-			code = "forbidden"
-		}
-		s.reject(ctx, c, v.Status, code)
+		s.reject(ctx, c, v.Status, refusalCode(v))
 		for _, hd := range v.ClientHeaders {
 			ctx.Response.Header.Set(hd.Name, hd.Value)
 		}
-		c.stage = v.Stage
 		s.finish(ctx, c, OutcomeDeny)
 		return false
 	}

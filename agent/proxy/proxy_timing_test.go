@@ -64,7 +64,7 @@ func benchmarkHandle(b *testing.B, lim Limiter, guard pep.Checker, obs Observer)
 	opts.Guard = guard
 	opts.Observer = obs
 	s := New(opts)
-	c := &conn{resolved: true, allowed: true, clientIP: "127.0.0.1", peerStr: clientID.String()}
+	c := &conn{peer: peer{resolved: true, allowed: true, clientIP: "127.0.0.1", peerStr: clientID.String()}}
 	c.xfcc = []byte("By=" + ownID.String() + ";URI=" + clientID.String())
 
 	var ctx fasthttp.RequestCtx

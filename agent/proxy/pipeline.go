@@ -1,0 +1,102 @@
+package proxy
+
+// The steps of the request path that do not depend on the protocol: the
+// HTTP/1.1 path (fasthttp, proxy.go) and the HTTP/2 path (h2.go) call the
+// same functions with their own bytes, so that no check, decision or
+// record exists twice. The hardening checks are in harden.go and
+// harden_request.go, on bytes as well.
+
+import (
+	"time"
+
+	"github.com/warden-sidecar/warden/agent/pep"
+	"github.com/warden-sidecar/warden/internal/redact"
+)
+
+// pickRequestID sets st's request id: the client's when it sent exactly one
+// X-Request-Id (client) and a valid one, a fresh one otherwise. The header
+// scan counted the client's copies.
+func (s *Server) pickRequestID(st *reqState, client []byte) {
+	st.requestID = st.requestID[:0]
+	if st.requestIDs == 1 && ValidRequestID(client) {
+		st.requestID = append(st.requestID, client...)
+	} else {
+		st.requestID = s.ids.Append(st.requestID)
+	}
+}
+
+// decide asks the decision pipeline about the request whose header fields
+// (as the app will receive them) st.fields holds, and keeps what it decided
+// for the request's span and metrics. grpc is the gRPC service and method
+// of a gRPC request, nil for others.
+func (s *Server) decide(st *reqState, p *peer, method, rawPath, rawQuery, body []byte, grpc *pep.GRPC) pep.Verdict {
+	// Kept in reqState: a fresh Request passed through the interface would
+	// escape to the heap on every request.
+	st.req = pep.Request{
+		Method: method, Path: st.path, RawPath: rawPath, RawQuery: rawQuery,
+		Headers: st.fields, ID: st.requestID, Body: body, GRPC: grpc,
+		PeerID: p.peerStr, PeerTrustDomain: p.peerTD, ClientIP: p.clientIP,
+	}
+	v := s.opts.Guard.Check(&st.req)
+	st.req, st.fields = pep.Request{}, st.fields[:0]
+	st.verdict = verdict{decided: true, allowed: v.Status == 0, stage: v.Stage, revision: v.Revision, cached: v.Cached}
+	if v.Status != 0 {
+		st.stage = v.Stage
+	}
+	return v
+}
+
+// refusalCode is the "error" of a refused verdict's answer.
+func refusalCode(v pep.Verdict) string {
+	if v.Code == "" {
+		return "forbidden"
+	}
+	return v.Code
+}
+
+// observe tells the Observer what the request came to.
+func (s *Server) observe(st *reqState, o Outcome, status int, took time.Duration) {
+	if s.opts.Observer == nil {
+		return
+	}
+	rs := RequestStats{
+		Outcome: o, Stage: st.stage, Status: status,
+		Total: took, Forwarded: st.forwarded, Upstream: st.upstream,
+	}
+	if st.untimed {
+		rs.Total = 0
+	}
+	s.opts.Observer.Request(rs)
+}
+
+// accessLine writes the one access-log line per request. path is the
+// normalized path, or the raw one for a request refused before
+// normalization.
+func (s *Server) accessLine(p *peer, st *reqState, method, path []byte, status int, took time.Duration, bytesIn, bytesOut int) {
+	e := s.log.Info()
+	if !e.Enabled() {
+		return
+	}
+	e.Str("event", "access").
+		Bytes("method", method).
+		Bytes("path", redact.Path(path)).
+		Int("status", status).
+		Str("peer_id", p.peerStr).
+		Str("client_ip", p.clientIP).
+		Float64("duration_s", took.Seconds()).
+		Int("bytes_in", bytesIn).
+		Int("bytes_out", bytesOut).
+		Bytes("request_id", st.requestID).
+		Send()
+}
+
+// endSpanOf ends the request's span with its outcome.
+func (s *Server) endSpanOf(p *peer, st *reqState, method []byte, status int) {
+	v := st.verdict
+	st.span.End(SpanOutcome{
+		Method: string(method), Status: status,
+		Decided: v.decided, Allowed: v.allowed, Stage: v.stage, Revision: v.revision, Cached: v.cached,
+		PeerID: p.peerStr, RequestID: string(st.requestID), End: time.Now(),
+	})
+	st.span = nil
+}
