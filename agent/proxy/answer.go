@@ -191,9 +191,7 @@ func (l fasthttpLogger) Printf(format string, _ ...any) {
 // refuseRequest answers a request that failed a hardening check, and logs
 // why (the reason, the method and the path; never a header value).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
-	s.log.Warn().Str("event", "request_refused").Str("reason", r.reason).Int("status", r.status).
-		Bytes("method", ctx.Method()).Bytes("raw_path", redact.Path(ctx.URI().PathOriginal())).
-		Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("request refused before policy")
+	s.logRefused(&c.peer, &c.reqState, r, ctx.Method(), ctx.URI().PathOriginal())
 	s.reject(ctx, c, r.status, r.code)
 	if r == refuseMethod && s.harden.allow != "" {
 		ctx.Response.Header.SetCanonical(headerAllow, []byte(s.harden.allow))

@@ -100,3 +100,25 @@ func (s *Server) endSpanOf(p *peer, st *reqState, method []byte, status int) {
 	})
 	st.span = nil
 }
+
+// logPeerRefused logs a request of a peer WARDEN_ALLOWED_PEERS does not
+// admit, and marks the request as refused at that stage.
+func (s *Server) logPeerRefused(p *peer, st *reqState) {
+	s.log.Warn().Str("event", "peer_refused").Str("reason", pep.ReasonPeerNotAllowed).Str("peer_id", p.peerStr).
+		Str("client_ip", p.clientIP).Bytes("request_id", st.requestID).Msg("peer not allowed")
+	st.stage = pep.StagePeer
+}
+
+// logPathRefused logs a request whose path NormalizePath refused.
+func (s *Server) logPathRefused(p *peer, st *reqState, rawPath []byte, err error) {
+	s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", redact.Path(rawPath)).
+		Str("peer_id", p.peerStr).Bytes("request_id", st.requestID).Msg("ambiguous request path")
+}
+
+// logRefused logs a request a hardening check refused: why, the method and
+// the path, never a header value.
+func (s *Server) logRefused(p *peer, st *reqState, r *refusal, method, rawPath []byte) {
+	s.log.Warn().Str("event", "request_refused").Str("reason", r.reason).Int("status", r.status).
+		Bytes("method", method).Bytes("raw_path", redact.Path(rawPath)).
+		Str("peer_id", p.peerStr).Bytes("request_id", st.requestID).Msg("request refused before policy")
+}

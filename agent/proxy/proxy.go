@@ -13,7 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/pep"
-	"github.com/warden-sidecar/warden/internal/redact"
 )
 
 // Options configure the inbound proxy. All durations and sizes must be
@@ -33,6 +32,16 @@ type Options struct {
 	// Hardening configures the checks that keep warden and the app reading
 	// the same request.
 	Hardening Hardening
+
+	// HTTP2 serves connections that negotiate "h2" in ALPN (h2.go); the
+	// listener's TLS config must offer it. NoHTTP1 refuses the others.
+	HTTP2   bool
+	NoHTTP1 bool
+	// H2MaxStreams is SETTINGS_MAX_CONCURRENT_STREAMS (with HTTP2).
+	H2MaxStreams int
+	// UpstreamProtocol is UpstreamHTTP1 (also ""), UpstreamH2C or
+	// UpstreamAuto.
+	UpstreamProtocol string
 
 	// OwnID returns warden's current SPIFFE ID (the By= of the identity header).
 	OwnID func() spiffeid.ID
@@ -114,6 +123,8 @@ type Server struct {
 	log     zerolog.Logger
 	harden  *hardening
 	desyncs atomic.Uint64
+	h2      *h2Server // nil without Options.HTTP2
+	up      upstreams // net/http clients to the app (h2c, and the HTTP/2 path's)
 }
 
 // Headers warden owns on the way to the app.
@@ -186,6 +197,10 @@ func New(opts Options) *Server {
 		// with it off, x-forwarded-client-cert would slip past the Del below.
 		Logger: FasthttpLogger(opts.Log),
 	}
+	s.up = newUpstreams(opts)
+	if opts.HTTP2 {
+		s.h2 = newH2Server(s)
+	}
 	return s
 }
 
@@ -195,14 +210,25 @@ func (s *Server) Serve(ln net.Listener) error {
 	if l, ok := ln.(*listener); ok {
 		l.obs = s.opts.Observer
 	}
+	if s.h2 != nil {
+		return s.h2.serve(ln)
+	}
 	return s.srv.Serve(ln)
 }
 
 // Shutdown stops accepting, lets in-flight requests finish and closes idle
 // connections, or gives up when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	var h2err error
+	if s.h2 != nil {
+		h2err = s.h2.shutdown(ctx)
+	}
 	err := s.srv.ShutdownWithContext(ctx)
 	s.client.CloseIdleConnections()
+	s.up.closeIdle()
+	if err == nil {
+		err = h2err
+	}
 	return err
 }
 
@@ -241,9 +267,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	if !c.allowed {
-		s.log.Warn().Str("event", "peer_refused").Str("reason", pep.ReasonPeerNotAllowed).Str("peer_id", c.peerStr).
-			Str("client_ip", c.clientIP).Bytes("request_id", c.requestID).Msg("peer not allowed")
-		c.stage = pep.StagePeer
+		s.logPeerRefused(&c.peer, &c.reqState)
 		s.refuse(ctx, c, OutcomeDeny, fasthttp.StatusForbidden, "peer_not_allowed")
 		return
 	}
@@ -269,8 +293,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	var err error
 	c.path, c.target, err = NormalizePath(c.path[:0], c.target[:0], uri.PathOriginal(), s.harden.KeepSemicolons)
 	if err != nil {
-		s.log.Warn().Str("event", "path_refused").Err(err).Bytes("raw_path", redact.Path(uri.PathOriginal())).
-			Str("peer_id", c.peerStr).Bytes("request_id", c.requestID).Msg("ambiguous request path")
+		s.logPathRefused(&c.peer, &c.reqState, uri.PathOriginal(), err)
 		s.refuse(ctx, c, OutcomeInvalid, fasthttp.StatusBadRequest, "bad_request")
 		return
 	}
@@ -312,7 +335,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if s.opts.Observer != nil {
 		sent = time.Now() // two clock reads a request, only for metrics
 	}
-	err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+	if s.opts.UpstreamProtocol == UpstreamH2C {
+		err = s.doH2C(ctx, c)
+	} else {
+		err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+	}
 	if s.opts.Observer != nil {
 		c.forwarded, c.upstream = true, time.Since(sent)
 	}
