@@ -583,6 +583,14 @@ func (h *h2Server) forward(a *h2answer, r *http.Request, host, path, query strin
 	sent := time.Now()
 	resp, err := h.up.pick(a.grpc).RoundTrip(req)
 	st.forwarded, st.upstream = true, time.Since(sent)
+	if err != nil && r.Context().Err() != nil {
+		// The client reset the stream or went away: nobody to answer, and
+		// nothing the app did wrong. Recorded as nginx does, with 499.
+		s.log.Debug().Str("event", "client_gone").Bytes("request_id", st.requestID).Send()
+		a.status = statusClientGone
+		a.finish(OutcomeError)
+		return
+	}
 	if err != nil {
 		status, code := transportError(ctx, err)
 		s.log.Error().Str("event", "upstream_error").Err(err).Str("upstream", s.opts.UpstreamAddr).
@@ -657,6 +665,10 @@ func itoa(n int) string {
 	}
 	return string(b[i:])
 }
+
+// statusClientGone is the access log's and metrics' status of a stream the
+// client reset before the app answered (nginx's 499).
+const statusClientGone = 499
 
 // removeHopByHopHTTP removes the hop-by-hop fields of an app's response.
 func removeHopByHopHTTP(h http.Header) {
