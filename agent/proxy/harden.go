@@ -179,6 +179,7 @@ func (hd *hardening) scan(raw []byte, st *reqState) *refusal {
 type fieldScan struct {
 	seen  headerClass
 	lines int
+	lower [maxClassName]byte // scratch for a name's lower-case form, zeroed once per scan
 }
 
 // field checks one header field as either protocol path read it (HTTP/1.1:
@@ -212,7 +213,7 @@ func (hd *hardening) field(name, value []byte, st *reqState, fs *fieldScan) *ref
 	if len(name) > maxClassName {
 		return nil
 	}
-	var lower [maxClassName]byte
+	lower := &fs.lower
 	for i, b := range name {
 		if 'A' <= b && b <= 'Z' {
 			b += 'a' - 'A'
