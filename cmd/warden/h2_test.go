@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,5 +259,34 @@ func TestHTTP2UpstreamProtocol(t *testing.T) {
 		if r.header.Get("X-Request-Id") == "" {
 			t.Errorf("%s, %s client: no X-Request-Id on the answer", tt.mode, tt.client)
 		}
+	}
+}
+
+// SIGTERM while an HTTP/2 request is in flight: the stream finishes (x/net
+// sends GOAWAY and lets open streams complete), then warden exits 0.
+func TestHTTP2DrainOnSIGTERM(t *testing.T) {
+	w := startDevSidecar(t, "WARDEN_DRAIN_TIMEOUT=10s")
+	addr := strings.TrimPrefix(w.inbound, "https://")
+	cfg := w.client.Transport.(*http.Transport).TLSClientConfig
+	done := make(chan h2Response, 1)
+	go func() { done <- h2Do(t, addr, cfg, "GET", "/slow", nil) }()
+	select {
+	case <-w.slowStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request never reached the app")
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.status != 200 || !strings.HasPrefix(string(r.body), "app saw /slow") {
+		t.Errorf("in-flight HTTP/2 request during the drain: %d %q", r.status, r.body)
+	}
+	select {
+	case err := <-w.done:
+		if err != nil {
+			t.Errorf("warden exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("warden did not exit after draining")
 	}
 }
