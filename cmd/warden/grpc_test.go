@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -421,4 +422,38 @@ func grpcFrame(msg []byte) []byte {
 	b := []byte{0, 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(b[1:], uint32(len(msg)))
 	return append(b, msg...)
+}
+
+// A peer WARDEN_ALLOWED_PEERS does not admit is refused on every stream
+// of its HTTP/2 connection, by the same per-connection check as HTTP/1.1:
+// PERMISSION_DENIED for a gRPC call, 403 for a plain request.
+func TestGRPCPeerNotAllowed(t *testing.T) {
+	s := startGRPCSidecar(t, "WARDEN_UPSTREAM_PROTOCOL=h2c", "WARDEN_ALLOWED_PEERS=spiffe://warden.local/ns/default/sa/client")
+	devDir := s.cmd.Env[slices.IndexFunc(s.cmd.Env, func(kv string) bool { return strings.HasPrefix(kv, "WARDEN_DEV_DIR=") })]
+	stranger := filepath.Join(t.TempDir(), "stranger")
+	if out, err := devIssueCmd(t, strings.TrimPrefix(devDir, "WARDEN_DEV_DIR="), "spiffe://warden.local/ns/default/sa/stranger", stranger); err != nil {
+		t.Fatalf("dev issue: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := unary(ctx, s.client(t), "Unary", "x"); err != nil {
+		t.Fatalf("the allowed peer: %v", err)
+	}
+	calls := s.app.Calls.Load()
+	s.dir = stranger
+	cc := s.client(t)
+	for range 2 { // every stream of the connection
+		_, err := unary(ctx, cc, "Unary", "x")
+		wantStatus(t, "a peer outside WARDEN_ALLOWED_PEERS", err, codes.PermissionDenied, "peer_not_allowed")
+	}
+	r := h2Do(t, s.addr, clientTLS(t, stranger), "GET", "/plain", nil)
+	if a := (answer{status: r.status, body: string(r.body)}); a.status != 403 || a.code() != "peer_not_allowed" {
+		t.Errorf("plain HTTP/2 request of a refused peer: %s", a)
+	}
+	if n := s.app.Calls.Load(); n != calls {
+		t.Errorf("the app got %d calls of a refused peer", n-calls)
+	}
+	s.find(t, func(l map[string]any) bool {
+		return l["event"] == "peer_refused" && l["peer_id"] == "spiffe://warden.local/ns/default/sa/stranger"
+	})
 }
