@@ -158,8 +158,12 @@ func startProxy(t *testing.T, tweak func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	h.addr = ln.Addr().String()
+	cfg := spiffe.ServerTLSConfig(src, src)
+	if opts.HTTP2 {
+		cfg.NextProtos = []string{ProtoH2, ProtoHTTP11}
+	}
 	go func() {
-		_ = h.srv.Serve(NewListener(ln, spiffe.ServerTLSConfig(src, src), opts.Limiter, opts.HandshakeTimeout))
+		_ = h.srv.Serve(NewListener(ln, cfg, opts.Limiter, opts.HandshakeTimeout))
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
