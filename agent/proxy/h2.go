@@ -67,7 +67,11 @@ type h2Server struct {
 	// ctx ends every HTTP/2 connection when a drain runs out of time.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// mu guards ln and closed: Serve and Shutdown run on different
+	// goroutines, and no connection may join conns once a drain waits.
+	mu     sync.Mutex
 	ln     net.Listener
+	closed bool
 
 	up      upstreams
 	streams sync.Pool
@@ -116,7 +120,13 @@ func (d debugWriter) Write(p []byte) (int, error) {
 // goroutine of its own and hands the connection to the protocol it
 // negotiated.
 func (h *h2Server) serve(ln net.Listener) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return net.ErrClosed
+	}
 	h.ln = ln
+	h.mu.Unlock()
 	h.h1 = newChanListener(ln.Addr())
 	h1done := make(chan error, 1)
 	if !h.s.opts.NoHTTP1 {
@@ -188,8 +198,15 @@ func (h *h2Server) dispatch(c *conn) {
 
 // serveConn serves one HTTP/2 connection until it closes.
 func (h *h2Server) serveConn(c *conn) {
-	h.open.Add(1)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		_ = c.Close()
+		return
+	}
 	h.conns.Add(1)
+	h.mu.Unlock()
+	h.open.Add(1)
 	defer func() { h.open.Add(-1); h.conns.Done() }()
 	// The peer is resolved once, before any stream: streams only read it.
 	c.resolve(h.s.opts.OwnID().String(), h.s.opts.AllowPeer)
@@ -199,8 +216,12 @@ func (h *h2Server) serveConn(c *conn) {
 // shutdown stops accepting, sends GOAWAY on every HTTP/2 connection and
 // waits for their streams within ctx; then closes what is left.
 func (h *h2Server) shutdown(ctx context.Context) error {
-	if h.ln != nil {
-		_ = h.ln.Close()
+	h.mu.Lock()
+	h.closed = true
+	ln := h.ln
+	h.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
 	}
 	_ = h.base.Shutdown(ctx) // runs x/net's graceful shutdown (GOAWAY) on every connection
 	done := make(chan struct{})
