@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -30,8 +32,10 @@ type Server struct {
 	Calls atomic.Int64
 	// Sent counts the messages ServerStream handed to gRPC's transport:
 	// how far it got ahead of a slow reader.
-	Sent atomic.Int64
-	srv  *grpc.Server
+	Sent    atomic.Int64
+	srv     *grpc.Server
+	stopped chan struct{}
+	stop    sync.Once
 }
 
 // Start serves the service in plaintext HTTP/2 (h2c, what gRPC servers
@@ -42,15 +46,18 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: ln.Addr().String(), srv: grpc.NewServer()}
+	s := &Server{Addr: ln.Addr().String(), srv: grpc.NewServer(), stopped: make(chan struct{})}
 	s.srv.RegisterService(&serviceDesc, s)
 	go func() { _ = s.srv.Serve(ln) }()
-	t.Cleanup(s.srv.Stop)
+	t.Cleanup(s.Stop)
 	return s
 }
 
 // Stop stops the server at once (the app is down).
-func (s *Server) Stop() { s.srv.Stop() }
+func (s *Server) Stop() {
+	s.stop.Do(func() { close(s.stopped) })
+	s.srv.Stop()
+}
 
 type bytesValue = wrapperspb.BytesValue
 
@@ -65,11 +72,19 @@ func (s *Server) unary(ctx context.Context, in *bytesValue) (*bytesValue, error)
 	return in, nil
 }
 
-func (s *Server) slow(ctx context.Context, _ *bytesValue) (*bytesValue, error) {
+// slow is an app that ignores its deadline (grpc-timeout): only the
+// caller, or warden, can end the call before SlowFor.
+func (s *Server) slow(_ context.Context, in *bytesValue) (*bytesValue, error) {
 	s.Calls.Add(1)
-	<-ctx.Done()
-	return nil, ctx.Err()
+	select {
+	case <-time.After(SlowFor):
+	case <-s.stopped:
+	}
+	return in, nil
 }
+
+// SlowFor is how long Slow takes to answer.
+const SlowFor = 10 * time.Second
 
 func first(md metadata.MD, key string) string {
 	if v := md.Get(key); len(v) > 0 {
