@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -445,6 +446,11 @@ func (hc *h2conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hc.prepare(r, st, grpc, appTraceparent)
 	if s.opts.Guard != nil {
 		st.fields = append(st.fields[:0], pep.Field{Name: []byte("Host"), Value: host})
+		if !grpc && len(st.body) > 0 {
+			// What the app receives, as on HTTP/1.1, where the header is
+			// part of the request fasthttp forwards.
+			st.fields = append(st.fields, pep.Field{Name: []byte("Content-Length"), Value: strconv.AppendInt(nil, int64(len(st.body)), 10)})
+		}
 		st.names = st.names[:0]
 		for k := range st.out {
 			st.names = append(st.names, k)
@@ -544,6 +550,9 @@ func (hc *h2conn) prepare(r *http.Request, st *stream, grpc bool, traceparent []
 	for _, name := range st.del {
 		delete(out, http.CanonicalHeaderKey(string(name)))
 	}
+	// Cookie fields a client split (RFC 9113 §8.2.3) arrive joined with
+	// "; " already: x/net/http2 joins them before the handler runs, so the
+	// app reads one Cookie line, as from HTTP/1.1 (TestHTTP2SameDecisionsAsHTTP1).
 	if grpc {
 		// gRPC servers require "te: trailers" (gRPC's PROTOCOL-HTTP2), the
 		// one TE value HTTP/2 allows (RFC 9113 §8.2.2).

@@ -84,3 +84,4 @@ func TestHTTP2ConcurrentStreamsShareTheConnection(t *testing.T) {
 		t.Errorf("the guard decided %d paths, want %d", len(g.seen), n)
 	}
 }
+

@@ -113,6 +113,16 @@ func TestHTTP2SameDecisionsAsHTTP1(t *testing.T) {
 				}
 			}
 
+			// Cookie sent as two fields (an HTTP/2 client splits it, RFC 9113
+			// §8.2.3) reaches the app as one line, as from HTTP/1.1.
+			before++
+			if r := p.do(t, s.addr, s.tls, "GET", "/public", nil, "Cookie", "a=1", "Cookie", "b=2"); r.status != 200 {
+				t.Errorf("cookies: %d", r.status)
+			}
+			if c := app.last(t).values("Cookie"); len(c) != 1 || c[0] != "a=1; b=2" {
+				t.Errorf("the app got Cookie lines %q, want one \"a=1; b=2\"", c)
+			}
+
 			r = p.do(t, s.addr, s.tls, "POST", "/public", []byte(`{"a":1}`), "Content-Type", "application/json")
 			if got := app.last(t); r.status != 200 || string(got.body) != `{"a":1}` || len(got.values("Content-Length")) != 1 {
 				t.Errorf("a body within the limit: %d, the app got %q %q", r.status, got.body, got.values("Content-Length"))
