@@ -84,4 +84,3 @@ func TestHTTP2ConcurrentStreamsShareTheConnection(t *testing.T) {
 		t.Errorf("the guard decided %d paths, want %d", len(g.seen), n)
 	}
 }
-
