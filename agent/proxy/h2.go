@@ -673,7 +673,7 @@ func (h *h2Server) forward(a *h2answer, r *http.Request, host, path, query strin
 		}
 		if _, ok := resp.Trailer["Grpc-Status"]; !ok {
 			status, code := transportError(ctx, copyErr)
-			wh[http.TrailerPrefix+"Grpc-Status"] = []string{itoa(grpcStatus(status))}
+			wh[http.TrailerPrefix+"Grpc-Status"] = []string{strconv.Itoa(grpcStatus(status))}
 			wh[http.TrailerPrefix+"Grpc-Message"] = []string{code}
 			return
 		}
@@ -681,19 +681,6 @@ func (h *h2Server) forward(a *h2answer, r *http.Request, host, path, query strin
 	for k, vs := range resp.Trailer {
 		wh[http.TrailerPrefix+k] = vs
 	}
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		if n /= 10; n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
 }
 
 // statusClientGone is the access log's and metrics' status of a stream the
@@ -774,7 +761,7 @@ func appendErrorBody(dst []byte, code string, id []byte) []byte {
 // gRPC, with the same header).
 func (a *h2answer) tooManyRequests(wait time.Duration) {
 	secs := int((wait + time.Second - 1) / time.Second)
-	a.w.Header()["Retry-After"] = []string{itoa(max(secs, 1))}
+	a.w.Header()["Retry-After"] = []string{strconv.Itoa(max(secs, 1))}
 	a.refuse(OutcomeRateLimit, http.StatusTooManyRequests, "rate_limited")
 }
 
