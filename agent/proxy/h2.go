@@ -593,6 +593,9 @@ func (h *h2Server) forward(a *h2answer, r *http.Request, host, path, query strin
 	case len(st.body) > 0:
 		body, contentLength = io.NopCloser(bytes.NewReader(st.body)), int64(len(st.body))
 	}
+	// No Trailer field: a client's request trailers are never forwarded,
+	// as dropTrailers drops them on HTTP/1.1; they would reach the app
+	// after every check ran.
 	req := &http.Request{
 		Method: string(st.method),
 		// Opaque: the app receives exactly the path warden normalized (and
