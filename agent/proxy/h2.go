@@ -65,6 +65,10 @@ type h2Server struct {
 	slots chan struct{}
 	open  atomic.Int64
 	conns sync.WaitGroup
+	// refused counts connections refused for want of a slot;
+	// refusedLogged is the Unix second of the last such log line.
+	refused       atomic.Uint64
+	refusedLogged atomic.Int64
 	// ctx ends every HTTP/2 connection when a drain runs out of time.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -154,9 +158,14 @@ func (h *h2Server) serve(ln net.Listener) error {
 		select {
 		case h.slots <- struct{}{}:
 		default:
-			// As fasthttp's Concurrency: refused rather than queued.
-			h.s.log.Warn().Str("event", "connection_refused").Str("reason", "max_connections").
-				Str("remote_addr", c.RemoteAddr().String()).Send()
+			// As fasthttp's Concurrency: refused rather than queued. Logged
+			// at most once a second, with the count: a flood of
+			// connections must not become a flood of log lines.
+			n := h.refused.Add(1)
+			if now := time.Now().Unix(); h.refusedLogged.Swap(now) != now {
+				h.s.log.Warn().Str("event", "connection_refused").Str("reason", "max_connections").
+					Str("remote_addr", c.RemoteAddr().String()).Uint64("connections_refused_total", n).Send()
+			}
 			_ = c.Close()
 			continue
 		}
