@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,5 +83,31 @@ func TestHTTP2ConcurrentStreamsShareTheConnection(t *testing.T) {
 	}
 	if len(g.seen) != n {
 		t.Errorf("the guard decided %d paths, want %d", len(g.seen), n)
+	}
+}
+
+// Connections over MaxConnections are closed before their handshake while
+// HTTP/2 connections hold the slots, and the refusals are logged once a
+// second, not once each.
+func TestHTTP2ConnectionsOverTheLimitAreRefused(t *testing.T) {
+	h := startProxy(t, func(o *Options) { o.HTTP2, o.MaxConnections = true, 1 })
+	cfg := h.clientTLS(t, clientID)
+	cfg.NextProtos = []string{ProtoH2}
+	held, err := tls.Dial("tcp", h.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := held.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if c, err := tls.Dial("tcp", h.addr, cfg); err == nil {
+			c.Close()
+			t.Fatal("a connection over MaxConnections completed its handshake")
+		}
+	}
+	if n := strings.Count(h.logs.String(), `"event":"connection_refused"`); n < 1 || n > 2 {
+		t.Errorf("%d connection_refused lines for 5 refusals within a second or two, want 1 or 2", n)
 	}
 }
