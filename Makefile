@@ -132,6 +132,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./agent/proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzFramer$$' -fuzztime $(FUZZTIME) ./agent/proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckWebSocket$$' -fuzztime $(FUZZTIME) ./agent/proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzGRPCRequest$$' -fuzztime $(FUZZTIME) ./agent/proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZTIME) ./bundle
 	$(GO) test -run '^$$' -fuzz '^FuzzDecisionLogRoundTrip$$' -fuzztime $(FUZZTIME) ./agent/authz
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./agent/token

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -205,6 +206,10 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		HandshakeTimeout:    a.cfg.HandshakeTimeout,
 		AllowUpgrade:        a.cfg.AllowUpgrade,
 		Hardening:           hardening(a.cfg),
+		HTTP2:               slices.Contains(a.cfg.InboundProtocols, config.ProtocolH2),
+		NoHTTP1:             !slices.Contains(a.cfg.InboundProtocols, config.ProtocolHTTP11),
+		H2MaxStreams:        a.cfg.H2MaxStreams,
+		UpstreamProtocol:    a.cfg.UpstreamProtocol,
 		OwnID:               a.ownID,
 		AllowPeer:           a.peers.Allowed,
 		Guard:               a.guard,
@@ -216,10 +221,14 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 	})
 	a.proxy.Store(c.srv)
 	a.setAddr(&a.inboundAddr, ln.Addr())
-	tlsLn := proxy.NewListener(ln, spiffe.ServerTLSConfig(a.source, a.source), limiter, a.cfg.HandshakeTimeout)
+	tlsCfg := spiffe.ServerTLSConfig(a.source, a.source)
+	// ALPN: the protocols WARDEN_INBOUND_PROTOCOLS lists, in its order.
+	tlsCfg.NextProtos = slices.Clone(a.cfg.InboundProtocols)
+	tlsLn := proxy.NewListener(ln, tlsCfg, limiter, a.cfg.HandshakeTimeout)
 	c.serve(ln, run, func() error { return c.srv.Serve(tlsLn) })
 	a.log.Info().Str("event", "listening").Str("listener", "inbound").Str("addr", ln.Addr().String()).
-		Str("upstream", a.cfg.UpstreamAddr).Send()
+		Str("upstream", a.cfg.UpstreamAddr).Strs("protocols", a.cfg.InboundProtocols).
+		Str("upstream_protocol", a.cfg.UpstreamProtocol).Send()
 	c.listening.Store(true)
 	return nil
 }

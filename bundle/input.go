@@ -37,7 +37,13 @@ type Input struct {
 	// Signature is the request's verified HTTP message signature
 	// (WARDEN_SIGNATURE_KEYS); nil when it carried none.
 	Signature *Signature
+	// GRPC is input.grpc, the service and method of a gRPC request; nil for
+	// any other request.
+	GRPC *GRPC
 }
+
+// GRPC is input.grpc: {"service": "pkg.Service", "method": "Method"}.
+type GRPC struct{ Service, Method string }
 
 // Signature is input.signature: {"key_id", "alg", "created",
 // "components"}. Its strings are not retained past Decide.
@@ -101,6 +107,10 @@ func own(in *Input) Input {
 		// Read only to tell "no body" from a JSON null; never given to OPA.
 		ParsedBodyRaw: in.ParsedBodyRaw,
 	}
+	if g := in.GRPC; g != nil {
+		// Copied: the PEP's strings alias the request.
+		out.GRPC = &GRPC{Service: strings.Clone(g.Service), Method: strings.Clone(g.Method)}
+	}
 	if sig := in.Signature; sig != nil {
 		// Copied: the verifier's strings may alias the request.
 		out.Signature = &Signature{KeyID: strings.Clone(sig.KeyID), Alg: strings.Clone(sig.Alg), Created: sig.Created,
@@ -132,7 +142,8 @@ func (b *block) take(n int) string {
 //	 destination: {spiffe_id}, token,     # token only when Token != nil
 //	 operation: {id, path_template, path_params},  # with an OpenAPI spec
 //	 parsed_body,                         # with WARDEN_POLICY_BODY=json and a JSON body
-//	 signature: {key_id, alg, created, components}}  # a verified signature
+//	 signature: {key_id, alg, created, components},  # a verified signature
+//	 grpc: {service, method}}             # a gRPC request
 func inputValue(in *Input) (ast.Value, error) {
 	obj := ast.NewObject(
 		ast.Item(ast.StringTerm("method"), ast.StringTerm(in.Method)),
@@ -181,6 +192,12 @@ func inputValue(in *Input) (ast.Value, error) {
 			ast.Item(ast.StringTerm("alg"), ast.StringTerm(sig.Alg)),
 			ast.Item(ast.StringTerm("created"), ast.IntNumberTerm(int(sig.Created))),
 			ast.Item(ast.StringTerm("components"), ast.ArrayTerm(comps...)),
+		))
+	}
+	if g := in.GRPC; g != nil {
+		obj.Insert(ast.StringTerm("grpc"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("service"), ast.StringTerm(g.Service)),
+			ast.Item(ast.StringTerm("method"), ast.StringTerm(g.Method)),
 		))
 	}
 	if in.ParsedBodyRaw != "" {

@@ -16,7 +16,7 @@ import (
 // their references to input and derives a keySpec from them.
 
 // field is a part of Input that a key can hold.
-type field uint16
+type field uint32
 
 const (
 	fMethod field = 1 << iota
@@ -34,9 +34,10 @@ const (
 	fParsedBody
 	fSignatureKey     // input.signature's key_id, alg and components
 	fSignatureCreated // and its created, different on every request
+	fGRPC             // input.grpc: a gRPC request's service and method
 
 	// fInput is every field: a rule reads the input as a whole.
-	fInput = fSignatureCreated<<1 - 1
+	fInput = fGRPC<<1 - 1
 )
 
 // fieldNames name the fields for Status.CacheKey, in key order.
@@ -49,6 +50,7 @@ var fieldNames = [...]struct {
 	{fPeerID, "peer.spiffe_id"}, {fPeerTrustDomain, "peer.trust_domain"},
 	{fDestination, "destination"}, {fToken, "token"}, {fOperation, "operation"},
 	{fParsedBody, "parsed_body"}, {fSignatureKey, "signature.key_id"}, {fSignatureCreated, "signature.created"},
+	{fGRPC, "grpc"},
 }
 
 // keySpec is what of an input a revision's decisions can depend on.
@@ -180,6 +182,8 @@ func (k *keySpec) read(path ast.Ref, named map[string]bool) {
 		if !subConst || sub == "created" {
 			k.fields |= fSignatureCreated
 		}
+	case "grpc":
+		k.fields |= fGRPC
 	case "input", "result":
 		// The mask policy's event: input.input is read again as input by
 		// the caller, and the result follows from the keyed fields.
@@ -303,6 +307,15 @@ func appendKey(b []byte, k *keySpec, in *Input) []byte {
 			if f&fSignatureCreated != 0 {
 				b = binary.AppendVarint(b, sig.Created)
 			}
+		} else {
+			b = append(b, 0)
+		}
+	}
+	if f&fGRPC != 0 {
+		// Absent (not gRPC) and present with empty names look apart.
+		if g := in.GRPC; g != nil {
+			b = appendString(append(b, 1), g.Service)
+			b = appendString(b, g.Method)
 		} else {
 			b = append(b, 0)
 		}

@@ -195,13 +195,14 @@ func TestKeySpecKnowsEveryInputField(t *testing.T) {
 		DestinationID: "spiffe://td/d", Token: map[string]any{"sub": "alice"}, TokenKey: "k",
 		Operation:  &Operation{ID: "op", PathTemplate: "/", Key: "k"},
 		ParsedBody: map[string]any{"a": true}, ParsedBodyRaw: `{"a":true}`,
-		Signature: &Signature{KeyID: "k", Alg: "ed25519", Created: 1, Components: []string{"@method"}}}
+		Signature: &Signature{KeyID: "k", Alg: "ed25519", Created: 1, Components: []string{"@method"}},
+		GRPC:      &GRPC{Service: "pkg.Svc", Method: "Get"}}
 	v, err := inputValue(&in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obj := v.(ast.Object)
-	if obj.Len() < 13 {
+	if obj.Len() < 14 {
 		t.Fatalf("input document has %d fields", obj.Len())
 	}
 	obj.Foreach(func(key, _ *ast.Term) {

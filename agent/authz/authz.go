@@ -159,6 +159,8 @@ type state struct {
 	sreq   signature.Request
 	sig    bundle.Signature
 
+	grpc bundle.GRPC // input.grpc, aliasing the request
+
 	logScratch // the decision log's buffers (decisionlog.go)
 }
 
@@ -201,6 +203,10 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	in.PeerID = req.PeerID
 	in.PeerTrustDomain = req.PeerTrustDomain
 	in.DestinationID = a.ownID()
+	if g := req.GRPC; g != nil {
+		st.grpc = bundle.GRPC{Service: b2s(g.Service), Method: b2s(g.Method)}
+		in.GRPC = &st.grpc
+	}
 	a.collectHeaders(st, req.Headers)
 	if a.signatures != nil {
 		if v, ok := a.checkSignature(st, req); !ok {
@@ -461,6 +467,7 @@ func (a *Authorizer) release(st *state) {
 	st.contentType, st.contentEncoding, st.oreq = nil, nil, openapi.Request{}
 	st.sig = bundle.Signature{}
 	st.limited = false
+	st.grpc = bundle.GRPC{}
 	clear(st.headers)
 	a.states.Put(st)
 }

@@ -375,6 +375,16 @@ func (a *Authorizer) logInput(d *zerolog.Event, st *state, m *logMask) {
 		d.Dict("signature", zerolog.Dict().Str("key_id", sig.KeyID).Str("alg", sig.Alg).
 			Int64("created", sig.Created).Strs("components", sig.Components))
 	}
+	if g := in.GRPC; g != nil && !m.field("grpc") {
+		gd := zerolog.Dict()
+		if !m.child("grpc", "service") {
+			gd.Str("service", g.Service)
+		}
+		if !m.child("grpc", "method") {
+			gd.Str("method", g.Method)
+		}
+		d.Dict("grpc", gd)
+	}
 	if tok := st.token; tok != nil && !m.field("token") {
 		// Serialized once per verified token, not per line (unless masked).
 		if claims := m.tokenJSON(tok.JSON); claims != nil {

@@ -76,7 +76,9 @@ func (a *Authorizer) checkInput(st *state, req *pep.Request) (v pep.Verdict, ok 
 
 	var op *openapi.Operation
 	var spec *openapi.Spec
-	if a.spec != nil {
+	if a.spec != nil && req.GRPC == nil {
+		// An OpenAPI document describes HTTP operations, not gRPC methods:
+		// a gRPC request is decided on input.grpc instead.
 		spec = a.spec()
 	}
 	if spec != nil {

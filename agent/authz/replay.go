@@ -201,6 +201,19 @@ func (l *Logged) readInput(obj map[string]any) error {
 			return fmt.Errorf("authz: input.operation.path_params is %s, want an object", kind(p))
 		}
 	}
+	if v, ok := obj["grpc"]; ok {
+		g, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("authz: input.grpc is %s, want an object", kind(v))
+		}
+		in.GRPC = &bundle.GRPC{}
+		if err := str(g, "input.grpc.service", "service", &in.GRPC.Service); err != nil {
+			return err
+		}
+		if err := str(g, "input.grpc.method", "method", &in.GRPC.Method); err != nil {
+			return err
+		}
+	}
 	if v, ok := obj["signature"]; ok {
 		sig, ok := v.(map[string]any)
 		if !ok {

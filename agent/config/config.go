@@ -31,6 +31,19 @@ const (
 	IdentityDev         = "dev"
 )
 
+// Protocols to the app (WARDEN_UPSTREAM_PROTOCOL).
+const (
+	UpstreamHTTP1 = "http1"
+	UpstreamH2C   = "h2c"
+	UpstreamAuto  = "auto"
+)
+
+// ALPN names of WARDEN_INBOUND_PROTOCOLS.
+const (
+	ProtocolH2     = "h2"
+	ProtocolHTTP11 = "http/1.1"
+)
+
 // Config is warden's whole configuration.
 type Config struct {
 	InboundAddr  string
@@ -53,6 +66,9 @@ type Config struct {
 
 	UpstreamTimeout     time.Duration
 	UpstreamMaxConns    int
+	UpstreamProtocol    string   // UpstreamHTTP1, UpstreamH2C or UpstreamAuto
+	InboundProtocols    []string // ALPN names, in order of preference: "h2", "http/1.1"
+	H2MaxStreams        int
 	ReadTimeout         time.Duration
 	WriteTimeout        time.Duration
 	IdleTimeout         time.Duration

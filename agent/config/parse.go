@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -425,4 +426,22 @@ func (p *parser) appProbes(name string) appprobe.Set {
 		return nil
 	}
 	return set
+}
+
+// inboundProtocols parses WARDEN_INBOUND_PROTOCOLS: a non-empty list of
+// "h2" and "http/1.1", each at most once, in the order given (the ALPN
+// preference).
+func (p *parser) inboundProtocols(name string) []string {
+	v := p.raw(name)
+	const expected = "a non-empty comma-separated subset of h2, http/1.1"
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item != ProtocolH2 && item != ProtocolHTTP11 || slices.Contains(out, item) {
+			p.fail(name, v, expected)
+			return nil
+		}
+		out = append(out, item)
+	}
+	return out
 }

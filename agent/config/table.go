@@ -74,6 +74,14 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.OutboundTimeout = p.duration(n) }},
 	{"WARDEN_UPSTREAM_TIMEOUT", "30s", "time for the app to send its whole response (like Envoy's route timeout); no answer by then: 504", BySidecar, "",
 		func(p *parser, c *values, n string) { c.UpstreamTimeout = p.duration(n) }},
+	{"WARDEN_UPSTREAM_PROTOCOL", "http1", "how warden speaks to the app: `http1` (HTTP/1.1), `h2c` (HTTP/2 with prior knowledge, what gRPC servers speak in plaintext) or `auto` (h2c for gRPC requests, HTTP/1.1 for the rest)", BySidecar, "",
+		func(p *parser, c *values, n string) {
+			c.UpstreamProtocol = p.oneOf(n, UpstreamHTTP1, UpstreamH2C, UpstreamAuto)
+		}},
+	{"WARDEN_INBOUND_PROTOCOLS", "h2,http/1.1", "comma-separated protocols the mTLS listener offers in ALPN, a non-empty subset of `h2` (HTTP/2 and gRPC) and `http/1.1`; a client without ALPN speaks HTTP/1.1", BySidecar, "",
+		func(p *parser, c *values, n string) { c.InboundProtocols = p.inboundProtocols(n) }},
+	{"WARDEN_H2_MAX_STREAMS", "250", "concurrent HTTP/2 streams per inbound connection (SETTINGS_MAX_CONCURRENT_STREAMS)", BySidecar, "",
+		func(p *parser, c *values, n string) { c.H2MaxStreams = p.positiveInt(n) }},
 	{"WARDEN_UPSTREAM_MAX_CONNS", "1024", "maximum open connections to the app", BySidecar, "",
 		func(p *parser, c *values, n string) { c.UpstreamMaxConns = p.positiveInt(n) }},
 	{"WARDEN_READ_TIMEOUT", "30s", "time for a client to send a whole request (and the TLS handshake)", BySidecar, "",

@@ -26,6 +26,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -453,22 +454,6 @@ type h2Access struct {
 	aborted string
 }
 
-// grpcCodes maps warden's refusals to gRPC status codes, as the inbound
-// path answers gRPC clients (issue 17's table): a gRPC client reads a
-// status, not an HTTP error.
-var grpcCodes = map[int]string{
-	fasthttp.StatusBadRequest:            "3",  // INVALID_ARGUMENT
-	fasthttp.StatusUnauthorized:          "16", // UNAUTHENTICATED
-	fasthttp.StatusForbidden:             "7",  // PERMISSION_DENIED
-	fasthttp.StatusMethodNotAllowed:      "12", // UNIMPLEMENTED
-	fasthttp.StatusRequestEntityTooLarge: "8",  // RESOURCE_EXHAUSTED
-	fasthttp.StatusTooManyRequests:       "8",  // RESOURCE_EXHAUSTED
-	fasthttp.StatusInternalServerError:   "13", // INTERNAL
-	fasthttp.StatusBadGateway:            "14", // UNAVAILABLE
-	fasthttp.StatusServiceUnavailable:    "14", // UNAVAILABLE
-	fasthttp.StatusGatewayTimeout:        "4",  // DEADLINE_EXCEEDED
-}
-
 // refuse answers with the JSON error body of the HTTP/1.1 path, or, to a
 // gRPC call, with HTTP 200 and the gRPC status in the trailers
 // (grpc-message is the error code).
@@ -478,11 +463,8 @@ func (a *h2Access) refuse(w http.ResponseWriter, rt *route, status int, code str
 		h.Set("Content-Type", "application/grpc")
 		h.Set(proxy.HeaderRequestID, a.id)
 		w.WriteHeader(http.StatusOK)
-		grpcCode, ok := grpcCodes[status]
-		if !ok {
-			grpcCode = "2" // UNKNOWN
-		}
-		h.Set(http.TrailerPrefix+"Grpc-Status", grpcCode)
+		// One mapping for both directions (issue 17's table).
+		h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(proxy.GRPCStatus(status)))
 		h.Set(http.TrailerPrefix+"Grpc-Message", code)
 		a.status = status
 		a.log(rt)

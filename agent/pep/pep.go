@@ -31,11 +31,20 @@ type Request struct {
 	// one. The protocol path read it whole, within its size limit, before
 	// Check.
 	Body []byte
+	// GRPC is the service and method of a gRPC request (content-type
+	// application/grpc*, HTTP/2), nil for any other. A gRPC request's
+	// Body is nil: its messages stream, and the body checks do not apply.
+	GRPC *GRPC
 
 	PeerID          string // verified SPIFFE ID of the client
 	PeerTrustDomain string
 	ClientIP        string
 }
+
+// GRPC is a gRPC call's service ("pkg.Service") and method ("Method"),
+// from the request path "/pkg.Service/Method". They alias the protocol
+// path's buffers, like Request's bytes.
+type GRPC struct{ Service, Method []byte }
 
 // Verdict is a Checker's answer. The zero Verdict allows the request as it
 // is.

@@ -17,7 +17,6 @@ import (
 
 	"github.com/warden-sidecar/warden/agent/pep"
 	"github.com/warden-sidecar/warden/internal/redact"
-	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
 // upstreamError maps a client error to the status and code clients see.
@@ -58,13 +57,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	if !c.ConnectionState().HandshakeComplete {
 		// No HTTP was spoken: there is nobody to answer, only a log line.
-		if s.opts.Events != nil {
-			ip := c.addr.String()
-			if e := s.opts.Events.Sampled(secevent.TLSHandshakeFailed, secevent.Low, ip); e != nil {
-				e.Str(secevent.FieldReason, "tls:"+handshakeResult(err).String()).Str("detail", err.Error()).
-					Str(secevent.FieldSourceIP, ip).Msg("inbound TLS handshake failed")
-			}
-		}
+		s.logHandshakeFailed(c.addr, err)
 		ctx.SetConnectionClose()
 		return
 	}
@@ -126,13 +119,7 @@ var parseErrorClasses = []struct{ text, class string }{
 // send again (rounded up: Retry-After is whole seconds).
 func (s *Server) tooManyRequests(ctx *fasthttp.RequestCtx, c *conn, wait time.Duration) {
 	secs := int((wait + time.Second - 1) / time.Second)
-	// Sampled: the rest of a flood costs one map lookup each.
-	if e := s.opts.Events.Sampled(secevent.RateLimited, secevent.Low, c.clientIP); e != nil {
-		e.Str(secevent.FieldReason, pep.ReasonRateLimitRequest).
-			Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
-			Bytes(secevent.FieldMethod, ctx.Method()).Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).
-			Msg("request refused by the rate limiter")
-	}
+	s.logRateLimited(&c.peer, &c.reqState, ctx.Method(), ctx.URI().PathOriginal())
 	s.reject(ctx, c, fasthttp.StatusTooManyRequests, "rate_limited")
 	ctx.Response.Header.SetCanonical(headerRetryAfter, strconv.AppendInt(c.scratch[:0], int64(max(secs, 1)), 10))
 	s.finish(ctx, c, OutcomeRateLimit)
@@ -170,16 +157,8 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, c *conn, o Outcome) {
 	if t := ctx.Time(); !t.IsZero() {
 		took = time.Since(t)
 	}
-	if s.opts.Observer != nil {
-		st := RequestStats{
-			Outcome: o, Stage: c.stage, Status: ctx.Response.StatusCode(),
-			Total: took, Forwarded: c.forwarded, Upstream: c.upstream,
-		}
-		if c.untimed {
-			st.Total = 0
-		}
-		s.opts.Observer.Request(st)
-	}
+	status := ctx.Response.StatusCode()
+	s.observe(&c.reqState, o, status, took)
 	if c.span != nil {
 		s.endSpan(ctx, c)
 	}
@@ -188,27 +167,13 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, c *conn, o Outcome) {
 
 // access writes the one access-log line per request.
 func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, took time.Duration) {
-	e := s.log.Info()
-	if !e.Enabled() {
-		return
-	}
 	// Refused before normalization, a request is logged with its raw path.
 	path := c.path
 	if len(path) == 0 {
 		path = ctx.URI().PathOriginal()
 	}
-	dur := took.Seconds()
-	e.Str("event", "access").
-		Bytes("method", ctx.Method()).
-		Bytes("path", redact.Path(path)).
-		Int("status", ctx.Response.StatusCode()).
-		Str("peer_id", c.peerStr).
-		Str("client_ip", c.clientIP).
-		Float64("duration_s", dur).
-		Int("bytes_in", len(ctx.Request.Body())).
-		Int("bytes_out", ctx.Response.Header.ContentLength()).
-		Bytes("request_id", c.requestID).
-		Send()
+	s.accessLine(&c.peer, &c.reqState, ctx.Method(), path, ctx.Response.StatusCode(), took,
+		len(ctx.Request.Body()), ctx.Response.Header.ContentLength())
 }
 
 // FasthttpLogger sends fasthttp's own messages to log at debug level: the
@@ -227,10 +192,7 @@ func (l fasthttpLogger) Printf(format string, _ ...any) {
 // refuseRequest answers a request that failed a hardening check, and logs
 // why (the reason, the method and the path; never a header value).
 func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
-	s.opts.Events.Event(secevent.InputRefused, secevent.Medium).Str(secevent.FieldReason, hardeningReason(r)).Str("detail", r.reason).
-		Int("status", r.status).Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).
-		Bytes(secevent.FieldRequestID, c.requestID).Bytes(secevent.FieldMethod, ctx.Method()).
-		Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).Msg("request refused before policy")
+	s.logRefused(&c.peer, &c.reqState, r, ctx.Method(), ctx.URI().PathOriginal())
 	s.reject(ctx, c, r.status, r.code)
 	if r == refuseMethod && s.harden.allow != "" {
 		ctx.Response.Header.SetCanonical(headerAllow, []byte(s.harden.allow))
@@ -243,13 +205,7 @@ func (s *Server) refuseRequest(ctx *fasthttp.RequestCtx, c *conn, r *refusal) {
 
 // endSpan ends the request's span with its outcome.
 func (s *Server) endSpan(ctx *fasthttp.RequestCtx, c *conn) {
-	v := c.verdict
-	c.span.End(SpanOutcome{
-		Method: string(ctx.Method()), Status: ctx.Response.StatusCode(),
-		Decided: v.decided, Allowed: v.allowed, Stage: v.stage, Revision: v.revision, Cached: v.cached,
-		PeerID: c.peerStr, RequestID: string(c.requestID), End: time.Now(),
-	})
-	c.span = nil
+	s.endSpanOf(&c.peer, &c.reqState, ctx.Method(), ctx.Response.StatusCode())
 }
 
 // hardeningReason is the input_refused reason of a hardening refusal:
@@ -300,6 +256,14 @@ func hardeningReason(r *refusal) string {
 		return pep.ReasonHardeningPrefix + "websocket_key"
 	case refuseWebSocketVersion:
 		return pep.ReasonHardeningPrefix + "websocket_version"
+	case refuseGRPCPath:
+		return pep.ReasonHardeningPrefix + "grpc_path"
+	case refuseHostHeader:
+		return pep.ReasonHardeningPrefix + "host_header"
+	case refuseBodyTooLarge:
+		return pep.ReasonHardeningPrefix + "body_too_large"
+	case refuseBodyRead:
+		return pep.ReasonHardeningPrefix + "body_read"
 	}
 	return pep.ReasonHardeningPrefix + "request"
 }

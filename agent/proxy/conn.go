@@ -16,45 +16,20 @@ import (
 )
 
 // conn is an inbound TLS connection with what warden learns about its peer
-// once, at the first request, instead of per request: the peer's SPIFFE ID,
-// whether it may talk to the app, the client IP and the identity header.
-// fasthttp serves one request at a time per connection, so the scratch
-// buffers need no locking.
+// once, at the first request, instead of per request (peer), and the
+// scratch space of the request in flight (reqState). fasthttp serves one
+// request at a time per connection, so the scratch buffers need no
+// locking; the HTTP/2 path keeps a reqState per stream instead (h2.go).
 type conn struct {
 	*tls.Conn
-
-	resolved bool
-	peerID   spiffeid.ID
-	peerStr  string
-	peerTD   string
-	allowed  bool
-	clientIP string
-	xfcc     []byte
-
-	addr       netip.Addr // the client's address, from accept
-	limitState uint64     // the Limiter's per-connection slot (see Limiter.AllowRequest)
+	peer
+	reqState
 
 	// Open connections by source (sources.go): tracked from accept to
 	// Close; closing is set when the source is blocked, and ends the
-	// connection at its next read.
+	// connection at its next read (on either protocol path).
 	tracked *sources
 	closing atomic.Bool
-
-	requestID []byte
-	scratch   []byte
-	path      []byte      // the normalized, decoded path of the current request
-	target    []byte      // the request target forwarded to the app
-	req       pep.Request // the pipeline's request, kept to spare an allocation
-	fields    []pep.Field
-	verdict   verdict     // what the pipeline decided on the current request
-	span      RequestSpan // the current request's span; nil without a Tracer
-
-	// What the header scan found in the current request; the slices alias
-	// fasthttp's copy of the header block, valid during the handler.
-	del        [][]byte // header names to delete before policy and app
-	xff        [][]byte // the client's X-Forwarded-For values, in order
-	requestIDs int      // how many X-Request-Id headers the client sent
-	upgrade    []byte   // the Upgrade protocol of an upgrade request (upgrade.go), else empty
 
 	// The start of the current request's first line, as read, for the log
 	// line of a request fasthttp cannot parse (fasthttp resets what it read
@@ -73,9 +48,49 @@ type conn struct {
 	// request (a body over the limit): see Close.
 	lingerOnClose bool
 
-	// For the Observer: told how the handshake ended; and what the current
-	// request came to so far (reset as each request is handled).
-	obs       Observer
+	// For the Observer: told how the handshake ended.
+	obs Observer
+}
+
+// peer is what warden learns about a connection's client once: its SPIFFE
+// ID, whether it may talk to the app, its IP and the identity header. Both
+// protocol paths read it; only resolve writes it, before the first request.
+type peer struct {
+	resolved bool
+	peerID   spiffeid.ID
+	peerStr  string
+	peerTD   string
+	allowed  bool
+	clientIP string
+	xfcc     []byte
+
+	addr       netip.Addr // the client's address, from accept
+	limitState uint64     // the Limiter's per-connection slot (see Limiter.AllowRequest)
+}
+
+// reqState is one request's scratch space and what the request path
+// learns about it, whatever the protocol: reused request after request
+// (fasthttp) or pooled per stream (HTTP/2).
+type reqState struct {
+	requestID []byte
+	scratch   []byte
+	path      []byte      // the normalized, decoded path of the current request
+	target    []byte      // the request target forwarded to the app
+	req       pep.Request // the pipeline's request, kept to spare an allocation
+	fields    []pep.Field
+	verdict   verdict     // what the pipeline decided on the current request
+	span      RequestSpan // the current request's span; nil without a Tracer
+
+	// What the header scan found in the current request; the slices alias
+	// the protocol path's copy of the header block, valid during the
+	// handler.
+	del        [][]byte // header names to delete before policy and app
+	xff        [][]byte // the client's X-Forwarded-For values, in order
+	requestIDs int      // how many X-Request-Id headers the client sent
+	upgrade    []byte   // the Upgrade protocol of an upgrade request (upgrade.go), else empty
+
+	// For the Observer: what the current request came to so far (reset as
+	// each request is handled).
 	stage     pep.Stage
 	forwarded bool
 	upstream  time.Duration
@@ -255,7 +270,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		tc := &conn{Conn: tls.Server(c, l.cfg), addr: addr, handshakeTimeout: l.handshakeTimeout, atRequestStart: true, obs: l.obs}
+		tc := &conn{Conn: tls.Server(c, l.cfg), peer: peer{addr: addr}, handshakeTimeout: l.handshakeTimeout, atRequestStart: true, obs: l.obs}
 		if l.sources != nil {
 			tc.tracked = l.sources
 			l.sources.add(tc)

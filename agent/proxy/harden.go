@@ -131,17 +131,15 @@ var (
 )
 
 // scan reads the raw header block once, as the app's parser would see it,
-// and records in c what the request path acts on: the names to delete, the
+// and records in st what the request path acts on: the names to delete, the
 // X-Forwarded-For values and the number of X-Request-Id headers. It refuses
 // what two parsers could read differently. raw is fasthttp's copy of the
 // header block, lines as sent (CRLF or bare LF), ending with the empty line.
-func (hd *hardening) scan(raw []byte, c *conn) *refusal {
-	c.del = c.del[:0]
-	c.xff = c.xff[:0]
-	c.requestIDs = 0
-	var lower [maxClassName]byte
-	var seen headerClass
-	lines := 0
+func (hd *hardening) scan(raw []byte, st *reqState) *refusal {
+	st.del = st.del[:0]
+	st.xff = st.xff[:0]
+	st.requestIDs = 0
+	var fs fieldScan
 	for len(raw) > 0 {
 		end := indexByte(raw, '\n')
 		var line []byte
@@ -161,68 +159,88 @@ func (hd *hardening) scan(raw []byte, c *conn) *refusal {
 			// other parsers start a new header or refuse (RFC 9112 5.2).
 			return refuseObsFold
 		}
-		if lines++; hd.MaxHeaders > 0 && lines > hd.MaxHeaders {
-			return refuseTooMany
-		}
 		colon := indexByte(line, ':')
 		if colon <= 0 {
 			return refuseHeaderName
 		}
-		name, value := line[:colon], line[colon+1:]
-		underscore := false
-		for _, b := range name {
-			if !tokenChar[b] {
-				return refuseHeaderName
-			}
-			if b == '_' {
-				underscore = true
-			}
-		}
-		if underscore {
-			switch hd.Underscores {
-			case UnderscoresReject:
-				return refuseUnderscore
-			case UnderscoresDrop:
-				c.del = append(c.del, name)
-				continue
-			}
-		}
-		if len(name) > maxClassName {
-			continue
-		}
-		for i, b := range name {
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			lower[i] = b
-		}
-		cl := hd.classes[string(lower[:len(name)])]
-		if cl == 0 {
-			continue
-		}
-		if cl&(classContentType|classContentEncoding) != 0 && seen&cl != 0 {
-			// fasthttp keeps one of them, another parser the other: the
-			// body checks would read another type than the app.
-			return refuseRepeatedContent
-		}
-		seen |= cl
-		switch {
-		case cl&classOverride != 0:
-			return refuseOverride
-		case cl&classStrip != 0:
-			c.del = append(c.del, name)
-		case cl&classRequestID != 0:
-			c.requestIDs++
-		case cl&classXFF != 0:
-			if v := trimOWS(value); len(v) > 0 {
-				c.xff = append(c.xff, v)
-			}
+		if r := hd.field(line[:colon], line[colon+1:], st, &fs); r != nil {
+			return r
 		}
 	}
-	if seen&classContentLength != 0 && seen&classTransferEncoding != 0 {
+	if fs.seen&classContentLength != 0 && fs.seen&classTransferEncoding != 0 {
 		// RFC 9112 6.3 lets a server go by Transfer-Encoding; in practice the
 		// pair is a smuggling attempt against a parser that goes by the other.
 		return refuseCLTE
+	}
+	return nil
+}
+
+// fieldScan is what a header scan carries from one field to the next.
+type fieldScan struct {
+	seen  headerClass
+	lines int
+	lower [maxClassName]byte // scratch for a name's lower-case form, zeroed once per scan
+}
+
+// field checks one header field as either protocol path read it (HTTP/1.1:
+// a raw line split at its colon; HTTP/2: a decoded field), and records in
+// st what the request path acts on. Both paths call it for every field, so
+// that the rules on names, underscores, strip-listed and method-override
+// headers, repeated content headers and the header count are one code.
+// value may carry the optional whitespace around it.
+func (hd *hardening) field(name, value []byte, st *reqState, fs *fieldScan) *refusal {
+	if fs.lines++; hd.MaxHeaders > 0 && fs.lines > hd.MaxHeaders {
+		return refuseTooMany
+	}
+	underscore := false
+	for _, b := range name {
+		if !tokenChar[b] {
+			return refuseHeaderName
+		}
+		if b == '_' {
+			underscore = true
+		}
+	}
+	if underscore {
+		switch hd.Underscores {
+		case UnderscoresReject:
+			return refuseUnderscore
+		case UnderscoresDrop:
+			st.del = append(st.del, name)
+			return nil
+		}
+	}
+	if len(name) > maxClassName {
+		return nil
+	}
+	lower := &fs.lower
+	for i, b := range name {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		lower[i] = b
+	}
+	cl := hd.classes[string(lower[:len(name)])]
+	if cl == 0 {
+		return nil
+	}
+	if cl&(classContentType|classContentEncoding) != 0 && fs.seen&cl != 0 {
+		// fasthttp keeps one of them, another parser the other: the
+		// body checks would read another type than the app.
+		return refuseRepeatedContent
+	}
+	fs.seen |= cl
+	switch {
+	case cl&classOverride != 0:
+		return refuseOverride
+	case cl&classStrip != 0:
+		st.del = append(st.del, name)
+	case cl&classRequestID != 0:
+		st.requestIDs++
+	case cl&classXFF != 0:
+		if v := trimOWS(value); len(v) > 0 {
+			st.xff = append(st.xff, v)
+		}
 	}
 	return nil
 }

@@ -10,8 +10,14 @@ func (hd *hardening) checkRequestLine(h *fasthttp.RequestHeader) *refusal {
 	if p := h.Protocol(); string(p) != "HTTP/1.1" && string(p) != "HTTP/1.0" {
 		return refuseVersion
 	}
+	return hd.checkMethod(h.Method())
+}
+
+// checkMethod refuses methods outside WARDEN_ALLOWED_METHODS, whatever the
+// protocol.
+func (hd *hardening) checkMethod(m []byte) *refusal {
 	if hd.methods != nil {
-		if _, ok := hd.methods[string(h.Method())]; !ok {
+		if _, ok := hd.methods[string(m)]; !ok {
 			return refuseMethod
 		}
 	}
@@ -30,9 +36,15 @@ var (
 // contract does not depend on it), and an absolute-form target whose
 // authority is not Host (the app may route by either).
 func (hd *hardening) checkHost(h *fasthttp.RequestHeader) *refusal {
-	host := h.Host()
+	return hd.checkHostTarget(h.Host(), h.RequestURI(), h.IsHTTP11())
+}
+
+// checkHostTarget is checkHost on the protocol's own fields: host is Host
+// (HTTP/2: :authority), target the request target as sent, required says
+// whether a missing host is refused.
+func (hd *hardening) checkHostTarget(host, target []byte, required bool) *refusal {
 	if len(host) == 0 {
-		if !h.IsHTTP11() {
+		if !required {
 			return nil // HTTP/1.0 may omit it
 		}
 		return refuseMissingHost
@@ -40,7 +52,6 @@ func (hd *hardening) checkHost(h *fasthttp.RequestHeader) *refusal {
 	if !validHost(host) {
 		return refuseHost
 	}
-	target := h.RequestURI()
 	if len(target) > 0 && target[0] != '/' && target[0] != '*' {
 		var rest []byte
 		switch {
@@ -65,15 +76,20 @@ func (hd *hardening) checkHost(h *fasthttp.RequestHeader) *refusal {
 // checkBody refuses a body on the methods whose bodies have no defined
 // meaning: an app that ignores it would parse it as another request.
 func (hd *hardening) checkBody(h *fasthttp.RequestHeader) *refusal {
-	if hd.AllowGetBody {
-		return nil
-	}
-	if !h.IsGet() && !h.IsHead() && !h.IsOptions() && !h.IsTrace() {
-		return nil
-	}
 	// -1: chunked; -2: neither length nor chunked, which for a request means
 	// no body at all.
-	if n := h.ContentLength(); n > 0 || n == -1 {
+	n := h.ContentLength()
+	return hd.checkBodyless(h.Method(), n > 0 || n == -1)
+}
+
+// checkBodyless is checkBody for any protocol: hasBody says whether the
+// request carries content.
+func (hd *hardening) checkBodyless(method []byte, hasBody bool) *refusal {
+	if hd.AllowGetBody || !hasBody {
+		return nil
+	}
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
 		return refuseGetBody
 	}
 	return nil
@@ -178,7 +194,18 @@ func headerIn(raw, name []byte) bool {
 // canonical, the common case, is left as it is without copying. buf is
 // scratch space, returned for reuse.
 func canonicalHost(h *fasthttp.RequestHeader, buf []byte) []byte {
-	host := h.Host()
+	out, changed := canonicalHostBytes(h.Host(), buf)
+	if !changed {
+		return buf
+	}
+	h.SetHostBytes(out)
+	return out
+}
+
+// canonicalHostBytes is canonicalHost on bytes: it returns the canonical
+// form of host in buf and true, or buf unchanged and false when host is
+// canonical already.
+func canonicalHostBytes(host, buf []byte) ([]byte, bool) {
 	nameEnd := len(host)
 	if len(host) > 0 && host[0] != '[' {
 		if i := indexByte(host, ':'); i >= 0 {
@@ -193,7 +220,7 @@ func canonicalHost(h *fasthttp.RequestHeader, buf []byte) []byte {
 		}
 	}
 	if !dirty {
-		return buf
+		return buf, false
 	}
 	buf = buf[:0]
 	for i, b := range host {
@@ -205,8 +232,7 @@ func canonicalHost(h *fasthttp.RequestHeader, buf []byte) []byte {
 		}
 		buf = append(buf, b)
 	}
-	h.SetHostBytes(buf)
-	return buf
+	return buf, true
 }
 
 var refuseQuerySemicolon = &refusal{fasthttp.StatusBadRequest, "bad_request", "';' in the query"}

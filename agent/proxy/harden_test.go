@@ -664,7 +664,8 @@ func TestEveryRefusalHasItsOwnReason(t *testing.T) {
 	for _, r := range []*refusal{refuseObsFold, refuseHeaderName, refuseUnderscore, refuseOverride, refuseCLTE, refuseTooMany,
 		refuseVersion, refuseMethod, refuseHost, refuseMissingHost, refuseAuthority, refuseGetBody, refuseRepeatedContent,
 		refuseTrailer, refuseQuerySemicolon, refuseUpgradeNotAllowed, refuseUpgradeAmbiguous, refuseUpgradeMethod,
-		refuseUpgradeBody, refuseWebSocketKey, refuseWebSocketVersion} {
+		refuseUpgradeBody, refuseWebSocketKey, refuseWebSocketVersion, refuseGRPCPath, refuseHostHeader, refuseBodyTooLarge,
+		refuseBodyRead} {
 		reason := hardeningReason(r)
 		if reason == "hardening:request" || seen[reason] {
 			t.Errorf("refusal %q has the reason %q, not one of its own", r.reason, reason)

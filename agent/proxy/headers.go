@@ -20,13 +20,7 @@ func (s *Server) prepareRequest(h *fasthttp.RequestHeader, c *conn) {
 	h.Del(headerExpect)
 	h.SetProtocolBytes(protoHTTP11)
 
-	// X-Forwarded-For: every client value, in order, then this hop's client.
-	c.scratch = c.scratch[:0]
-	for _, v := range c.xff {
-		c.scratch = append(c.scratch, v...)
-		c.scratch = append(c.scratch, ", "...)
-	}
-	c.scratch = append(c.scratch, c.clientIP...)
+	c.scratch = appendXFF(c.scratch[:0], c.xff, c.clientIP)
 	h.Del(headerXFF)
 	h.SetBytesV(headerXFF, c.scratch)
 
@@ -38,6 +32,16 @@ func (s *Server) prepareRequest(h *fasthttp.RequestHeader, c *conn) {
 	// may state who the peer is.
 	h.Del(headerXFCC)
 	h.SetBytesV(headerXFCC, c.xfcc)
+}
+
+// appendXFF appends the X-Forwarded-For the app receives, whatever the
+// protocol: every client value, in order, then this hop's client.
+func appendXFF(dst []byte, xff [][]byte, clientIP string) []byte {
+	for _, v := range xff {
+		dst = append(dst, v...)
+		dst = append(dst, ", "...)
+	}
+	return append(dst, clientIP...)
 }
 
 // RemoveHopByHopRequest deletes the headers that describe the client's

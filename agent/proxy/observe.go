@@ -108,7 +108,13 @@ func handshakeResult(err error) HandshakeResult {
 }
 
 // InboundConns is the number of open inbound connections.
-func (s *Server) InboundConns() int { return int(s.srv.GetOpenConnectionsCount()) }
+func (s *Server) InboundConns() int {
+	n := int(s.srv.GetOpenConnectionsCount())
+	if s.h2 != nil {
+		n += int(s.h2.open.Load())
+	}
+	return n
+}
 
 // UpstreamConns is the number of open connections to the app: carrying a
 // request (active) and pooled (idle).

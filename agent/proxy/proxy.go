@@ -13,7 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/warden-sidecar/warden/agent/pep"
-	"github.com/warden-sidecar/warden/internal/redact"
 	"github.com/warden-sidecar/warden/internal/secevent"
 )
 
@@ -37,6 +36,16 @@ type Options struct {
 	// Hardening configures the checks that keep warden and the app reading
 	// the same request.
 	Hardening Hardening
+
+	// HTTP2 serves connections that negotiate "h2" in ALPN (h2.go); the
+	// listener's TLS config must offer it. NoHTTP1 refuses the others.
+	HTTP2   bool
+	NoHTTP1 bool
+	// H2MaxStreams is SETTINGS_MAX_CONCURRENT_STREAMS (with HTTP2).
+	H2MaxStreams int
+	// UpstreamProtocol is UpstreamHTTP1 (also ""), UpstreamH2C or
+	// UpstreamAuto.
+	UpstreamProtocol string
 
 	// OwnID returns warden's current SPIFFE ID (the By= of the identity header).
 	OwnID func() spiffeid.ID
@@ -123,7 +132,9 @@ type Server struct {
 	harden  *hardening
 	desyncs atomic.Uint64
 	tunnels tunnelSet
-	conns   sources // open inbound connections by client address
+	conns   sources   // open inbound connections by client address
+	h2      *h2Server // nil without Options.HTTP2
+	up      upstreams // net/http clients to the app (h2c, and the HTTP/2 path's)
 }
 
 // Headers warden owns on the way to the app.
@@ -196,6 +207,10 @@ func New(opts Options) *Server {
 		// with it off, x-forwarded-client-cert would slip past the Del below.
 		Logger: FasthttpLogger(opts.Log),
 	}
+	s.up = newUpstreams(opts)
+	if opts.HTTP2 {
+		s.h2 = newH2Server(s)
+	}
 	return s
 }
 
@@ -206,15 +221,26 @@ func (s *Server) Serve(ln net.Listener) error {
 		l.obs, l.events = s.opts.Observer, s.opts.Events
 		l.sources = &s.conns
 	}
+	if s.h2 != nil {
+		return s.h2.serve(ln)
+	}
 	return s.srv.Serve(ln)
 }
 
 // Shutdown stops accepting, lets in-flight requests finish and closes idle
 // connections, or gives up when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	var h2err error
+	if s.h2 != nil {
+		h2err = s.h2.shutdown(ctx)
+	}
 	err := s.srv.ShutdownWithContext(ctx)
 	s.client.CloseIdleConnections()
 	s.tunnels.drain(ctx)
+	s.up.closeIdle()
+	if err == nil {
+		err = h2err
+	}
 	return err
 }
 
@@ -243,13 +269,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	// The header block is read first: the request id depends on it (a
 	// client's id is kept only when it sent exactly one, and a valid one).
-	bad := s.harden.scan(h.RawHeaders(), c)
-	c.requestID = c.requestID[:0]
-	if id := h.Peek(HeaderRequestID); c.requestIDs == 1 && ValidRequestID(id) {
-		c.requestID = append(c.requestID, id...)
-	} else {
-		c.requestID = s.ids.Append(c.requestID)
-	}
+	bad := s.harden.scan(h.RawHeaders(), &c.reqState)
+	s.pickRequestID(&c.reqState, h.Peek(HeaderRequestID))
 	if s.opts.Limiter != nil {
 		if ok, wait := s.opts.Limiter.AllowRequest(c.addr, &c.limitState); !ok {
 			s.tooManyRequests(ctx, c, wait)
@@ -258,11 +279,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	if !c.allowed {
-		s.opts.Events.Event(secevent.PeerDenied, secevent.High).Str(secevent.FieldReason, pep.ReasonPeerNotAllowed).
-			Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
-			Bytes(secevent.FieldMethod, h.Method()).Bytes(secevent.FieldPath, redact.Path(ctx.URI().PathOriginal())).
-			Msg("peer not allowed")
-		c.stage = pep.StagePeer
+		s.logPeerRefused(&c.peer, &c.reqState, h.Method(), ctx.URI().PathOriginal())
 		s.refuse(ctx, c, OutcomeDeny, fasthttp.StatusForbidden, "peer_not_allowed")
 		return
 	}
@@ -288,10 +305,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	var err error
 	c.path, c.target, err = NormalizePath(c.path[:0], c.target[:0], uri.PathOriginal(), s.harden.KeepSemicolons)
 	if err != nil {
-		s.opts.Events.Event(secevent.InputRefused, secevent.Medium).Str(secevent.FieldReason, pathReason(err)).Str("detail", err.Error()).
-			Str(secevent.FieldSourceIP, c.clientIP).Str(secevent.FieldPeerID, c.peerStr).Bytes(secevent.FieldRequestID, c.requestID).
-			Bytes(secevent.FieldMethod, h.Method()).Bytes(secevent.FieldPath, redact.Path(uri.PathOriginal())).
-			Msg("ambiguous request path")
+		s.logPathRefused(&c.peer, &c.reqState, h.Method(), uri.PathOriginal(), err)
 		s.refuse(ctx, c, OutcomeInvalid, fasthttp.StatusBadRequest, "bad_request")
 		return
 	}
@@ -344,7 +358,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if s.opts.Observer != nil {
 		sent = time.Now() // two clock reads a request, only for metrics
 	}
-	err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+	if s.opts.UpstreamProtocol == UpstreamH2C {
+		err = s.doH2C(ctx, c)
+	} else {
+		err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+	}
 	if s.opts.Observer != nil {
 		c.forwarded, c.upstream = true, time.Since(sent)
 	}
@@ -374,26 +392,12 @@ func (s *Server) guard(ctx *fasthttp.RequestCtx, c *conn) bool {
 		c.fields = append(c.fields, pep.Field{Name: k, Value: v})
 	}
 	uri := ctx.URI()
-	// Kept in conn: a fresh Request passed through the interface would
-	// escape to the heap on every request.
-	c.req = pep.Request{
-		Method: h.Method(), Path: c.path, RawPath: uri.PathOriginal(), RawQuery: uri.QueryString(),
-		Headers: c.fields, ID: c.requestID, Body: ctx.Request.Body(),
-		PeerID: c.peerStr, PeerTrustDomain: c.peerTD, ClientIP: c.clientIP,
-	}
-	v := s.opts.Guard.Check(&c.req)
-	c.req, c.fields = pep.Request{}, c.fields[:0]
-	c.verdict = verdict{decided: true, allowed: v.Status == 0, stage: v.Stage, revision: v.Revision, cached: v.Cached}
+	v := s.decide(&c.reqState, &c.peer, h.Method(), uri.PathOriginal(), uri.QueryString(), ctx.Request.Body(), nil)
 	if v.Status != 0 {
-		code := v.Code
-		if code == "" {
-			code = "forbidden"
-		}
-		s.reject(ctx, c, v.Status, code)
+		s.reject(ctx, c, v.Status, refusalCode(v))
 		for _, hd := range v.ClientHeaders {
 			ctx.Response.Header.Set(hd.Name, hd.Value)
 		}
-		c.stage = v.Stage
 		s.finish(ctx, c, OutcomeDeny)
 		return false
 	}

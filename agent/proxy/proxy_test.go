@@ -53,7 +53,7 @@ func (u *upstream) requests() []recorded {
 	return append([]recorded(nil), u.reqs...)
 }
 
-func startUpstream(t *testing.T) *upstream {
+func startUpstream(t testing.TB) *upstream {
 	t.Helper()
 	u := &upstream{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -133,7 +133,7 @@ func defaultOptions(upstreamAddr string) Options {
 	}
 }
 
-func startProxy(t *testing.T, tweak func(*Options)) *harness {
+func startProxy(t testing.TB, tweak func(*Options)) *harness {
 	t.Helper()
 	ca, err := spiffe.LoadOrCreateDevCA(t.TempDir(), ownID.TrustDomain())
 	if err != nil {
@@ -161,8 +161,12 @@ func startProxy(t *testing.T, tweak func(*Options)) *harness {
 		t.Fatal(err)
 	}
 	h.addr = ln.Addr().String()
+	cfg := spiffe.ServerTLSConfig(src, src)
+	if opts.HTTP2 {
+		cfg.NextProtos = []string{ProtoH2, ProtoHTTP11}
+	}
 	go func() {
-		_ = h.srv.Serve(NewListener(ln, spiffe.ServerTLSConfig(src, src), opts.Limiter, opts.HandshakeTimeout))
+		_ = h.srv.Serve(NewListener(ln, cfg, opts.Limiter, opts.HandshakeTimeout))
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -174,7 +178,7 @@ func startProxy(t *testing.T, tweak func(*Options)) *harness {
 
 // clientTLS is the TLS config of a client holding an SVID for id that
 // expects warden to be ownID.
-func (h *harness) clientTLS(t *testing.T, id spiffeid.ID) *tls.Config {
+func (h *harness) clientTLS(t testing.TB, id spiffeid.ID) *tls.Config {
 	t.Helper()
 	svid, err := h.ca.Issue(id, spiffe.IssueOptions{TTL: time.Hour})
 	if err != nil {

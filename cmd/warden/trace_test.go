@@ -131,3 +131,40 @@ func TestTracingOffAddsNothing(t *testing.T) {
 		t.Errorf("tracing off, the app got traceparent %q", tp)
 	}
 }
+
+// An HTTP/2 stream gets its span as an HTTP/1.1 request does: the client's
+// trace continued, the app given the client's traceparent, a denial
+// recorded with its stage.
+func TestTracingHTTP2Streams(t *testing.T) {
+	recv, endpoint := startOTLPReceiver(t)
+	app := startApp(t, appOptions{})
+	s := startSidecar(t, app, "WARDEN_OTLP_ENDPOINT="+endpoint, "WARDEN_POLICY_BUNDLE="+policyDir(t, desyncPolicy))
+	const clientTrace, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	incoming := "00-" + clientTrace + "-" + clientSpan + "-01"
+	if r := h2Do(t, s.addr, s.tls, "GET", "/public", nil, "traceparent", incoming, "X-Request-Id", "h2-traced-1"); r.status != 200 {
+		t.Fatalf("traced HTTP/2 request: %d", r.status)
+	}
+	if tp := app.last(t).values("traceparent"); len(tp) != 1 || tp[0] != incoming {
+		t.Errorf("the app got traceparent %q, want the client's unchanged", tp)
+	}
+	if r := h2Do(t, s.addr, s.tls, "GET", "/admin", nil, "X-Request-Id", "h2-denied-1"); r.status != 403 {
+		t.Fatalf("denied HTTP/2 request: %d", r.status)
+	}
+	var traced, deny *tracepb.Span
+	testenv.Poll(t, "two spans at the collector", 20*time.Second, func() bool {
+		traced, deny = recv.span("h2-traced-1"), recv.span("h2-denied-1")
+		return traced != nil && deny != nil
+	})
+	if hex.EncodeToString(traced.TraceId) != clientTrace || hex.EncodeToString(traced.ParentSpanId) != clientSpan {
+		t.Errorf("span trace %x parent %x, want the client's", traced.TraceId, traced.ParentSpanId)
+	}
+	var stage string
+	for _, a := range deny.Attributes {
+		if a.Key == "warden.stage" {
+			stage = a.Value.GetStringValue()
+		}
+	}
+	if stage != "policy" {
+		t.Errorf("denied HTTP/2 span: warden.stage %q, want policy", stage)
+	}
+}
