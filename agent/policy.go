@@ -104,6 +104,9 @@ func (a *Agent) startPolicy(ctx context.Context) (*authz.Authorizer, func(), err
 	stopTokens := func() { stopSignatures(); stopTokenKeys() }
 	opts = append(opts, authz.WithEventLog(a.events), authz.WithObserver(a.metrics),
 		authz.WithDecisionLogSample(a.cfg.DecisionLogSample))
+	if a.cfg.AccessLog == "combined" {
+		opts = append(opts, authz.WithAccessFields())
+	}
 	opts = append(opts, a.inputChecks()...)
 	opts = append(opts, authz.WithRateLimits(a.rateKeys, gcra.New(int64(a.cfg.PeerRateLimit), int64(a.cfg.PeerBurst))))
 	opts = append(opts, a.defenseOptions()...)

@@ -218,6 +218,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		Observer:            a.metrics,
 		Events:              a.events,
 		Log:                 a.log.With().Str("component", "proxy").Logger(),
+		AccessLog:           accessLogMode(a.cfg.AccessLog),
 	})
 	a.proxy.Store(c.srv)
 	a.setAddr(&a.inboundAddr, ln.Addr())
@@ -311,4 +312,15 @@ func (a *Agent) outbound() (*outbound.Server, net.Listener, error) {
 		return nil, nil, fmt.Errorf("agent: outbound listener on %s: %w", a.cfg.OutboundAddr, err)
 	}
 	return ob, ln, nil
+}
+
+// accessLogMode is WARDEN_ACCESS_LOG's value for the proxy.
+func accessLogMode(v string) proxy.AccessLog {
+	switch v {
+	case "separate":
+		return proxy.AccessLogSeparate
+	case "off":
+		return proxy.AccessLogOff
+	}
+	return proxy.AccessLogCombined
 }

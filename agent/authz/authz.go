@@ -32,6 +32,9 @@ type Authorizer struct {
 	obs    Observer       // nil: nobody counts
 	states sync.Pool
 	dlog   decisionLog // the decision log's settings and counters (decisionlog.go)
+	// accessFields: decision lines wait in the request's pep.Line for the
+	// response's fields (WithAccessFields).
+	accessFields bool
 
 	tokens        *token.Verifier // nil: tokens are not read
 	tokenHeader   []byte          // lower case
@@ -77,6 +80,14 @@ func WithTokens(v *token.Verifier, header string, required bool) Option {
 // Without it every decision is logged.
 func WithDecisionLogSample(rate float64) Option {
 	return func(a *Authorizer) { a.dlog.setSample(rate) }
+}
+
+// WithAccessFields makes the decision log line the request's one line: a
+// line is held in the request's pep.Line, when it has one, for the
+// protocol path to finish with the response's status, duration and sizes
+// (WARDEN_ACCESS_LOG=combined).
+func WithAccessFields() Option {
+	return func(a *Authorizer) { a.accessFields = true }
 }
 
 // WithSampleSource draws the sampling's random numbers from src, which
@@ -234,7 +245,7 @@ func (a *Authorizer) Check(req *pep.Request) pep.Verdict {
 	if err == nil && d.Allow {
 		wait, st.limited = a.takeRate(req, &d)
 	}
-	a.logDecision(st, &d, err, start, took)
+	a.logDecision(st, req.Line, &d, err, start, took)
 	if a.obs != nil {
 		a.obs.Decision(d.Allow && err == nil, d.Cached, err, took)
 	}

@@ -204,7 +204,11 @@ func reasonOf(d *bundle.Decision, err error) (reason string, fromPolicy bool) {
 // logDecision writes the decision's line, unless it is an allowed decision
 // from the cache that sampling leaves out. start is when the decision was
 // asked for, took how long it took.
-func (a *Authorizer) logDecision(st *state, d *bundle.Decision, err error, start time.Time, took time.Duration) {
+//
+// With WithAccessFields and a line the protocol path gave (req.Line), the
+// line is held there rather than written: the protocol path adds the
+// response's fields under "warden" and writes it once the response is out.
+func (a *Authorizer) logDecision(st *state, line *pep.Line, d *bundle.Decision, err error, start time.Time, took time.Duration) {
 	// A request over its rate limit is a refusal, always logged, though the
 	// policy allowed it.
 	allowed := d.Allow && err == nil && !st.limited
@@ -296,6 +300,10 @@ func (a *Authorizer) logDecision(st *state, d *bundle.Decision, err error, start
 	}
 	if err != nil {
 		w.AnErr("error", err)
+	}
+	if a.accessFields && line != nil {
+		line.Hold(e, w, !allowed)
+		return
 	}
 	e.Dict("warden", w).Send()
 }

@@ -113,6 +113,7 @@ type Config struct {
 	PolicyEvalTimeout     time.Duration
 	DecisionLog           string  // "stderr", "stdout" or a file path
 	DecisionLogSample     float64 // 0..1: the share of allowed, cached decisions logged
+	AccessLog             string  // "combined", "separate" or "off"
 	SecurityLog           string  // "stderr", "stdout", a file path, or syslog://host:port, syslog+tcp://host:port
 
 	// Tracing; off when OTLPEndpoint is "".

@@ -2,7 +2,8 @@
 // Enforcement Point: what a protocol path (HTTP/1.1 through fasthttp today,
 // HTTP/2 and gRPC next) hands it for each request that passed the peer
 // check and the request hardening, and what it answers. It holds types
-// only: no fasthttp, no policy engine, so that every protocol path can
+// only (and Line, a zerolog line held open for the protocol path to
+// finish): no fasthttp, no policy engine, so that every protocol path can
 // depend on it and no package writes into another's request or response.
 // agent/authz implements Checker.
 package pep
@@ -39,6 +40,11 @@ type Request struct {
 	PeerID          string // verified SPIFFE ID of the client
 	PeerTrustDomain string
 	ClientIP        string
+
+	// Line, when not nil, is where a Checker holds the request's decision
+	// log line for the protocol path to finish with the response's fields
+	// (see Line); nil: the Checker writes its line at once.
+	Line *Line
 }
 
 // GRPC is a gRPC call's service ("pkg.Service") and method ("Method"),

@@ -67,6 +67,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	// fasthttp read no request: none of the handler's state is this one's,
 	// and its start is unknown.
 	c.stage, c.forwarded, c.upstream, c.untimed = "", false, 0, true
+	c.line.Flush()
 	c.requestID = s.ids.Append(c.requestID[:0])
 	// Only the class of the error, the method and the path: fasthttp's
 	// message may quote the raw request, credentials included.

@@ -80,6 +80,9 @@ type reqState struct {
 	fields    []pep.Field
 	verdict   verdict     // what the pipeline decided on the current request
 	span      RequestSpan // the current request's span; nil without a Tracer
+	// The decision log line the pipeline held for the access fields
+	// (WARDEN_ACCESS_LOG=combined), finished by accessLine.
+	line pep.Line
 
 	// What the header scan found in the current request; the slices alias
 	// the protocol path's copy of the header block, valid during the

@@ -305,6 +305,7 @@ func (h *h2Server) putStream(st *stream) {
 	st.del, st.xff, st.fields = st.del[:0], st.xff[:0], st.fields[:0]
 	st.path, st.target = st.path[:0], st.target[:0]
 	st.verdict, st.stage, st.forwarded, st.upstream, st.untimed = verdict{}, "", false, 0, false
+	st.line.Flush() // a stream that ended without its answer recorded
 	st.span, st.grpc = nil, pep.GRPC{}
 	clear(st.out)
 	if cap(st.body) > 64<<10 {

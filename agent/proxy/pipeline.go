@@ -39,6 +39,9 @@ func (s *Server) decide(st *reqState, p *peer, method, rawPath, rawQuery, body [
 		Headers: st.fields, ID: st.requestID, Body: body, GRPC: grpc,
 		PeerID: p.peerStr, PeerTrustDomain: p.peerTD, ClientIP: p.clientIP,
 	}
+	if s.opts.AccessLog == AccessLogCombined {
+		st.req.Line = &st.line
+	}
 	v := s.opts.Guard.Check(&st.req)
 	st.req, st.fields = pep.Request{}, st.fields[:0]
 	st.verdict = verdict{decided: true, allowed: v.Status == 0, stage: v.Stage, revision: v.Revision, cached: v.Cached}
@@ -71,10 +74,20 @@ func (s *Server) observe(st *reqState, o Outcome, status int, took time.Duration
 	s.opts.Observer.Request(rs)
 }
 
-// accessLine writes the one access-log line per request. path is the
-// normalized path, or the raw one for a request refused before
-// normalization.
+// accessLine accounts for the request in the log: it finishes the
+// decision log line the pipeline held (WARDEN_ACCESS_LOG=combined), or
+// writes the access line of a request that has none (refused before the
+// policy, or a cached decision that sampling left out), or every
+// request's (separate). path is the normalized path, or the raw one for a
+// request refused before normalization.
 func (s *Server) accessLine(p *peer, st *reqState, method, path []byte, status int, took time.Duration, bytesIn, bytesOut int) {
+	if st.line.Held() {
+		st.line.Finish(status, took, bytesIn, bytesOut, p.clientIP)
+		return
+	}
+	if s.opts.AccessLog == AccessLogOff {
+		return
+	}
 	e := s.log.Info()
 	if !e.Enabled() {
 		return

@@ -18,6 +18,24 @@ import (
 
 // Options configure the inbound proxy. All durations and sizes must be
 // positive; agent/config validates them.
+// AccessLog is how requests are accounted for in the logs
+// (WARDEN_ACCESS_LOG).
+type AccessLog uint8
+
+const (
+	// AccessLogCombined: one line per request. A request the policy
+	// decided is the decision log line, finished with the response's
+	// fields; any other (refused before the policy, or an allowed cached
+	// decision that sampling left out of the decision log) gets an access
+	// line.
+	AccessLogCombined AccessLog = iota
+	// AccessLogSeparate: every request gets an access line, beside its
+	// decision log line.
+	AccessLogSeparate
+	// AccessLogOff: no access line.
+	AccessLogOff
+)
+
 type Options struct {
 	UpstreamAddr        string
 	UpstreamTimeout     time.Duration
@@ -70,6 +88,9 @@ type Options struct {
 	Events *secevent.Log
 
 	Log zerolog.Logger
+	// AccessLog says which requests get an access line (the zero value:
+	// AccessLogCombined).
+	AccessLog AccessLog
 }
 
 // Limiter is the userspace rate limiter's hook (agent/ratelimit.Userspace).
@@ -262,6 +283,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	c.path = c.path[:0]
 	c.verdict = verdict{}
 	c.stage, c.forwarded, c.upstream, c.untimed = "", false, 0, false
+	c.line.Flush() // a line the last request held and did not finish
 	h := &ctx.Request.Header
 	var appTraceparent []byte
 	if s.opts.Tracer != nil {
