@@ -173,8 +173,14 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, c *conn, took time.Duration) {
 	if len(path) == 0 {
 		path = ctx.URI().PathOriginal()
 	}
+	// warden's own answers (refusals) have their body in memory and no
+	// Content-Length yet: fasthttp sets it as it writes the response.
+	out := ctx.Response.Header.ContentLength()
+	if out <= 0 && !ctx.Response.IsBodyStream() {
+		out = len(ctx.Response.Body())
+	}
 	s.accessLine(&c.peer, &c.reqState, ctx.Method(), path, ctx.Response.StatusCode(), took,
-		len(ctx.Request.Body()), ctx.Response.Header.ContentLength())
+		len(ctx.Request.Body()), out)
 }
 
 // FasthttpLogger sends fasthttp's own messages to log at debug level: the

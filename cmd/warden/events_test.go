@@ -43,7 +43,7 @@ func securityEvents(lines []map[string]any, name string) []map[string]any {
 }
 
 // barrier returns once everything warden logged before it is readable: a
-// request's access line is written after the events of every request
+// request's line (access, or decision with the response) is written after the events of every request
 // answered before it, into the same writer.
 // The barrier request is an ordinary GET /barrier: metrics count it
 // (s.barriers says how many were sent).
@@ -52,7 +52,7 @@ func (s *sidecar) barrier(t *testing.T) {
 	s.barriers++
 	got := s.send(t, rawGET("/barrier"))
 	id := got.header.Get("X-Request-Id")
-	s.find(t, func(l map[string]any) bool { return l["event"] == "access" && l["request_id"] == id })
+	s.find(t, func(l map[string]any) bool { r := requestLine(l); return r != nil && r["request_id"] == id })
 }
 
 // wantOnce checks that exactly one event name carries requestID, and

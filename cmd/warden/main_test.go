@@ -440,7 +440,8 @@ func TestSidecarServesDrainsAndStops(t *testing.T) {
 		t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, b, want)
 	}
 	p.find(t, func(l map[string]any) bool {
-		return l["event"] == "access" && l["path"] == "/hello" && l["status"] == float64(200)
+		r := requestLine(l)
+		return r != nil && r["path"] == "/hello" && r["status"] == float64(200)
 	})
 
 	// SIGTERM while a slow request is in flight: readiness turns 503, the

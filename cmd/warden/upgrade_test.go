@@ -163,7 +163,8 @@ func TestWebSocketThroughWarden(t *testing.T) {
 		t.Errorf("app saw %q, want %q", got, want)
 	}
 	s.find(t, func(l map[string]any) bool {
-		return l["event"] == "access" && l["path"] == "/ws" && l["status"] == float64(101) && l["request_id"] == rid
+		r := requestLine(l)
+		return r != nil && r["path"] == "/ws" && r["status"] == float64(101) && r["request_id"] == rid
 	})
 	closed := s.find(t, func(l map[string]any) bool { return l["event"] == "upgrade_closed" && l["request_id"] == rid })
 	if closed["reason"] != "idle_timeout" || closed["bytes_from_client"].(float64) < 4<<20 || closed["bytes_from_app"].(float64) < 4<<20 {
