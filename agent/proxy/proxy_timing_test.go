@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -57,12 +58,30 @@ func (a allowWith) Check(*pep.Request) pep.Verdict { return a.v }
 // agent/metrics counting each request.
 
 func benchmarkHandle(b *testing.B, lim Limiter, guard pep.Checker, obs Observer) {
+	benchmarkHandleWith(b, lim, guard, obs, AccessLogCombined)
+}
+
+// BenchmarkHandleGuardedLine is BenchmarkHandleGuarded with a Checker
+// that writes a decision line as agent/authz does: held and finished with
+// the response (WARDEN_ACCESS_LOG=combined), one line per request.
+func BenchmarkHandleGuardedLine(b *testing.B) {
+	benchmarkHandleWith(b, nil, holdLine{zerolog.New(io.Discard)}, nil, AccessLogCombined)
+}
+
+// BenchmarkHandleGuardedLineSeparate is BenchmarkHandleGuardedLine with
+// WARDEN_ACCESS_LOG=separate: the decision line, then the access line.
+func BenchmarkHandleGuardedLineSeparate(b *testing.B) {
+	benchmarkHandleWith(b, nil, holdLine{zerolog.New(io.Discard)}, nil, AccessLogSeparate)
+}
+
+func benchmarkHandleWith(b *testing.B, lim Limiter, guard pep.Checker, obs Observer, mode AccessLog) {
 	opts := defaultOptions(helloApp(b))
 	opts.AllowPeer = func(spiffeid.ID) bool { return true }
 	opts.Log = zerolog.New(io.Discard)
 	opts.Limiter = lim
 	opts.Guard = guard
 	opts.Observer = obs
+	opts.AccessLog = mode
 	s := New(opts)
 	c := &conn{peer: peer{resolved: true, allowed: true, clientIP: "127.0.0.1", peerStr: clientID.String()}}
 	c.xfcc = []byte("By=" + ownID.String() + ";URI=" + clientID.String())
@@ -117,5 +136,23 @@ func BenchmarkHardeningScan(b *testing.B) {
 		if s.harden.checkRequestLine(h) != nil || s.harden.checkHost(h) != nil || s.harden.checkBody(h) != nil {
 			b.Fatal("refused")
 		}
+	}
+}
+
+// BenchmarkAccessLine is the separate access line alone (to io.Discard:
+// without its write to stderr), what WARDEN_ACCESS_LOG=combined saves on a
+// request the policy decided; agent/authz's BenchmarkCheckCachedCombined
+// less BenchmarkCheckCached is what the combined line's fields cost.
+func BenchmarkAccessLine(b *testing.B) {
+	opts := defaultOptions("127.0.0.1:1")
+	opts.Log = zerolog.New(io.Discard)
+	opts.AccessLog = AccessLogSeparate
+	s := New(opts)
+	p := &peer{clientIP: "127.0.0.1", peerStr: clientID.String()}
+	st := &reqState{requestID: []byte("bench-request-1")}
+	method, path := []byte("GET"), []byte("/api/v1/items")
+	b.ReportAllocs()
+	for b.Loop() {
+		s.accessLine(p, st, method, path, 200, 123*time.Microsecond, 0, 5)
 	}
 }
