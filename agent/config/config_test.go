@@ -52,13 +52,14 @@ func TestValidValues(t *testing.T) {
 		"WARDEN_LOG_FORMAT":          "console",
 		"WARDEN_ADMIN_PPROF":         "true",
 		"WARDEN_DECISION_LOG_SAMPLE": "0.25",
+		"WARDEN_ACCESS_LOG":          "separate",
 		"WARDEN_SECURITY_LOG":        "syslog+tcp://[::1]:6514",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.TrustDomain.Name() != "example.org" || !c.AdminPprof || c.UpstreamTimeout != 1500*time.Millisecond || c.InboundAddr != "[::]:0" ||
-		c.DecisionLogSample != 0.25 || c.SecurityLog != "syslog+tcp://[::1]:6514" {
+		c.DecisionLogSample != 0.25 || c.AccessLog != "separate" || c.SecurityLog != "syslog+tcp://[::1]:6514" {
 		t.Errorf("parsed %+v", c)
 	}
 }
@@ -106,6 +107,7 @@ func TestInvalidValues(t *testing.T) {
 		{"negative decision log sample", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "-0.5"}, `WARDEN_DECISION_LOG_SAMPLE="-0.5": expected a number from 0 to 1`},
 		{"decision log sample NaN", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "NaN"}, `WARDEN_DECISION_LOG_SAMPLE="NaN": expected a number from 0 to 1`},
 		{"decision log sample of 2", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "2"}, `WARDEN_DECISION_LOG_SAMPLE="2": expected a number from 0 to 1`},
+		{"access log as a boolean", map[string]string{"WARDEN_ACCESS_LOG": "on"}, `WARDEN_ACCESS_LOG="on": expected one of combined, separate, off`},
 		{"decision that is no rule path", map[string]string{"WARDEN_POLICY_DECISION": "data.warden.allow"}, `WARDEN_POLICY_DECISION="data.warden.allow": expected a rule path such as warden/authz/allow`},
 		{"decision with an empty segment", map[string]string{"WARDEN_POLICY_DECISION": "warden//allow"}, `WARDEN_POLICY_DECISION="warden//allow": expected a rule path`},
 		{"negative cache size", map[string]string{"WARDEN_POLICY_CACHE_SIZE": "-1"}, `WARDEN_POLICY_CACHE_SIZE="-1": expected a whole number, 0 or more`},
