@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -91,4 +94,21 @@ func FuzzGRPCRequest(f *testing.F) {
 			t.Errorf("grpcTimeout(%q) = %v", s, d)
 		}
 	})
+}
+
+// A stream the app resets once the deadline has passed (a gRPC server does
+// when the grpc-timeout warden forwarded runs out) is the deadline's
+// failure, even when it reaches warden before warden's own timer fires.
+func TestTransportErrorAtTheDeadlineIsATimeout(t *testing.T) {
+	reset := errors.New("stream error: stream ID 3; CANCEL; received from peer")
+	past, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	if status, code := transportError(past, reset); status != http.StatusGatewayTimeout || code != "upstream_timeout" {
+		t.Errorf("a reset after the deadline: %d %s, want 504 upstream_timeout", status, code)
+	}
+	future, cancel2 := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel2()
+	if status, code := transportError(future, reset); status != http.StatusBadGateway || code != "upstream_unavailable" {
+		t.Errorf("a reset before the deadline: %d %s, want 502 upstream_unavailable", status, code)
+	}
 }

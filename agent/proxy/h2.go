@@ -712,11 +712,18 @@ func removeHopByHopHTTP(h http.Header) {
 
 // transportError maps a failed round trip to the app to what clients see,
 // as upstreamError does for fasthttp's errors.
+//
+// A failure at or after the deadline is the deadline's, whatever form it
+// took: the app got the same grpc-timeout and a gRPC server resets the
+// stream when it runs out, which can reach warden before warden's own
+// timer has fired on a busy machine. The app's clock started after
+// warden's, so its reset never comes before warden's deadline.
 func transportError(ctx context.Context, err error) (int, string) {
 	var netErr net.Error
+	dl, hasDeadline := ctx.Deadline()
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(ctx.Err(), context.DeadlineExceeded),
-		errors.As(err, &netErr) && netErr.Timeout():
+		errors.As(err, &netErr) && netErr.Timeout(), hasDeadline && !time.Now().Before(dl):
 		return http.StatusGatewayTimeout, "upstream_timeout"
 	}
 	return http.StatusBadGateway, "upstream_unavailable"
