@@ -8,7 +8,11 @@
 # Cases (DESC below says how each is configured; the app behind every proxy
 # is bench/upstream, fasthttp with a fixed 5-byte body): direct, inproc-mtls,
 # warden-mtls, warden (the full path), warden-nocache, and the peers
-# ghostunnel, nginx, haproxy and opa-sidecar.
+# ghostunnel, nginx, haproxy and opa-sidecar. gRPC (issue 17): grpc-direct
+# and grpc-warden, unary calls of 5-byte messages from the load generator's
+# -grpc mode to bench/upstream -grpc (h2c), directly or through warden's
+# full path (mTLS with ALPN h2, then h2c to the app). Select cases with
+# CASES, e.g. CASES="grpc-direct grpc-warden warden direct".
 #
 # Modes, each case in each mode, interleaved in rounds (round 1: every mode
 # and case, round 2: ...) so drift hits all cases alike:
@@ -16,10 +20,13 @@
 #   open     -rate requests/s over -c keep-alive connections: latency
 #            percentiles measured from the intended send times
 #   newconn  closed loop, a new TCP connection and full TLS handshake per
-#            request (no session resumption in the load generator)
+#            request (no session resumption in the load generator); not
+#            for the gRPC cases, which are skipped in this mode (a gRPC
+#            client keeps its connection)
 #
 # Pinning (PIN=1, with 2+ CPUs): the server under test (the proxy, OPA with
-# the opa-sidecar, or the app itself in the direct and inproc-mtls cases) on
+# the opa-sidecar, or the app itself in the direct, inproc-mtls and
+# grpc-direct cases) on
 # CPU 0; the load generator and the app behind the proxies on CPU 1. CPU and
 # peak RSS (VmHWM) are read from /proc for the processes under test.
 #
@@ -35,7 +42,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-ALL_CASES="direct inproc-mtls warden-mtls warden warden-nocache ghostunnel nginx haproxy opa-sidecar"
+ALL_CASES="direct inproc-mtls warden-mtls warden warden-nocache ghostunnel nginx haproxy opa-sidecar grpc-direct grpc-warden"
 ALL_MODES="closed open newconn"
 
 ROUNDS=${ROUNDS:-3}
@@ -120,6 +127,8 @@ declare -A DESC=(
 	[ghostunnel]="ghostunnel v1.8.4 (Go, L4 TLS proxy): \`server --allow-uri <client SPIFFE ID> --quiet=all\`, a new app connection per client connection; it prefers X25519 (no ML-KEM), like nginx and HAProxy with OpenSSL 3.0."
 	[nginx]="nginx from Debian, L7 mTLS: one process (\`master_process off\`, 1 worker), \`ssl_verify_client on\` against the dev CA bundle, keep-alive pool to the app, no access log."
 	[haproxy]="HAProxy from Debian, L7 mTLS: \`nbthread 1\`, \`verify required\` against the dev CA bundle, \`http-reuse always\`, no log."
+	[grpc-direct]="gRPC: loadgen -grpc → the gRPC app, plaintext HTTP/2 (h2c), no proxy: the gRPC floor. Unary \`/warden.test.Echo/Unary\` (bench/upstream -grpc, internal/grpctest's service, google.golang.org/grpc) with a 5-byte google.protobuf.BytesValue echoed back, the same JWT as \`authorization\` metadata; one gRPC client connection per load generator connection, one call at a time on each."
+	[grpc-warden]="gRPC through warden's full path: the client SVID over mTLS with ALPN h2 (warden's net/http HTTP/2 server path), JWT verification (as \`warden\`), the default bundle (decision cache hit; the policy input gains \`input.grpc\`), decision log and access log to files, then \`WARDEN_UPSTREAM_PROTOCOL=h2c\` to the gRPC app (pinned with the load generator)."
 	[opa-sidecar]="the \"OPA sidecar\" pattern: bench/opasidecar (fasthttp mTLS proxy with warden's TLS configuration) POSTs the policy input to \`opa run --server\` (default bundle) at \`/v1/data/warden/authz/allow\` over loopback HTTP for every request, then forwards; no JWT verification; CPU and RSS are the two processes together."
 )
 
@@ -186,6 +195,8 @@ export WARDEN_DEV_DIR=$WORK/dev
 "$WORK/warden" dev issue --id spiffe://warden.local/ns/default/sa/client --out "$WORK/client" >/dev/null
 "$WORK/warden" dev issue --id spiffe://warden.local/ns/default/sa/peer --ip 127.0.0.1 --out "$WORK/peer" >/dev/null
 TLS=(-cert "$WORK/client/svid.pem" -key "$WORK/client/svid_key.pem" -cacert "$WORK/client/bundle.pem" -server-name 127.0.0.1)
+# The gRPC cases' call: the same 5 bytes the HTTP app answers, echoed.
+GRPC=(-grpc /warden.test.Echo/Unary -body-size 5)
 # Every case gets the same request: GET / with the end-to-end JWT a gateway
 # would have issued (ES256, about 400 bytes); the full-path wardens verify it.
 JWT_ISS=https://issuer.bench.warden.local JWT_AUD=app
@@ -195,9 +206,10 @@ JWT_ENV=(WARDEN_JWT_JWKS="$WORK/jwt/jwks.json" WARDEN_JWT_ISSUERS="$JWT_ISS" WAR
 
 port() { echo $((BASE_PORT + $1)); }
 APP=127.0.0.1:$(port 0)
+GRPC_APP=127.0.0.1:$(port 3)
 
 # The ports must be free: a stale server would be measured instead.
-for off in 0 1 2 10 11 20 21 30 31 40 50 60 70 71; do
+for off in 0 1 2 3 4 10 11 20 21 24 25 30 31 40 50 60 70 71; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$(port $off)") 2>/dev/null; then
 		die "port $(port $off) is in use; pick other ports with --port"
 	fi
@@ -228,15 +240,26 @@ start() {
 	LAST_PID=$!
 }
 
-declare -A URL UNDER
+# BEHIND: the app behind the case's server, when it is not the HTTP app.
+declare -A URL UNDER BEHIND
 start app client "$WORK/upstream" -addr "$APP"
 APP_PID=$LAST_PID
 wait_for app tcp_up "$(port 0)"
+if has_case grpc-warden; then
+	start grpc-app client "$WORK/upstream" -grpc -addr "$GRPC_APP"
+	GRPC_APP_PID=$LAST_PID
+	wait_for grpc-app tcp_up "$(port 3)"
+fi
 
 if has_case direct; then
 	start direct server "$WORK/upstream" -addr "127.0.0.1:$(port 1)"
 	URL[direct]=http://127.0.0.1:$(port 1)/ UNDER[direct]=$LAST_PID
 	wait_for direct tcp_up "$(port 1)"
+fi
+if has_case grpc-direct; then
+	start grpc-direct server "$WORK/upstream" -grpc -addr "127.0.0.1:$(port 4)"
+	URL[grpc-direct]=http://127.0.0.1:$(port 4)/ UNDER[grpc-direct]=$LAST_PID
+	wait_for grpc-direct tcp_up "$(port 4)"
 fi
 if has_case inproc-mtls; then
 	start inproc-mtls server "$WORK/upstream" -addr "127.0.0.1:$(port 2)" -mtls -dev-dir "$WARDEN_DEV_DIR"
@@ -244,7 +267,8 @@ if has_case inproc-mtls; then
 	wait_for inproc-mtls tcp_up "$(port 2)"
 fi
 
-# warden_case NAME PORT [ENV...]: a sidecar in front of the app.
+# warden_case NAME PORT [ENV...]: a sidecar in front of the app (ENV comes
+# after the defaults: env(1) keeps the last of two assignments).
 warden_case() {
 	local name=$1 p=$2; shift 2
 	has_case "$name" || return 0
@@ -259,6 +283,9 @@ warden_case warden-mtls "$(port 10)" WARDEN_POLICY_BUNDLE="$WORK/allow-all" WARD
 warden_case warden "$(port 20)" "${JWT_ENV[@]}" WARDEN_DECISION_LOG="$WORK/warden.decisions"
 warden_case warden-nocache "$(port 30)" "${JWT_ENV[@]}" WARDEN_DECISION_LOG="$WORK/warden-nocache.decisions" \
 	WARDEN_POLICY_CACHE_SIZE=0
+warden_case grpc-warden "$(port 24)" "${JWT_ENV[@]}" WARDEN_DECISION_LOG="$WORK/grpc-warden.decisions" \
+	WARDEN_UPSTREAM_ADDR="$GRPC_APP" WARDEN_UPSTREAM_PROTOCOL=h2c
+has_case grpc-warden && BEHIND[grpc-warden]=$GRPC_APP_PID
 
 if has_case ghostunnel; then
 	start ghostunnel server "$GHOSTUNNEL" server --listen "127.0.0.1:$(port 40)" --target "$APP" \
@@ -346,18 +373,31 @@ if has_case opa-sidecar; then
 	wait_for opa-sidecar tcp_up "$(port 70)"
 fi
 
-# Every case must answer 200 to the load generator before anything is measured.
+# case_args CASE: the load generator's arguments for the case, but the
+# request headers: TLS with the client SVID, and the gRPC call.
+case_args() {
+	CASE_ARGS=()
+	[[ ${URL[$1]} == https* ]] && CASE_ARGS+=("${TLS[@]}")
+	[[ $1 == grpc-* ]] && CASE_ARGS+=("${GRPC[@]}")
+	return 0
+}
+
+# Every case must answer 200 (gRPC: OK) to the load generator before
+# anything is measured.
 for c in $CASES; do
-	args=("${REQUEST[@]}")
-	[[ ${URL[$c]} == https* ]] && args+=("${TLS[@]}")
-	"$WORK/loadgen" -url "${URL[$c]}" "${args[@]}" -c 1 -n 20 -warmup 0 -d 5s -json >"$WORK/check.json" ||
+	case_args "$c"
+	"$WORK/loadgen" -url "${URL[$c]}" "${REQUEST[@]}" "${CASE_ARGS[@]}" -c 1 -n 20 -warmup 0 -d 5s -json >"$WORK/check.json" ||
 		die "case $c: the load generator failed"
-	grep -q '"errors":0,' "$WORK/check.json" || die "case $c does not answer 200: $(cat "$WORK/check.json")"
+	grep -q '"errors":0,' "$WORK/check.json" || die "case $c does not answer 200 (gRPC: OK): $(cat "$WORK/check.json")"
 done
-# ... and the full-path wardens verify the token: without it, 401.
-for c in warden warden-nocache; do
+# ... and the full-path wardens verify the token: without it, 401 (gRPC:
+# 16 UNAUTHENTICATED).
+for c in warden warden-nocache grpc-warden; do
 	has_case $c || continue
-	"$WORK/loadgen" -url "${URL[$c]}" "${TLS[@]}" -c 1 -n 5 -warmup 0 -d 5s -expect-status 401 -json >"$WORK/check.json" ||
+	case_args "$c"
+	expect=(-expect-status 401)
+	[[ $c == grpc-* ]] && expect=(-expect-grpc-code 16)
+	"$WORK/loadgen" -url "${URL[$c]}" "${CASE_ARGS[@]}" -c 1 -n 5 -warmup 0 -d 5s "${expect[@]}" -json >"$WORK/check.json" ||
 		die "case $c: the load generator failed"
 	grep -q '"errors":0,' "$WORK/check.json" || die "case $c does not refuse a request without a token: $(cat "$WORK/check.json")"
 done
@@ -385,7 +425,7 @@ hwm_kib() {
 }
 HZ=$(getconf CLK_TCK)
 now_ns() { date +%s%N; }
-truncate_logs() { for f in "$WORK"/*.decisions "$WORK"/warden*.log; do [ -f "$f" ] && : >"$f"; done; return 0; }
+truncate_logs() { for f in "$WORK"/*.decisions "$WORK"/warden*.log "$WORK"/grpc-warden.log; do [ -f "$f" ] && : >"$f"; done; return 0; }
 WINDOW=$(awk -v d="$DURATION" 'BEGIN {print d - 0.25}')
 
 RAW=$WORK/raw.jsonl
@@ -397,8 +437,9 @@ RAW=$WORK/raw.jsonl
 # and the app, and for the whole machine, so that the rest of the machine's
 # activity (other builds, steal) shows as "foreign" CPU.
 measure_once() {
-	local c=$1 mode=$2 round=$3 args=("${REQUEST[@]}") json t0 t1 c0 c1 o0 o1 b0 b1 lg under others
-	[[ ${URL[$c]} == https* ]] && args+=("${TLS[@]}")
+	local c=$1 mode=$2 round=$3 args json t0 t1 c0 c1 o0 o1 b0 b1 lg under others
+	case_args "$c"
+	args=("${REQUEST[@]}" "${CASE_ARGS[@]}")
 	case $mode in
 	open) args+=(-rate "$RATE") ;;
 	newconn) args+=(-newconn) ;;
@@ -409,7 +450,7 @@ measure_once() {
 	LOADGEN_PID=$!
 	sleep "$WARMUP"
 	lg=$(<"/proc/$LOADGEN_PID/task/$LOADGEN_PID/children") # timeout's child: the load generator
-	others=("${lg%% *}" "$APP_PID")
+	others=("${lg%% *}" "${BEHIND[$c]:-$APP_PID}")
 	t0=$(now_ns) c0=$(cpu_ticks "${under[@]}") o0=$(cpu_ticks "${others[@]}") b0=$(busy_ticks)
 	sleep "$WINDOW"
 	t1=$(now_ns) c1=$(cpu_ticks "${under[@]}") o1=$(cpu_ticks "${others[@]}") b1=$(busy_ticks)
@@ -460,8 +501,9 @@ measure() {
 	done
 }
 
-n_cases=$(wc -w <<<"$CASES") n_modes=$(wc -w <<<"$MODES")
-echo "# $ROUNDS rounds x $n_modes modes x $n_cases cases x ${WARMUP}+${DURATION}s: about $((ROUNDS * n_modes * n_cases * (WARMUP + DURATION + 1) / 60 + 1)) min"
+n_cases=$(wc -w <<<"$CASES") n_modes=$(wc -w <<<"$MODES") n_runs=0
+for mode in $MODES; do for c in $CASES; do [[ $mode == newconn && $c == grpc-* ]] || n_runs=$((n_runs + 1)); done; done
+echo "# $ROUNDS rounds x $n_modes modes x $n_cases cases ($n_runs runs a round) x ${WARMUP}+${DURATION}s: about $((ROUNDS * n_runs * (WARMUP + DURATION + 1) / 60 + 1)) min"
 echo "# pinning: $pinning"
 wait_quiet
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -469,7 +511,10 @@ started=$(date -u +%FT%TZ)
 for round in $(seq "$ROUNDS"); do
 	echo "# round $round/$ROUNDS"
 	for mode in $MODES; do
-		for c in $CASES; do measure "$c" "$mode" "$round"; done
+		for c in $CASES; do
+			[[ $mode == newconn && $c == grpc-* ]] && continue
+			measure "$c" "$mode" "$round"
+		done
 	done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -47,6 +47,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.BodySize, "body-size", 0, "request body size in `bytes`")
 	fs.Var((*headers)(&cfg.Headers), "H", "request `header` 'Name: value' (repeatable)")
 	fs.IntVar(&cfg.ExpectStatus, "expect-status", 0, "the only status `code` counted as success (0: any 2xx)")
+	fs.StringVar(&cfg.GRPCMethod, "grpc", "", "unary gRPC calls to this full `method` (/package.Service/Method) instead of HTTP/1.1 requests: "+
+		"http:// is h2c, https:// TLS with ALPN h2; -H is request metadata, -body-size the request message (google.protobuf.BytesValue)")
+	fs.IntVar(&cfg.ExpectGRPCCode, "expect-grpc-code", 0, "with -grpc, the only gRPC status `code` counted as success (0: OK)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout, dial and handshake included")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the summary")
 	if err := fs.Parse(args); err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/warden-sidecar/warden/internal/grpctest"
 )
 
 func startHello(t *testing.T) string {
@@ -71,6 +73,21 @@ func TestTextOutputShowsCountsAndLatency(t *testing.T) {
 	}
 }
 
+func TestGRPCTextOutputNamesTheMethodAndStatus(t *testing.T) {
+	app := grpctest.Start(t)
+	var out bytes.Buffer
+	if err := run([]string{"-url", "http://" + app.Addr + "/", "-grpc", grpctest.Method("Unary"), "-c", "1", "-n", "5",
+		"-warmup", "0s", "-expect-grpc-code", "7"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"target       gRPC /warden.test.Echo/Unary at http://", "closed loop, 1 connections, gRPC unary",
+		"requests     5 ", "errors       grpc_status_0 5", "latency ms   none: no successful request"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
 func TestBadInvocationsAreRefused(t *testing.T) {
 	tests := []struct {
 		name string
@@ -102,7 +119,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Fatalf("-h: %v", err)
 	}
 	for _, f := range []string{"-url", "-cert", "-key", "-cacert", "-server-name", "-c ", "-d ", "-warmup", "-n ", "-rate",
-		"-newconn", "-method", "-body-size", "-H ", "-expect-status", "-timeout", "-json"} {
+		"-newconn", "-method", "-body-size", "-H ", "-expect-status", "-timeout", "-json", "-grpc", "-expect-grpc-code"} {
 		if !strings.Contains(out.String(), "  "+f) {
 			t.Errorf("usage lacks %s", f)
 		}

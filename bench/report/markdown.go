@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -103,7 +104,17 @@ func (rep *report) headline() string {
 		}
 		fmt.Fprintf(&b, "warden CPU %.1f µs/request, peak RSS %.0f MiB\n", w.CPUUsPerReq, w.RSSMiB)
 	}
-	b.WriteString("keep-alive rps vs direct / vs ghostunnel:")
+	if g := rep.find("grpc-warden"); g != nil && g.RPS != nil {
+		fmt.Fprintf(&b, "warden gRPC unary: %s rps", kilo(*g.RPS))
+		if d := rep.find("grpc-direct"); d != nil && d.RPS != nil && *d.RPS > 0 {
+			fmt.Fprintf(&b, ", %.2f× grpc-direct", *g.RPS / *d.RPS)
+		}
+		if g.P99Ms != nil && g.LatencyMode == "open" {
+			fmt.Fprintf(&b, "; p99 at %g req/s %.3f ms", g.LatencyRate, *g.P99Ms)
+		}
+		fmt.Fprintf(&b, "; CPU %.1f µs/call, peak RSS %.0f MiB\n", g.CPUUsPerReq, g.RSSMiB)
+	}
+	b.WriteString("keep-alive rps vs direct / vs ghostunnel (gRPC cases: vs grpc-direct):")
 	for _, c := range rep.Cases {
 		if c.RPS != nil {
 			fmt.Fprintf(&b, " %s %s/%s", c.Name, ratio(c.VsDirect), ratio(c.VsGhostunnel))
@@ -136,7 +147,11 @@ func (rep *report) markdown() string {
 		}
 	}
 	b.WriteString("## Results\n\n")
-	fmt.Fprintf(&b, "Medians of %d rounds, (min–max) over the rounds.\n\n", rep.rounds())
+	fmt.Fprintf(&b, "Medians of %d rounds, (min–max) over the rounds.", rep.rounds())
+	if slices.ContainsFunc(rep.Cases, func(c *caseSummary) bool { return isGRPC(c.Name) }) {
+		b.WriteString(" The gRPC cases (grpc-*) count unary calls as requests, and their × direct is to grpc-direct.")
+	}
+	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "| case | keep-alive rps | × direct | × ghostunnel | CPU µs/req (CPUs) | CPU s | p50 / p99 ms %s (p99 min–max) | new-conn rps | CPU µs/conn (CPUs) | peak RSS MiB | errors |\n", rate)
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range rep.Cases {

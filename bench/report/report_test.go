@@ -90,6 +90,29 @@ func TestSummaryTakesMediansAndRatios(t *testing.T) {
 	}
 }
 
+func TestGRPCCasesCompareWithGRPCDirect(t *testing.T) {
+	rs := append(sampleRuns(),
+		rec("grpc-direct", "closed", 1, 40000, 0.3, 0.9, 1, 15),
+		rec("grpc-warden", "closed", 1, 10000, 1.2, 3, 1, 60),
+		rec("grpc-warden", "open", 1, 5000, 0.4, 0.9, 0.5, 61))
+	rs[len(rs)-1].Rate = 5000
+	rep := summarize(rs, nil)
+	g, w := rep.find("grpc-warden"), rep.find("warden")
+	if g.VsDirect != 0.25 || g.VsGhostunnel != 0 {
+		t.Errorf("grpc-warden × direct %v, × ghostunnel %v: want 0.25 (of grpc-direct) and none", g.VsDirect, g.VsGhostunnel)
+	}
+	if w.VsDirect != 0.5 {
+		t.Errorf("warden × direct %v: want 0.5, still of the HTTP direct case", w.VsDirect)
+	}
+	md := rep.markdown()
+	for _, want := range []string{"warden gRPC unary: 10.0k rps, 0.25× grpc-direct; p99 at 5000 req/s 0.900 ms; CPU 100.0 µs/call, peak RSS 61 MiB",
+		"their × direct is to grpc-direct"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
 func TestMedianOfAnEvenCountIsTheMeanOfTheMiddleTwo(t *testing.T) {
 	for _, tc := range []struct {
 		in   []float64

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // caseSummary is one case of the JSON report. Medians over the rounds, with
@@ -19,7 +20,9 @@ type caseSummary struct {
 	RPSMin    float64   `json:"rps_min,omitempty"`
 	RPSMax    float64   `json:"rps_max,omitempty"`
 	RPSRounds []float64 `json:"rps_rounds,omitempty"`
-	// Ratios of rps to the direct and ghostunnel cases' rps.
+	// Ratios of rps to the direct and ghostunnel cases' rps; for the gRPC
+	// cases (grpc-*), vs_direct is to grpc-direct's, and there is no
+	// ghostunnel ratio (it does not carry their calls).
 	VsDirect     float64 `json:"vs_direct,omitempty"`
 	VsGhostunnel float64 `json:"vs_ghostunnel,omitempty"`
 
@@ -141,10 +144,13 @@ func summarize(recs []record, descs []description) *report {
 	for _, name := range order {
 		rep.Cases = append(rep.Cases, summarizeCase(name, text[name], byCase[name]))
 	}
-	direct, gt := rep.find("direct"), rep.find("ghostunnel")
 	for _, c := range rep.Cases {
 		if c.RPS == nil {
 			continue
+		}
+		direct, gt := rep.find("direct"), rep.find("ghostunnel")
+		if isGRPC(c.Name) {
+			direct, gt = rep.find("grpc-direct"), nil
 		}
 		if direct != nil && direct.RPS != nil && *direct.RPS > 0 {
 			c.VsDirect = round(*c.RPS / *direct.RPS, 3)
@@ -155,6 +161,9 @@ func summarize(recs []record, descs []description) *report {
 	}
 	return rep
 }
+
+// isGRPC reports a gRPC case of bench/run.sh, compared with grpc-direct.
+func isGRPC(name string) bool { return strings.HasPrefix(name, "grpc-") }
 
 func summarizeCase(name, desc string, modes map[string][]record) *caseSummary {
 	c := &caseSummary{Name: name, Description: desc}

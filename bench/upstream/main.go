@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/valyala/fasthttp"
 
+	"github.com/warden-sidecar/warden/internal/grpctest"
 	"github.com/warden-sidecar/warden/spiffe"
 )
 
@@ -30,7 +31,11 @@ func run() error {
 	mtls := flag.Bool("mtls", false, "terminate mTLS with an SVID from the dev CA in -dev-dir")
 	devDir := flag.String("dev-dir", "./.warden-dev", "warden's WARDEN_DEV_DIR")
 	id := flag.String("id", "spiffe://warden.local/ns/default/sa/app", "SPIFFE ID to serve as with -mtls")
+	grpcMode := flag.Bool("grpc", false, "serve gRPC in plaintext HTTP/2 (h2c) instead: internal/grpctest's service, warden.test.Echo (its Unary echoes the request message)")
 	flag.Parse()
+	if *grpcMode && *mtls {
+		return fmt.Errorf("-grpc and -mtls: the gRPC app serves h2c only")
+	}
 
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil || !net.ParseIP(host).IsLoopback() {
@@ -57,13 +62,19 @@ func run() error {
 		scheme = "https"
 		ln = tls.NewListener(ln, spiffe.ServerTLSConfig(src, src))
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if *grpcMode {
+		app := grpctest.New()
+		go func() { <-ctx.Done(); app.Stop() }()
+		fmt.Printf("http://%s/ (gRPC, h2c)\n", ln.Addr())
+		return app.Serve(ln)
+	}
 	body := []byte(strings.Repeat("x", *size))
 	srv := &fasthttp.Server{
 		Handler:               func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) },
 		NoDefaultServerHeader: true,
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	go func() { <-ctx.Done(); _ = srv.Shutdown() }()
 	fmt.Printf("%s://%s/\n", scheme, ln.Addr())
 	return srv.Serve(ln)

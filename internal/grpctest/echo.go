@@ -46,12 +46,23 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: ln.Addr().String(), srv: grpc.NewServer(), stopped: make(chan struct{})}
-	s.srv.RegisterService(&serviceDesc, s)
-	go func() { _ = s.srv.Serve(ln) }()
+	s := New()
+	s.Addr = ln.Addr().String()
+	go func() { _ = s.Serve(ln) }()
 	t.Cleanup(s.Stop)
 	return s
 }
+
+// New returns the service on a gRPC server that does not serve yet: Start
+// serves it for a test, bench/upstream -grpc for the benchmarks.
+func New() *Server {
+	s := &Server{srv: grpc.NewServer(), stopped: make(chan struct{})}
+	s.srv.RegisterService(&serviceDesc, s)
+	return s
+}
+
+// Serve serves the service on ln in plaintext HTTP/2 (h2c) until Stop.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
 // Stop stops the server at once (the app is down).
 func (s *Server) Stop() {

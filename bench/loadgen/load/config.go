@@ -51,6 +51,14 @@ type Config struct {
 	Headers      []string      // -H: "Name: value"
 	ExpectStatus int           // -expect-status: the only status counted as success (0: any 2xx)
 	Timeout      time.Duration // -timeout: per request, including dial and handshake
+
+	// gRPC mode: unary calls instead of HTTP/1.1 requests, each worker on
+	// its own gRPC client connection (one HTTP/2 connection, one call at a
+	// time); http:// is h2c (prior knowledge), https:// TLS with ALPN h2.
+	// -H headers become request metadata (Host: the :authority), -body-size
+	// the size of the request message.
+	GRPCMethod     string // -grpc: full method name, "/package.Service/Method"
+	ExpectGRPCCode int    // -expect-grpc-code: the only gRPC status code counted as success (0: OK)
 }
 
 // DefaultConfig returns the defaults the loadgen flags start from.
@@ -106,9 +114,46 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if err := c.validateGRPC(); err != nil {
+		return err
+	}
 	t, _ := parseTarget(c.URL)
 	if !t.https && (c.CertFile != "" || c.CAFile != "" || c.ServerName != "") {
 		return fmt.Errorf("load: -url %q is plaintext http: -cert, -key, -cacert and -server-name need https", c.URL)
+	}
+	return nil
+}
+
+// validateGRPC checks the gRPC mode's fields, and refuses what the HTTP
+// flags cannot mean in it.
+func (c Config) validateGRPC() error {
+	if c.GRPCMethod == "" {
+		if c.ExpectGRPCCode != 0 {
+			return fmt.Errorf("load: -expect-grpc-code %d: only with -grpc", c.ExpectGRPCCode)
+		}
+		return nil
+	}
+	svc, method, ok := strings.Cut(strings.TrimPrefix(c.GRPCMethod, "/"), "/")
+	switch {
+	case !strings.HasPrefix(c.GRPCMethod, "/") || !ok || svc == "" || method == "" || strings.ContainsAny(method, "/?#% ") || strings.ContainsAny(svc, "?#% "):
+		return fmt.Errorf("load: -grpc %q: want a full method name /package.Service/Method", c.GRPCMethod)
+	case c.ExpectGRPCCode < 0 || c.ExpectGRPCCode > maxGRPCCode:
+		return fmt.Errorf("load: -expect-grpc-code %d: want 0 (OK) to %d", c.ExpectGRPCCode, maxGRPCCode)
+	case c.NewConn:
+		return fmt.Errorf("load: -newconn: not with -grpc (each worker keeps one gRPC connection)")
+	case c.ExpectStatus != 0:
+		return fmt.Errorf("load: -expect-status %d: not with -grpc, use -expect-grpc-code", c.ExpectStatus)
+	case c.Method != "GET" && c.Method != "POST":
+		return fmt.Errorf("load: -method %q: not with -grpc (gRPC calls are POST)", c.Method)
+	}
+	// Over TLS, gRPC sends the TLS server name as :authority and refuses
+	// another one.
+	if t, _ := parseTarget(c.URL); t.https {
+		for _, h := range c.Headers {
+			if name, _, _ := splitHeader(h); strings.EqualFold(name, "Host") {
+				return fmt.Errorf("load: -H %q: not with -grpc over https, where the authority is the TLS server name (-server-name)", h)
+			}
+		}
 	}
 	return nil
 }

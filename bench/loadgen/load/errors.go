@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -55,6 +56,7 @@ func classify(err error) kind {
 		errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout),
 		errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return kindTimeout
 	case errors.Is(err, syscall.ECONNREFUSED):

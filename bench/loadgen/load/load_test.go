@@ -339,6 +339,21 @@ func TestConfigIsRefusedBeforeAnyDial(t *testing.T) {
 			`load: -url "http://127.0.0.1:1/" is plaintext http: -cert, -key, -cacert and -server-name need https`},
 		{"malformed header", func(c *Config) { c.Headers = []string{"NoColon"} }, `load: -H "NoColon": want 'Name: value'`},
 		{"bad method", func(c *Config) { c.Method = "GE T" }, `load: -method "GE T": not an HTTP method token`},
+		{"gRPC method without service", func(c *Config) { c.GRPCMethod = "/Unary" },
+			`load: -grpc "/Unary": want a full method name /package.Service/Method`},
+		{"gRPC method without slash", func(c *Config) { c.GRPCMethod = "pkg.Svc/Unary" },
+			`load: -grpc "pkg.Svc/Unary": want a full method name /package.Service/Method`},
+		{"gRPC code out of range", func(c *Config) { c.GRPCMethod = "/pkg.Svc/M"; c.ExpectGRPCCode = 17 },
+			`load: -expect-grpc-code 17: want 0 (OK) to 16`},
+		{"gRPC code without gRPC", func(c *Config) { c.ExpectGRPCCode = 7 }, `load: -expect-grpc-code 7: only with -grpc`},
+		{"gRPC with a new connection per request", func(c *Config) { c.GRPCMethod = "/pkg.Svc/M"; c.NewConn = true },
+			`load: -newconn: not with -grpc (each worker keeps one gRPC connection)`},
+		{"gRPC with an HTTP status", func(c *Config) { c.GRPCMethod = "/pkg.Svc/M"; c.ExpectStatus = 200 },
+			`load: -expect-status 200: not with -grpc, use -expect-grpc-code`},
+		{"gRPC over TLS with a Host header", func(c *Config) { c.GRPCMethod = "/pkg.Svc/M"; c.Headers = []string{"Host: a"} },
+			`load: -H "Host: a": not with -grpc over https, where the authority is the TLS server name (-server-name)`},
+		{"gRPC with another method", func(c *Config) { c.GRPCMethod = "/pkg.Svc/M"; c.Method = "PUT" },
+			`load: -method "PUT": not with -grpc (gRPC calls are POST)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

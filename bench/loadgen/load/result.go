@@ -77,7 +77,12 @@ func (r *Result) WriteText(w io.Writer, c Config) error {
 	if c.NewConn {
 		conn = "new connection per request"
 	}
-	fmt.Fprintf(&b, "target       %s %s\n", c.Method, c.URL)
+	if c.GRPCMethod != "" {
+		conn = "gRPC unary, one call at a time on each"
+		fmt.Fprintf(&b, "target       gRPC %s at %s\n", c.GRPCMethod, c.URL)
+	} else {
+		fmt.Fprintf(&b, "target       %s %s\n", c.Method, c.URL)
+	}
 	fmt.Fprintf(&b, "mode         %s, %d connections, %s\n", mode, c.Connections, conn)
 	fmt.Fprintf(&b, "measured     %.2fs after %s warmup", r.DurationS, c.Warmup)
 	if r.Interrupted {

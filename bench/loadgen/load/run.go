@@ -36,6 +36,8 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		maxReq:  c.MaxRequests,
 		expect:  c.ExpectStatus,
 		done:    ctx.Done(),
+
+		statusPrefix: "status_",
 	}
 	if t.https {
 		cfg, err := c.clientTLS(t)
@@ -48,53 +50,23 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		g.period = 1e9 / c.Rate
 		g.firstMeasured = g.slotsBefore(g.warmup)
 	}
-	g.hc = &fasthttp.HostClient{
-		Addr:      t.addr,
-		IsTLS:     t.https,
-		TLSConfig: g.tls,
-		// The dial is ours so that only loopback is dialed, connections are
-		// counted, and a handshake failure is told apart from a refused or
-		// reset connection. fasthttp starts no handshake of its own on a
-		// connection that has a Handshake method (see watchedConn).
-		DialTimeout: g.dial,
-		MaxConns:    c.Connections,
-		// Each worker holds at most one connection, so a free one always
-		// exists; waiting instead of failing with ErrNoFreeConns is a guard.
-		MaxConnWaitTimeout: c.Timeout,
-		// A retry would hide an error and send the server an extra request.
-		MaxIdemponentCallAttempts: 1,
-		Name:                      "warden-loadgen",
-		DisablePathNormalizing:    true,
-	}
-	defer g.hc.CloseIdleConnections()
-
-	var proto fasthttp.Request
-	proto.SetRequestURI(t.url)
-	proto.Header.SetMethod(c.Method)
-	if c.BodySize > 0 {
-		proto.SetBodyRaw(bytes.Repeat([]byte{'x'}, c.BodySize))
-	}
-	for _, h := range c.Headers {
-		name, value, _ := splitHeader(h)
-		if strings.EqualFold(name, "Host") {
-			proto.UseHostHeader = true
-			proto.Header.SetHost(value)
-			continue
-		}
-		proto.Header.Add(name, value)
-	}
-	if c.NewConn {
-		// The client closes the connection after the response, and the next
-		// request dials (and handshakes) again: TestNewConnDialsPerRequest
-		// counts the accepted connections.
-		proto.SetConnectionClose()
-	}
-
 	workers := make([]*worker, c.Connections)
 	for i := range workers {
-		w := &worker{g: g, hist: newHistogram()}
-		proto.CopyTo(&w.req)
-		workers[i] = w
+		workers[i] = &worker{g: g, hist: newHistogram()}
+	}
+	if c.GRPCMethod != "" {
+		g.grpc, g.expect, g.statusPrefix = true, c.ExpectGRPCCode, "grpc_status_"
+		calls, closeAll, err := g.newGRPCCalls(c, t, len(workers))
+		if err != nil {
+			return nil, err
+		}
+		defer closeAll()
+		for i, w := range workers {
+			w.rpc = calls[i]
+		}
+	} else {
+		g.prepareHTTP(c, t, workers)
+		defer g.hc.CloseIdleConnections()
 	}
 
 	// watch records when ctx was cancelled, to count the open-loop requests
@@ -139,7 +111,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			}
 		}
 		for code, n := range w.status {
-			r.ErrorsByKind["status_"+strconv.Itoa(code)] += n
+			r.ErrorsByKind[g.statusPrefix+strconv.Itoa(code)] += n
 		}
 		for k, s := range w.samples {
 			if _, ok := r.ErrorSamples[k]; !ok {
@@ -168,14 +140,65 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	return r, nil
 }
 
+// prepareHTTP sets up the fasthttp client and gives each worker its copy of
+// the request.
+func (g *generator) prepareHTTP(c Config, t target, workers []*worker) {
+	g.hc = &fasthttp.HostClient{
+		Addr:      t.addr,
+		IsTLS:     t.https,
+		TLSConfig: g.tls,
+		// The dial is ours so that only loopback is dialed, connections are
+		// counted, and a handshake failure is told apart from a refused or
+		// reset connection. fasthttp starts no handshake of its own on a
+		// connection that has a Handshake method (see watchedConn).
+		DialTimeout: g.dial,
+		MaxConns:    c.Connections,
+		// Each worker holds at most one connection, so a free one always
+		// exists; waiting instead of failing with ErrNoFreeConns is a guard.
+		MaxConnWaitTimeout: c.Timeout,
+		// A retry would hide an error and send the server an extra request.
+		MaxIdemponentCallAttempts: 1,
+		Name:                      "warden-loadgen",
+		DisablePathNormalizing:    true,
+	}
+
+	var proto fasthttp.Request
+	proto.SetRequestURI(t.url)
+	proto.Header.SetMethod(c.Method)
+	if c.BodySize > 0 {
+		proto.SetBodyRaw(bytes.Repeat([]byte{'x'}, c.BodySize))
+	}
+	for _, h := range c.Headers {
+		name, value, _ := splitHeader(h)
+		if strings.EqualFold(name, "Host") {
+			proto.UseHostHeader = true
+			proto.Header.SetHost(value)
+			continue
+		}
+		proto.Header.Add(name, value)
+	}
+	if c.NewConn {
+		// The client closes the connection after the response, and the next
+		// request dials (and handshakes) again: TestNewConnDialsPerRequest
+		// counts the accepted connections.
+		proto.SetConnectionClose()
+	}
+	for _, w := range workers {
+		proto.CopyTo(&w.req)
+	}
+}
+
 // generator is the state the workers share. It is read-only during the run
 // except for the atomic counters.
 type generator struct {
-	hc      *fasthttp.HostClient
+	hc      *fasthttp.HostClient // HTTP mode
+	grpc    bool                 // gRPC mode: each worker has its grpcCall
 	tls     *tls.Config
 	timeout time.Duration
-	expect  int
+	expect  int // the HTTP status (0: any 2xx) or gRPC status code counted as success
 	done    <-chan struct{}
+
+	statusPrefix string // names an unexpected status in Result.ErrorsByKind: "status_" or "grpc_status_"
 
 	// Offsets from base, on the monotonic clock.
 	base   time.Time
@@ -217,12 +240,13 @@ func (g *generator) stopped() bool {
 	}
 }
 
-// worker owns one request, one response and one histogram; nothing in it is
-// shared until the run is over.
+// worker owns one request, one response (or, in gRPC mode, one call) and one
+// histogram; nothing in it is shared until the run is over.
 type worker struct {
 	g    *generator
 	req  fasthttp.Request
 	resp fasthttp.Response
+	rpc  *grpcCall
 	hist *hdrhistogram.Histogram
 
 	sent, errs int64 // measured
@@ -244,9 +268,9 @@ func (w *worker) closedLoop() {
 		if measured && g.maxReq > 0 && g.claimed.Add(1) > g.maxReq {
 			return
 		}
-		err := g.hc.DoTimeout(&w.req, &w.resp, g.timeout)
+		code, err := w.do()
 		if measured {
-			w.record(err, time.Since(start))
+			w.record(code, err, time.Since(start))
 		}
 	}
 }
@@ -290,38 +314,67 @@ func (w *worker) openLoop() {
 			// Late, and the run is over.
 			return
 		}
-		err := g.hc.DoTimeout(&w.req, &w.resp, g.timeout)
+		code, err := w.do()
 		if intended >= g.warmup {
-			w.record(err, time.Since(g.base)-from)
+			w.record(code, err, time.Since(g.base)-from)
 		}
 	}
 }
 
-func (w *worker) record(err error, latency time.Duration) {
-	w.sent++
-	if err != nil {
-		w.errs++
+// noStatus is the code do returns with an error that prevented a response.
+const noStatus = -1
+
+// do sends one request and returns the response's status: the HTTP status,
+// or in gRPC mode the gRPC status code, with the status error (and its
+// message) when it is not OK. It returns noStatus and the error when there
+// was no response.
+func (w *worker) do() (int, error) {
+	if w.rpc != nil {
+		return w.rpc.call(w.g.timeout)
+	}
+	if err := w.g.hc.DoTimeout(&w.req, &w.resp, w.g.timeout); err != nil {
 		if errors.Is(err, fasthttp.ErrConnectionClosed) {
 			if re := readError(&w.resp); re != nil && !errors.Is(re, io.EOF) {
 				err = fmt.Errorf("%w: read: %w", err, re)
 			}
 		}
+		return noStatus, err
+	}
+	return w.resp.StatusCode(), nil
+}
+
+func (w *worker) record(code int, err error, latency time.Duration) {
+	w.sent++
+	if code == noStatus {
+		w.errs++
 		k := classify(err)
 		w.kinds[k]++
 		w.sample(kindNames[k], err)
 		return
 	}
-	code := w.resp.StatusCode()
-	if w.g.expect == 0 && (code < 200 || code > 299) || w.g.expect != 0 && code != w.g.expect {
+	if !w.g.success(code) {
 		w.errs++
 		if w.status == nil {
 			w.status = make(map[int]int64)
+		}
+		if w.status[code] == 0 && err != nil {
+			w.sample(w.g.statusPrefix+strconv.Itoa(code), err)
 		}
 		w.status[code]++
 		return
 	}
 	us := min(max(latency.Microseconds(), histMin), histMax)
 	_ = w.hist.RecordValue(us) // in range by construction
+}
+
+// success reports whether a response's status counts as a success.
+func (g *generator) success(code int) bool {
+	switch {
+	case g.grpc, g.expect != 0:
+		return code == g.expect
+	default:
+		return 200 <= code && code <= 299
+	}
 }
 
 func (w *worker) sample(name string, err error) {
