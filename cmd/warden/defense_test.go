@@ -187,9 +187,14 @@ func TestBPFHoneypotBlocksTheIPv6Prefix(t *testing.T) {
 	l := s.link
 	sibling := netip.MustParseAddr(strings.TrimSuffix(l.B6.String(), "2") + "77") // fd00:200:N::77, the same /64
 	l.B.IP(t, "addr", "add", sibling.String()+"/64", "dev", l.IfB, "nodad")
-	if err := s.request(sibling, l.A6); err != nil {
-		t.Fatalf("before the decoy: %v", err)
-	}
+	// The sibling address is new: its first connection may wait for
+	// neighbour discovery longer than dial's one-SYN timeout on a busy
+	// machine, so the connection expected to work is polled for.
+	var err error
+	testenv.Poll(t, "a connection from the sibling address before the decoy", 10*time.Second, func() bool {
+		err = s.request(sibling, l.A6)
+		return err == nil
+	})
 	c := s.open(t, l.B6)
 	if code, _, err := c.get("/.env"); err != nil || code != 404 {
 		t.Fatalf("decoy: %d %v", code, err)
