@@ -393,6 +393,9 @@ func TestOutboundBetweenTwoAgents(t *testing.T) {
 		"SPIFFE_ENDPOINT_SOCKET": clientAPI.Addr(),
 		"WARDEN_OUTBOUND_ROUTES": routes,
 	})
+	// Both ready: the server's policy must be active before its first
+	// request, or it is denied policy_not_ready (fail closed).
+	waitReady(t, server.admin(t), 200)
 	waitReady(t, front.admin(t), 200)
 	out := waitFor(t, "outbound listener", front.agent.OutboundAddr).String()
 
