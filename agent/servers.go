@@ -81,7 +81,7 @@ func (c *adminServer) start(_ context.Context, run func(func() error)) error {
 			return // every few seconds per probe: not worth a line
 		}
 		ev := plog.Warn().Str("event", "app_probe_failed").Str("container", r.Container).Str("probe", r.Probe).
-			Str("outcome", r.Outcome).Float64("duration_seconds", r.Duration.Seconds())
+			Str("outcome", r.Outcome).Float64("duration_s", r.Duration.Seconds())
 		if r.Status != 0 {
 			ev = ev.Int("status", r.Status)
 		}

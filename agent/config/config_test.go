@@ -40,6 +40,17 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// The issue names the variable's values on/off: `on`, keeping the
+// separate access line, is read as separate; the default is combined.
+func TestAccessLogValues(t *testing.T) {
+	for v, want := range map[string]string{"": "combined", "on": "separate", "separate": "separate", "combined": "combined", "off": "off"} {
+		c, err := FromEnv(env(map[string]string{"WARDEN_IDENTITY": "dev", "WARDEN_ACCESS_LOG": v}))
+		if err != nil || c.AccessLog != want {
+			t.Errorf("WARDEN_ACCESS_LOG=%q: %q %v, want %q", v, c.AccessLog, err, want)
+		}
+	}
+}
+
 func TestValidValues(t *testing.T) {
 	c, err := FromEnv(env(map[string]string{
 		"WARDEN_IDENTITY":            "workloadapi",
@@ -107,7 +118,7 @@ func TestInvalidValues(t *testing.T) {
 		{"negative decision log sample", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "-0.5"}, `WARDEN_DECISION_LOG_SAMPLE="-0.5": expected a number from 0 to 1`},
 		{"decision log sample NaN", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "NaN"}, `WARDEN_DECISION_LOG_SAMPLE="NaN": expected a number from 0 to 1`},
 		{"decision log sample of 2", map[string]string{"WARDEN_DECISION_LOG_SAMPLE": "2"}, `WARDEN_DECISION_LOG_SAMPLE="2": expected a number from 0 to 1`},
-		{"access log as a boolean", map[string]string{"WARDEN_ACCESS_LOG": "on"}, `WARDEN_ACCESS_LOG="on": expected one of combined, separate, off`},
+		{"access log as a yes/no", map[string]string{"WARDEN_ACCESS_LOG": "yes"}, `WARDEN_ACCESS_LOG="yes": expected one of combined, separate, on, off`},
 		{"decision that is no rule path", map[string]string{"WARDEN_POLICY_DECISION": "data.warden.allow"}, `WARDEN_POLICY_DECISION="data.warden.allow": expected a rule path such as warden/authz/allow`},
 		{"decision with an empty segment", map[string]string{"WARDEN_POLICY_DECISION": "warden//allow"}, `WARDEN_POLICY_DECISION="warden//allow": expected a rule path`},
 		{"negative cache size", map[string]string{"WARDEN_POLICY_CACHE_SIZE": "-1"}, `WARDEN_POLICY_CACHE_SIZE="-1": expected a whole number, 0 or more`},

@@ -178,8 +178,12 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.DecisionLog = p.str(n) }},
 	{"WARDEN_DECISION_LOG_SAMPLE", "1", "share of allowed decisions served from the decision cache that are logged, from `0` to `1` (`0.1`: one in ten); such lines carry `sample_rate`; denials, errors and decisions the policy computed are always logged", BySidecar, "",
 		func(p *parser, c *values, n string) { c.DecisionLogSample = p.ratio(n) }},
-	{"WARDEN_ACCESS_LOG", "combined", "how each inbound request is accounted for in the logs: `combined`, one line per request (a request the policy decided is its decision log line, with `status`, `duration_s`, `bytes_in`, `bytes_out` and `client_ip` under `warden`; any other, refused before the policy or a cached decision sampling left out, gets an `access` line); `separate`, an `access` line for every request beside its decision line (two lines and two writes per decided request); `off`, no `access` line. Values rather than `on`/`off`, since both `combined` and `separate` log access", BySidecar, "",
-		func(p *parser, c *values, n string) { c.AccessLog = p.oneOf(n, "combined", "separate", "off") }},
+	{"WARDEN_ACCESS_LOG", "combined", "how each inbound request is accounted for in the logs: `combined`, one line per request (a request the policy decided is its decision log line, with `status`, `duration_s`, `bytes_in`, `bytes_out` and `client_ip` under `warden`; any other, refused before the policy or a cached decision sampling left out, gets an `access` line); `separate`, an `access` line for every request beside its decision line (two lines and two writes per decided request); `off`, no `access` line. `on`, the issue's name for keeping the separate access line, is read as `separate`", BySidecar, "",
+		func(p *parser, c *values, n string) {
+			if c.AccessLog = p.oneOf(n, "combined", "separate", "on", "off"); c.AccessLog == "on" {
+				c.AccessLog = "separate"
+			}
+		}},
 	{"WARDEN_SECURITY_LOG", "stderr", "where security events go (docs/security-events.md): `stderr` (with the log), `stdout`, a file path (appended), `syslog://host:port` (RFC 5424 over UDP) or `syslog+tcp://host:port` (RFC 5424 over TCP, octet counting); written off the request path, dropped and counted when the destination falls behind", BySidecar, "",
 		func(p *parser, c *values, n string) { c.SecurityLog = p.securityLog(n) }},
 	{"WARDEN_OTLP_ENDPOINT", "", "OpenTelemetry collector for request spans: `http://host:port` (plaintext) or `https://host:port`; empty: no tracing, and no cost", BySidecar, "",
