@@ -130,7 +130,8 @@ func stillServes(t *testing.T, s *sidecar, rssBefore, limit int64) {
 // as the client can write. x/net/http2 (>= 0.17) runs at most
 // MaxConcurrentStreams handlers per connection, and closes a connection
 // whose queue of unstarted ones overflows: the work one connection can
-// cause at once stays bounded by WARDEN_H2_MAX_STREAMS, here at the app.
+// cause at once stays bounded by WARDEN_H2_MAX_STREAMS (plus the requests
+// the app has not yet seen cancelled), here at the app.
 func TestAttackHTTP2RapidReset(t *testing.T) {
 	appAddr, most := concurrencyApp(t, nil)
 	s := startSidecar(t, &recordingApp{addr: appAddr}, "WARDEN_H2_MAX_STREAMS=20")
@@ -153,7 +154,13 @@ func TestAttackHTTP2RapidReset(t *testing.T) {
 	a.c.Close()
 	<-seen.done
 	t.Logf("%d streams opened and reset; GOAWAY frames: %d; most requests in flight at the app: %d", sent, seen.goaways.Load(), most.Load())
-	if m := most.Load(); m > 20 {
+	// A reset frees its stream at warden as soon as warden cancels the
+	// request to the app (the connection to the app is closed); the app
+	// notices a moment later, so on a busy machine its count can briefly
+	// pass the limit (29 once in a full -race run). Without the mitigation
+	// it would follow the resets into the thousands: twice the limit is
+	// the bound that tells the two apart.
+	if m := most.Load(); m > 2*20 {
 		t.Errorf("%d requests of one connection in flight at the app, WARDEN_H2_MAX_STREAMS=20", m)
 	}
 	stillServes(t, s, rss, 64<<20)
