@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/warden-sidecar/warden/bundle"
@@ -384,6 +385,18 @@ type Replayed struct {
 	Reason   string `json:"reason,omitempty"` // as the decision log's warden.reason
 	Revision string `json:"revision,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// What the PEP would also apply: the policy's rate_limit and
+	// block_for_seconds (before WARDEN_MAX_BLOCK_FOR caps it).
+	RateLimit       *ReplayedRateLimit `json:"rate_limit,omitempty"`
+	BlockForSeconds int64              `json:"block_for_seconds,omitempty"`
+}
+
+// ReplayedRateLimit is a replayed decision's rate_limit, as the policy
+// wrote it.
+type ReplayedRateLimit struct {
+	Key       string `json:"key"`
+	PerSecond int64  `json:"per_second"`
+	Burst     int64  `json:"burst"`
 }
 
 // Explain decides the logged input l again with the engine's active
@@ -395,6 +408,12 @@ func Explain(ctx context.Context, e *bundle.Engine, l *Logged, mode bundle.Expla
 	d, err := e.Explain(ctx, &l.Input, mode, w)
 	r := Replayed{Allow: d.Allow && err == nil, Revision: d.Revision}
 	r.Reason, _ = reasonOf(&d, err)
+	if err == nil && d.RateLimit.PerSecond > 0 {
+		r.RateLimit = &ReplayedRateLimit{Key: d.RateLimit.Key, PerSecond: d.RateLimit.PerSecond, Burst: d.RateLimit.Burst}
+	}
+	if err == nil {
+		r.BlockForSeconds = int64(d.BlockFor / time.Second)
+	}
 	if !r.Allow {
 		r.Status = deniedStatus(d.Status)
 	}

@@ -192,3 +192,39 @@ func TestPolicyEvalUsage(t *testing.T) {
 		t.Errorf("bare input with the default bundle: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
+
+// A replayed decision shows what the PEP would do besides allowing: the
+// policy's rate_limit and block_for_seconds.
+func TestPolicyEvalPrintsRateLimitAndBlock(t *testing.T) {
+	dir := policyDir(t, `package warden.authz
+
+default allow := false
+
+allow := {"allow": true, "rate_limit": {"key": input.peer.spiffe_id, "per_second": 5, "burst": 10}} if input.path == "/limited"
+
+allow := {"allow": false, "reason": "decoy", "block_for_seconds": 600} if input.path == "/wp-admin"
+`)
+	input := func(path string) string {
+		f := filepath.Join(t.TempDir(), "input.json")
+		writeFile(t, f, `{"method": "GET", "path": "`+path+`", "peer": {"spiffe_id": "spiffe://warden.local/ns/default/sa/client"}}`)
+		return f
+	}
+	for _, tt := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/limited", 0, `"rate_limit":{"key":"spiffe://warden.local/ns/default/sa/client","per_second":5,"burst":10}}`},
+		{"/wp-admin", 1, `,"block_for_seconds":600}`},
+		{"/other", 1, `"reason":"default_deny"`},
+	} {
+		stdout, stderr, code := policyEval(t, "--input", input(tt.path), "--bundle", dir)
+		first, _, _ := strings.Cut(stdout, "\n")
+		if code != tt.code || !strings.Contains(first, tt.want) {
+			t.Errorf("%s: exit %d, first line %s (stderr %q); want exit %d and %s", tt.path, code, first, stderr, tt.code, tt.want)
+		}
+		if tt.path == "/other" && strings.Contains(first, "rate_limit") || strings.Contains(first, "block_for_seconds\":0") {
+			t.Errorf("%s: %s", tt.path, first)
+		}
+	}
+}
