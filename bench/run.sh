@@ -80,6 +80,7 @@ KEEP_WORK=${KEEP_WORK:-0}
 QUIET_WAIT=${QUIET_WAIT:-900}
 TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/warden/tools}
 SYSCALLS=${SYSCALLS:-1}
+BENCH_WARDEN_BIN=${BENCH_WARDEN_BIN:-}
 SYSCALL_REQUESTS=${SYSCALL_REQUESTS:-20000}
 
 usage() {
@@ -99,6 +100,8 @@ usage: bench/run.sh [options]    (each option also reads the environment variabl
       --keep-work      keep the work directory (logs, certificates) [KEEP_WORK=1]
       --quiet-wait S   at most this many seconds in all spent waiting for other activity on
                        the machine to stop before measuring a disturbed run again [QUIET_WAIT=$QUIET_WAIT]
+      --warden-bin F   measure this warden binary instead of building ./cmd/warden, e.g. another
+                       branch's build for a before/after comparison [BENCH_WARDEN_BIN]
       --no-syscalls    skip the system call count (strace) after the rounds [SYSCALLS=0]
       --syscall-requests N
                        requests of each case's run under strace [SYSCALL_REQUESTS=$SYSCALL_REQUESTS]
@@ -121,6 +124,7 @@ while [ $# -gt 0 ]; do
 	--keep-work) KEEP_WORK=1 ;;
 	--quiet-wait) QUIET_WAIT=$2; shift ;;
 	--no-syscalls) SYSCALLS=0 ;;
+	--warden-bin) BENCH_WARDEN_BIN=$2; shift ;;
 	--syscall-requests) SYSCALL_REQUESTS=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "bench/run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -139,6 +143,7 @@ done
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP=$WARMUP: want whole seconds"
 [[ $QUIET_WAIT =~ ^[0-9]+$ ]] || die "QUIET_WAIT=$QUIET_WAIT: want whole seconds"
 [[ $SYSCALLS =~ ^[01]$ ]] || die "SYSCALLS=$SYSCALLS: want 0 or 1"
+[ -z "$BENCH_WARDEN_BIN" ] || [ -x "$BENCH_WARDEN_BIN" ] || die "BENCH_WARDEN_BIN=$BENCH_WARDEN_BIN: not an executable file"
 [ "$SYSCALL_REQUESTS" -le 1000000 ] || die "SYSCALL_REQUESTS=$SYSCALL_REQUESTS: at most 1000000"
 [ "$DURATION" -le 60 ] || die "DURATION=$DURATION: at most 60 seconds per run"
 for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case $c (want: $ALL_CASES)"; done
@@ -248,7 +253,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "# building into $WORK"
-go build -o "$WORK/warden" ./cmd/warden
+if [ -n "$BENCH_WARDEN_BIN" ]; then
+	cp "$BENCH_WARDEN_BIN" "$WORK/warden"
+	warden_version="$BENCH_WARDEN_BIN (--warden-bin; sha256 $(sha256sum "$WORK/warden" | cut -c1-12))"
+else
+	go build -o "$WORK/warden" ./cmd/warden
+	warden_version=$(git describe --always --dirty 2>/dev/null || echo unknown)
+fi
 go build -o "$WORK/upstream" ./bench/upstream
 go build -o "$WORK/loadgen" ./bench/loadgen
 go build -o "$WORK/opasidecar" ./bench/opasidecar
@@ -841,7 +852,7 @@ for c in $REQUESTED_CASES; do [ -n "${CGROUP[$c]:-}" ] && cgroups+="${cgroups:+;
 	-meta "Host: $(hostname -s), $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -sr)" \
 	-meta "Load average (1/5/15 min): $load_before before, $load_after after" \
 	-meta "Runs measured again because other activity on the machine kept more than 0.1 CPUs busy: ${#REPEATED[@]}$(repeated); ${WAITED}s spent waiting for it to stop" \
-	-meta "warden: $(git describe --always --dirty 2>/dev/null || echo unknown), $(go version | cut -d' ' -f3)" \
+	-meta "warden: $warden_version, $(go version "$WORK/warden" | awk '{print $NF}')" \
 	-meta "Peers: $(peer_versions)" \
 	-meta "Settings: $ROUNDS rounds of modes ($MODES), ${DURATION}s measured after ${WARMUP}s warmup per run, $CONNS connections, open loop at $RATE req/s" \
 	-meta "Pinning: $pinning" \

@@ -168,6 +168,10 @@ func (rep *report) markdown() string {
 	fmt.Fprintf(&b, "| case | keep-alive rps | × direct | × ghostunnel | CPU µs/req (CPUs) | CPU s | p50 / p99 ms %s (p99 min–max) | new-conn rps | CPU µs/conn (CPUs) | peak RSS MiB | errors |\n", rate)
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range rep.Cases {
+		if c.Rounds == 0 {
+			fmt.Fprintf(&b, "| %s |%s\n", caseCell(c), strings.Repeat(" – |", 10))
+			continue
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s |\n",
 			caseCell(c), rpsCell(c.RPS, c.RPSMin, c.RPSMax), ratio(c.VsDirect), ratio(c.VsGhostunnel),
 			cpuCell(c.CPUUsPerReq, c.CPUUtil, 1), cpuSeconds(c.CPUS), latencyCell(c),
