@@ -616,6 +616,8 @@ for c in warden warden-fastpath warden-nocache grpc-warden; do
 	fi
 done
 
+[ -n "${CASES// /}" ] || die "every case failed: $(for c in "${FAILED_ORDER[@]}"; do printf '%s: %s; ' "$c" "${FAILED[$c]}"; done)"
+
 # --- measurement -------------------------------------------------------------
 # cpu_ticks PID...: user+system clock ticks of the processes (fields 14 and
 # 15 of /proc/PID/stat, counted after the ")" that ends the command name).
