@@ -336,8 +336,9 @@ EOF2
 chmod +x "$WORK/in-cgroup"
 
 # BEHIND: the app behind the case's server, when it is not the HTTP app.
-# ADMIN: a warden case's admin address. FAILED: why a case was dropped.
-declare -A URL UNDER BEHIND ADMIN FAILED
+# ADMIN: a warden case's admin address. DECISIONS: its decision log file.
+# FAILED: why a case was dropped.
+declare -A URL UNDER BEHIND ADMIN DECISIONS FAILED
 FAILED_ORDER=()
 # case_failed CASE REASON: drops the case (its processes stopped, no more
 # runs) and keeps the reason for the report; the other cases go on.
@@ -385,6 +386,7 @@ warden_case() {
 	start "$name" server "${CASE_PREFIX[@]}" env WARDEN_IDENTITY=dev WARDEN_INBOUND_ADDR="127.0.0.1:$p" \
 		WARDEN_ADMIN_ADDR="127.0.0.1:$((p + 1))" WARDEN_UPSTREAM_ADDR="$APP" "$@" "$WORK/warden"
 	URL[$name]=https://127.0.0.1:$p/ UNDER[$name]=$LAST_PID ADMIN[$name]=127.0.0.1:$((p + 1))
+	for a in "$@"; do [[ $a == WARDEN_DECISION_LOG=$WORK/* ]] && DECISIONS[$name]=${a#WARDEN_DECISION_LOG=}; done
 	wait_for "$name" http_ok "http://127.0.0.1:$((p + 1))/readyz" || case_failed "$name" "did not become ready (log: $name.log)"
 	CASE_PREFIX=()
 }
@@ -642,6 +644,25 @@ cpu_ticks() {
 # lo_packets: packets sent on loopback so far (every one is also received):
 # what the fast path saves shows there.
 lo_packets() { cat /sys/class/net/lo/statistics/tx_packets; }
+# settled_lines FILE [WANT]: the file's line count once it reaches WANT or
+# has not grown for a quarter second (warden writes its decision log
+# asynchronously), 5 s at most.
+settled_lines() {
+	local n prev=-1 still=0
+	for _ in $(seq 100); do
+		n=$(wc -l <"$1")
+		[ -n "${2:-}" ] && [ "$n" -ge "$2" ] && break
+		if [ "$n" = "$prev" ]; then
+			still=$((still + 1))
+			[ $still -ge 5 ] && break
+		else
+			still=0
+		fi
+		prev=$n
+		sleep 0.05
+	done
+	echo "$n"
+}
 # busy_ticks: ticks all CPUs spent neither idle nor waiting for I/O, steal
 # included (/proc/stat: user nice system idle iowait irq softirq steal).
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
@@ -665,7 +686,7 @@ RAW=$WORK/raw.jsonl
 # and the app, and for the whole machine, so that the rest of the machine's
 # activity (other builds, steal) shows as "foreign" CPU.
 measure_once() {
-	local c=$1 mode=$2 round=$3 args json t0 t1 c0 c1 o0 o1 b0 b1 l0 l1 lg under others
+	local c=$1 mode=$2 round=$3 args json t0 t1 c0 c1 o0 o1 b0 b1 l0 l1 lg under others d0 dlines=null
 	case_args "$c"
 	args=("${REQUEST[@]}" "${CASE_ARGS[@]}")
 	case $mode in
@@ -673,6 +694,9 @@ measure_once() {
 	newconn) args+=(-newconn) ;;
 	esac
 	read -ra under <<<"${UNDER[$c]}"
+	# The audit trail: the decision log's lines added by this run, against
+	# the requests the load generator sent (warmup included).
+	[ -n "${DECISIONS[$c]:-}" ] && d0=$(settled_lines "${DECISIONS[$c]}")
 	"${ON_CLIENT_CPU[@]}" timeout -k 5 $((WARMUP + DURATION + 30)) "$WORK/loadgen" -url "${URL[$c]}" "${args[@]}" \
 		-c "$CONNS" -d "${DURATION}s" -warmup "${WARMUP}s" -json >"$WORK/run.json" &
 	LOADGEN_PID=$!
@@ -696,11 +720,16 @@ measure_once() {
 		fi
 	done
 	json=$(<"$WORK/run.json")
-	printf '{"case":"%s","mode":"%s","round":%d,"rate":%d,"conns":%d,"hz":%d,"window_s":%s,"cpu_ticks":%d,"cpu_user_ticks":%d,"cpu_sys_ticks":%d,"other_ticks":%d,"busy_ticks":%d,"lo_packets":%d,"hwm_kib":%d,"result":%s}\n' \
+	if [ -n "${DECISIONS[$c]:-}" ]; then
+		local sent
+		sent=$(grep -o '"sent":[0-9]*' <<<"$json" | cut -d: -f2)
+		dlines=$(($(settled_lines "${DECISIONS[$c]}" $((d0 + sent))) - d0))
+	fi
+	printf '{"case":"%s","mode":"%s","round":%d,"rate":%d,"conns":%d,"hz":%d,"window_s":%s,"cpu_ticks":%d,"cpu_user_ticks":%d,"cpu_sys_ticks":%d,"other_ticks":%d,"busy_ticks":%d,"lo_packets":%d,"decision_lines":%s,"hwm_kib":%d,"result":%s}\n' \
 		"$c" "$mode" "$round" "$([ "$mode" = open ] && echo "$RATE" || echo 0)" "$CONNS" "$HZ" \
 		"$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')" \
 		$((c1[0] + c1[1] - c0[0] - c0[1])) $((c1[0] - c0[0])) $((c1[1] - c0[1])) $((o1 - o0)) $((b1 - b0)) \
-		$((l1 - l0)) "$(hwm_kib "${under[@]}")" "$json" >"$WORK/record"
+		$((l1 - l0)) "$dlines" "$(hwm_kib "${under[@]}")" "$json" >"$WORK/record"
 	truncate_logs
 }
 

@@ -157,6 +157,9 @@ type record struct {
 	// LoPackets is the packets the whole machine sent on loopback during
 	// the window.
 	LoPackets int64 `json:"lo_packets"`
+	// DecisionLines is the lines the run added to the case's decision log
+	// (null for a case without one), to compare with Result.Sent.
+	DecisionLines *int64 `json:"decision_lines"`
 }
 
 func (r *record) perSecond(ticks int64) float64 {

@@ -16,6 +16,7 @@ type target struct {
 	ratio    float64
 	want     float64
 	atMost   bool // the ratio must be at most want (else at least)
+	exact    bool // the ratio must be want
 	ok       bool // judged; false when a case it needs was not run
 }
 
@@ -23,6 +24,10 @@ func (t target) status() string {
 	switch {
 	case !t.ok:
 		return "not measured"
+	case t.exact && t.ratio == t.want:
+		return "met"
+	case t.exact:
+		return "**missed**"
 	case t.atMost && t.ratio <= t.want, !t.atMost && t.ratio >= t.want:
 		return fmt.Sprintf("met (%s)", margin(t))
 	default:
@@ -87,7 +92,15 @@ func (rep *report) targets(name string) []target {
 		rss.ratio, rss.ok = w.RSSMiB, true
 		rss.measured = fmt.Sprintf("%.0f MiB", w.RSSMiB)
 	}
-	return append(ts, cpu, p99, rss)
+	audit := target{goal: "audit trail intact: a decision log line for every request", want: 1, exact: true}
+	if w != nil && w.DecisionLines != nil && w.RequestsSent > 0 {
+		audit.ratio, audit.ok = float64(*w.DecisionLines)/float64(w.RequestsSent), true
+		audit.measured = fmt.Sprintf("%d lines for %d requests in all runs", *w.DecisionLines, w.RequestsSent)
+		if w.DecisionRunsShort > 0 {
+			audit.measured += fmt.Sprintf(", %d runs short", w.DecisionRunsShort)
+		}
+	}
+	return append(ts, cpu, p99, rss, audit)
 }
 
 // headline is the summary printed at the end of a run and at the top of the

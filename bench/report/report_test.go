@@ -142,6 +142,8 @@ func TestTargetsSayHowFarTheyAre(t *testing.T) {
 		"own CPU per request ≤ ghostunnel's": "20.0 vs 25.0 µs at max throughput (0.80×) | met (20% to spare)",
 		"p99 at a fixed rate ≤ ghostunnel's": "0.500 vs 0.600 ms at 5000 req/s (0.83×) | met (17% to spare)",
 		"peak RSS under load ≤ 48 MiB":       "53 MiB | **missed** (10% short)",
+		// sampleRuns have no decision log counts.
+		"audit trail intact: a decision log line for every request": " | not measured",
 	}
 	if len(got) != len(want) {
 		t.Errorf("%d targets, want %d: %v", len(got), len(want), got)
@@ -162,6 +164,35 @@ func TestTargetsSayHowFarTheyAre(t *testing.T) {
 	for _, tg := range summarize(only, nil).targets("warden") {
 		if want := "not measured"; tg.goal != "peak RSS under load ≤ 48 MiB" && tg.status() != want {
 			t.Errorf("%s: %q without the other cases, want %s", tg.goal, tg.status(), want)
+		}
+	}
+}
+
+func TestAuditTrailCountsADecisionLineForEveryRequestSent(t *testing.T) {
+	runs := func(lines ...int64) []record {
+		var rs []record
+		for i, n := range lines {
+			r := rec("warden", "closed", i+1, 50000, 0.3, 1.0, 1, 50)
+			r.Result.Sent = 250000 // warmup included
+			r.DecisionLines = &n
+			rs = append(rs, r)
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		name  string
+		lines []int64
+		want  string
+	}{
+		{"every request has its line", []int64{250000, 250000}, "500000 lines for 500000 requests in all runs | met"},
+		{"a run that lost lines is missed", []int64{250000, 249990}, "499990 lines for 500000 requests in all runs, 1 runs short | **missed**"},
+		// More lines than requests is as wrong as fewer: the count must match.
+		{"extra lines are missed too", []int64{250000, 250001}, "500001 lines for 500000 requests in all runs | **missed**"},
+	} {
+		ts := summarize(runs(tc.lines...), nil).targets("warden")
+		audit := ts[len(ts)-1]
+		if got := audit.measured + " | " + audit.status(); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

@@ -88,6 +88,14 @@ type caseSummary struct {
 	// FastPath is the case's GET /fastpath answer at the end of the run.
 	FastPath json.RawMessage `json:"fastpath,omitempty"`
 
+	// The audit trail, for a case with a decision log: the lines its runs
+	// added and the requests they sent (warmup included), all runs
+	// together; decision_runs_short counts the runs with fewer lines than
+	// requests.
+	DecisionLines     *int64 `json:"decision_lines,omitempty"`
+	RequestsSent      int64  `json:"requests_sent,omitempty"`
+	DecisionRunsShort int    `json:"decision_runs_short,omitempty"`
+
 	// The most CPU the rest of the machine used during a run of the case
 	// (other processes, steal): above about 0.1, that run was disturbed.
 	ForeignCPUMax float64 `json:"foreign_cpu_max"`
@@ -230,6 +238,16 @@ func summarizeCase(name, desc string, modes map[string][]record) *caseSummary {
 			c.Dropped += r.Result.Dropped
 			hwm = max(hwm, r.HWMKiB)
 			c.ForeignCPUMax = max(c.ForeignCPUMax, round(r.foreignCPU(), 2))
+			if r.DecisionLines != nil {
+				if c.DecisionLines == nil {
+					c.DecisionLines = new(int64)
+				}
+				*c.DecisionLines += *r.DecisionLines
+				c.RequestsSent += r.Result.Sent
+				if *r.DecisionLines < r.Result.Sent {
+					c.DecisionRunsShort++
+				}
+			}
 		}
 	}
 	c.RSSMiB = round(float64(hwm)/1024, 1)
