@@ -436,7 +436,7 @@ for c in warden warden-fastpath; do
 done
 # A warden without the fast path ignores WARDEN_FAST_PATH: only a /fastpath
 # answer shows that the case measures what it says.
-if has_case warden-fastpath && ! curl -sf -o "$WORK/fastpath.check" "http://${ADMIN[warden-fastpath]}/fastpath"; then
+if has_case warden-fastpath && ! curl -sf --max-time 5 -o "$WORK/fastpath.check" "http://${ADMIN[warden-fastpath]}/fastpath"; then
 	case_failed warden-fastpath "GET /fastpath on its admin address did not answer 200: this warden has no fast path ($(curl -s -o /dev/null -w '%{http_code}' "http://${ADMIN[warden-fastpath]}/fastpath"))"
 fi
 warden_case warden-nocache "$(port 30)" "${JWT_ENV[@]}" WARDEN_DECISION_LOG="$WORK/warden-nocache.decisions" \
@@ -792,13 +792,13 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- after the rounds: fast path counters, system calls ----------------------
 # What GET /fastpath says after all the load, for every warden case that
-# answers it (warden's shows the fast path off).
-FASTPATH=$WORK/fastpath.jsonl
+# answers it (warden's shows the fast path off): case<TAB>file lines.
+FASTPATH=$WORK/fastpath.tsv
 : >"$FASTPATH"
 for c in $CASES; do
 	[ -n "${ADMIN[$c]:-}" ] || continue
-	if curl -sf -o "$WORK/fastpath.json" "http://${ADMIN[$c]}/fastpath" && [[ $(head -c1 "$WORK/fastpath.json") == "{" ]]; then
-		printf '{"case":"%s","fastpath":%s}\n' "$c" "$(tr -d '\n' <"$WORK/fastpath.json")" >>"$FASTPATH"
+	if curl -sf --max-time 5 -o "$WORK/fastpath.$c.json" "http://${ADMIN[$c]}/fastpath"; then
+		printf '%s\t%s\n' "$c" "$WORK/fastpath.$c.json" >>"$FASTPATH"
 	fi
 done
 

@@ -48,7 +48,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	failedFile := fs.String("failed", "", "cases that failed, `file` of name<TAB>reason lines")
 	syscallsFile := fs.String("syscalls", "", "runs under strace -c, `file` of JSON lines {case, strace (the table's file), result}")
 	syscallLine := fs.String("syscall-line", "", "print the system calls per request of `case` from -syscalls as one line of text, and stop")
-	fastpathFile := fs.String("fastpath", "", "GET /fastpath answers, `file` of JSON lines {case, fastpath}")
+	fastpathFile := fs.String("fastpath", "", "GET /fastpath answers, `file` of name<TAB>answer-file lines")
 	var meta metas
 	fs.Var(&meta, "meta", "a 'Key: value' line for the report header (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -247,31 +247,24 @@ func readRecords(path string) ([]record, error) {
 
 type description struct{ name, text string }
 
-// readFastPath reads run.sh's fastpath file: each case's GET /fastpath
-// answer, kept as it came.
+// readFastPath reads run.sh's fastpath file, case<TAB>file lines: each
+// case's GET /fastpath answer, kept as it came when it is JSON, else as a
+// JSON string saying what came (the report is not lost to a bad answer).
 func readFastPath(path string) (map[string]json.RawMessage, error) {
 	out := map[string]json.RawMessage{}
-	if path == "" {
-		return out, nil
-	}
-	b, err := os.ReadFile(path)
+	entries, err := readDescriptions(path)
 	if err != nil {
 		return nil, err
 	}
-	n := 0
-	for l := range strings.Lines(string(b)) {
-		n++
-		if strings.TrimSpace(l) == "" {
-			continue
+	for _, e := range entries {
+		b, err := os.ReadFile(e.text)
+		if err != nil {
+			return nil, err
 		}
-		var e struct {
-			Case     string          `json:"case"`
-			FastPath json.RawMessage `json:"fastpath"`
+		if !json.Valid(b) {
+			b, _ = json.Marshal(fmt.Sprintf("not JSON: %.80q", b))
 		}
-		if err := json.Unmarshal([]byte(l), &e); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		out[e.Case] = e.FastPath
+		out[e.name] = json.RawMessage(b)
 	}
 	return out, nil
 }

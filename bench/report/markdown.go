@@ -429,6 +429,10 @@ func (rep *report) fastPathSection(b *strings.Builder) {
 			rows = append(rows, fmt.Sprintf("| %s | not JSON: %v |", c.Name, err))
 			continue
 		}
+		if s, ok := v.(string); ok {
+			rows = append(rows, fmt.Sprintf("| %s | %s |", c.Name, s))
+			continue
+		}
 		var fields []string
 		flatten("", v, &fields)
 		rows = append(rows, fmt.Sprintf("| %s | %s |", c.Name, strings.Join(fields, ", ")))

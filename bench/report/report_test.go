@@ -445,7 +445,10 @@ func TestEveryCaseOfTheRunIsInTheReport(t *testing.T) {
 	write("strace.warden.txt", straceTable)
 	sys := write("syscalls.jsonl", fmt.Sprintf(`{"case":"warden","strace":%q,"result":{"requests":10000,"errors":0}}`+"\n",
 		filepath.Join(dir, "strace.warden.txt")))
-	fp := write("fastpath.jsonl", `{"case":"warden","fastpath":{"mode":"off","cgroup":"/warden-bench.1.warden","messages_redirected":0,"map":{"sockets":0}}}`+"\n")
+	write("fastpath.warden.json", `{"mode":"off","cgroup":"/warden-bench.1.warden","messages_redirected":0,"map":{"sockets":0}}`+"\n")
+	write("fastpath.warden-fastpath.json", "404 page not found\n")
+	fp := write("fastpath.tsv", "warden\t"+filepath.Join(dir, "fastpath.warden.json")+"\n"+
+		"warden-fastpath\t"+filepath.Join(dir, "fastpath.warden-fastpath.json")+"\n")
 	mdFile, jsonFile := filepath.Join(dir, "r.md"), filepath.Join(dir, "r.json")
 	if err := run([]string{"-in", in, "-cases", cases, "-failed", failed, "-syscalls", sys, "-fastpath", fp,
 		"-md", mdFile, "-json", jsonFile, "-plot-dir", dir}, nil, io.Discard); err != nil {
@@ -463,6 +466,8 @@ func TestEveryCaseOfTheRunIsInTheReport(t *testing.T) {
 		"| warden | – | 5.12 | 2.01 | 2.00 | 0.70 | 0.30 | 0.10 | 1.01 | read 2.01, write 2.00, epoll_pwait 0.70, futex 0.30, nanosleep 0.10 | – |",
 		"| warden | `cgroup` \"/warden-bench.1.warden\", `map.sockets` 0, `messages_redirected` 0, `mode` \"off\" |",
 		"| target | warden | warden-fastpath |",
+		// A bad answer is shown as such; the report is not lost to it.
+		"| warden-fastpath | not JSON: \"404 page not found\\n\" |",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
