@@ -106,10 +106,12 @@ generate-check: generate
 
 lint: fmt-check vet
 
-# What warden costs and how it compares (direct, in-process mTLS, warden,
-# ghostunnel, nginx, HAProxy, an OPA sidecar), on loopback, bounded (about
-# 9 min with the defaults); installs the peers it needs. Report in
-# bench/results/. Options as variables: make bench ROUNDS=5 CASES="warden ghostunnel"
+# What warden costs and how it compares (direct, in-process mTLS, warden with
+# the fast path off and on, ghostunnel, nginx, HAProxy, Caddy, an OPA
+# sidecar, gRPC), on loopback, bounded (about 14 min with the defaults, the
+# system call count under strace included); installs the peers it needs
+# (Caddy's first build takes minutes more). Report in bench/results/. Options
+# as variables: make bench ROUNDS=5 CASES="warden ghostunnel" SYSCALLS=0
 # (see bench/run.sh -h).
 bench:
 	bench/run.sh

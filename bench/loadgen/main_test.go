@@ -51,7 +51,7 @@ func TestJSONOutputHasTheDocumentedKeys(t *testing.T) {
 		}
 	})
 	want := []string{"conns_opened", "dropped", "duration_s", "errors", "errors_by_kind", "max_ms", "mean_ms",
-		"p50_ms", "p90_ms", "p999_ms", "p99_ms", "requests", "rps"}
+		"p50_ms", "p90_ms", "p999_ms", "p99_ms", "requests", "rps", "sent"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("keys %v\nwant %v", keys, want)
 	}

@@ -45,12 +45,28 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	jsonOut := fs.String("json", "", "JSON report `file`")
 	plotDir := fs.String("plot-dir", "", "`directory` for latency.dat and rps.dat (bench/plot.gp)")
 	png := fs.String("png", "", "plot file `name` the Markdown links to")
+	failedFile := fs.String("failed", "", "cases that failed, `file` of name<TAB>reason lines")
+	syscallsFile := fs.String("syscalls", "", "runs under strace -c, `file` of JSON lines {case, strace (the table's file), result}")
+	syscallLine := fs.String("syscall-line", "", "print the system calls per request of `case` from -syscalls as one line of text, and stop")
+	fastpathFile := fs.String("fastpath", "", "GET /fastpath answers, `file` of name<TAB>answer-file lines")
 	var meta metas
 	fs.Var(&meta, "meta", "a 'Key: value' line for the report header (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 
+	if *syscallLine != "" {
+		sys, err := readSyscalls(*syscallsFile)
+		if err != nil {
+			return err
+		}
+		s, ok := sys[*syscallLine]
+		if !ok {
+			return fmt.Errorf("no system call count for case %s in %q", *syscallLine, *syscallsFile)
+		}
+		_, err = fmt.Fprintln(stdout, s.text(*syscallLine))
+		return err
+	}
 	if *line || *disturbed {
 		var r record
 		if err := json.NewDecoder(stdin).Decode(&r); err != nil {
@@ -76,7 +92,23 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	failed, err := readDescriptions(*failedFile)
+	if err != nil {
+		return err
+	}
+	sys, err := readSyscalls(*syscallsFile)
+	if err != nil {
+		return err
+	}
+	fp, err := readFastPath(*fastpathFile)
+	if err != nil {
+		return err
+	}
 	rep := summarize(recs, descs)
+	rep.addFailed(failed, descs)
+	for _, c := range rep.Cases {
+		c.Syscalls, c.FastPath = sys[c.Name], fp[c.Name]
+	}
 	rep.Meta = meta
 	rep.PNG = *png
 
@@ -117,6 +149,17 @@ type record struct {
 	BusyTicks  int64       `json:"busy_ticks"`
 	HWMKiB     int64       `json:"hwm_kib"`
 	Result     load.Result `json:"result"`
+
+	// CPUTicks split into user and system time (both 0 in runs recorded
+	// before the split: unknown).
+	CPUUserTicks int64 `json:"cpu_user_ticks"`
+	CPUSysTicks  int64 `json:"cpu_sys_ticks"`
+	// LoPackets is the packets the whole machine sent on loopback during
+	// the window.
+	LoPackets int64 `json:"lo_packets"`
+	// DecisionLines is the lines the run added to the case's decision log
+	// (null for a case without one), to compare with Result.Sent.
+	DecisionLines *int64 `json:"decision_lines"`
 }
 
 func (r *record) perSecond(ticks int64) float64 {
@@ -150,10 +193,28 @@ func (r *record) cpuPerRequest() float64 {
 	return r.cpuUtil() / r.Result.RPS * 1e6
 }
 
+// userSysPerRequest is the user and system CPU of the processes per
+// request, in microseconds.
+func (r *record) userSysPerRequest() (user, sys float64) {
+	if r.Result.RPS <= 0 {
+		return 0, 0
+	}
+	return r.perSecond(r.CPUUserTicks) / r.Result.RPS * 1e6, r.perSecond(r.CPUSysTicks) / r.Result.RPS * 1e6
+}
+
+// loPacketsPerRequest is loopback packets per request over the window.
+func (r *record) loPacketsPerRequest() float64 {
+	if r.Result.RPS <= 0 || r.WindowS <= 0 {
+		return 0
+	}
+	return float64(r.LoPackets) / (r.Result.RPS * r.WindowS)
+}
+
 func (r *record) text() string {
-	return fmt.Sprintf("%-8s %-15s %8.0f rps  p50 %7.3f  p99 %7.3f ms  errors %d  dropped %d  cpu %5.1f us/req (%.2f CPUs)  rss %5.1f MiB  foreign %.2f CPUs",
+	user, sys := r.userSysPerRequest()
+	return fmt.Sprintf("%-8s %-15s %8.0f rps  p50 %7.3f  p99 %7.3f ms  errors %d  dropped %d  cpu %5.1f us/req (%.2f CPUs)  rss %5.1f MiB  foreign %.2f CPUs  user/sys %.1f/%.1f us  lo %.1f pkt/req",
 		r.Mode, r.Case, r.Result.RPS, r.Result.P50Ms, r.Result.P99Ms, r.Result.Errors, r.Result.Dropped,
-		r.cpuPerRequest(), r.cpuUtil(), float64(r.HWMKiB)/1024, r.foreignCPU())
+		r.cpuPerRequest(), r.cpuUtil(), float64(r.HWMKiB)/1024, r.foreignCPU(), user, sys, r.loPacketsPerRequest())
 }
 
 func readRecords(path string) ([]record, error) {
@@ -185,6 +246,28 @@ func readRecords(path string) ([]record, error) {
 }
 
 type description struct{ name, text string }
+
+// readFastPath reads run.sh's fastpath file, case<TAB>file lines: each
+// case's GET /fastpath answer, kept as it came when it is JSON, else as a
+// JSON string saying what came (the report is not lost to a bad answer).
+func readFastPath(path string) (map[string]json.RawMessage, error) {
+	out := map[string]json.RawMessage{}
+	entries, err := readDescriptions(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(e.text)
+		if err != nil {
+			return nil, err
+		}
+		if !json.Valid(b) {
+			b, _ = json.Marshal(fmt.Sprintf("not JSON: %.80q", b))
+		}
+		out[e.name] = json.RawMessage(b)
+	}
+	return out, nil
+}
 
 func readDescriptions(path string) ([]description, error) {
 	if path == "" {
@@ -218,6 +301,9 @@ func (rep *report) writePlotData(dir string) error {
 		}
 	}
 	for _, c := range rep.Cases {
+		if c.Rounds == 0 {
+			continue // failed before its first run: nothing to draw
+		}
 		if c.P50Ms != nil && c.LatencyMode == mode {
 			fmt.Fprintf(&lat, "%q %g %g %g %g\n", c.Name, *c.P50Ms, c.P90Ms, *c.P99Ms, c.P999Ms)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -14,6 +15,10 @@ type caseSummary struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
 	Rounds      int    `json:"rounds"`
+	// Failed says why bench/run.sh dropped the case (it did not start, did
+	// not answer 200, or its process exited); its figures, if any, are
+	// from the runs before.
+	Failed string `json:"failed,omitempty"`
 
 	// Closed loop, keep-alive: maximum throughput.
 	RPS       *float64  `json:"rps"`
@@ -69,6 +74,27 @@ type caseSummary struct {
 	CPUUtil         float64  `json:"cpu_util,omitempty"`
 	OpenCPUUsPerReq float64  `json:"open_cpu_us_per_req,omitempty"`
 	RSSMiB          float64  `json:"rss_mib"`
+	// cpu_us_per_req split into user and system time (same runs, medians).
+	CPUUserUsPerReq float64 `json:"cpu_user_us_per_req,omitempty"`
+	CPUSysUsPerReq  float64 `json:"cpu_sys_us_per_req,omitempty"`
+	// Packets sent on loopback per request during the keep-alive closed
+	// loop (the whole machine's: the load generator's, the proxy's and the
+	// app's; the fast path skips loopback between warden and the app).
+	LoPacketsPerReq float64 `json:"lo_packets_per_req,omitempty"`
+
+	// System calls per request of the processes under test, counted with
+	// strace -c -f in a separate run after the measured rounds.
+	Syscalls *syscallSummary `json:"syscalls,omitempty"`
+	// FastPath is the case's GET /fastpath answer at the end of the run.
+	FastPath json.RawMessage `json:"fastpath,omitempty"`
+
+	// The audit trail, for a case with a decision log: the lines its runs
+	// added and the requests they sent (warmup included), all runs
+	// together; decision_runs_short counts the runs with fewer lines than
+	// requests.
+	DecisionLines     *int64 `json:"decision_lines,omitempty"`
+	RequestsSent      int64  `json:"requests_sent,omitempty"`
+	DecisionRunsShort int    `json:"decision_runs_short,omitempty"`
 
 	// The most CPU the rest of the machine used during a run of the case
 	// (other processes, steal): above about 0.1, that run was disturbed.
@@ -87,6 +113,8 @@ type report struct {
 	Foreign   float64
 	Disturbed []string
 	Runs      int
+	// Failed lists the cases bench/run.sh dropped, with why.
+	Failed []description
 }
 
 // disturbedCPU is the foreign CPU above which a run is listed as disturbed.
@@ -162,6 +190,41 @@ func summarize(recs []record, descs []description) *report {
 	return rep
 }
 
+// addFailed marks the cases that failed, and adds those with no run at
+// all, so that the report shows every case asked for: described cases in
+// the order of descs, then the others as summarize ordered them.
+func (rep *report) addFailed(failed, descs []description) {
+	rep.Failed = failed
+	reason := map[string]string{}
+	for _, f := range failed {
+		reason[f.name] = f.text
+	}
+	var cases []*caseSummary
+	placed := map[string]bool{}
+	add := func(c *caseSummary) {
+		c.Failed = reason[c.Name]
+		cases, placed[c.Name] = append(cases, c), true
+	}
+	for _, d := range descs {
+		if c := rep.find(d.name); c != nil {
+			add(c)
+		} else if _, ok := reason[d.name]; ok && !placed[d.name] {
+			add(&caseSummary{Name: d.name, Description: d.text})
+		}
+	}
+	for _, c := range rep.Cases {
+		if !placed[c.Name] {
+			add(c)
+		}
+	}
+	for _, f := range failed {
+		if !placed[f.name] {
+			add(&caseSummary{Name: f.name})
+		}
+	}
+	rep.Cases = cases
+}
+
 // isGRPC reports a gRPC case of bench/run.sh, compared with grpc-direct.
 func isGRPC(name string) bool { return strings.HasPrefix(name, "grpc-") }
 
@@ -175,6 +238,16 @@ func summarizeCase(name, desc string, modes map[string][]record) *caseSummary {
 			c.Dropped += r.Result.Dropped
 			hwm = max(hwm, r.HWMKiB)
 			c.ForeignCPUMax = max(c.ForeignCPUMax, round(r.foreignCPU(), 2))
+			if r.DecisionLines != nil {
+				if c.DecisionLines == nil {
+					c.DecisionLines = new(int64)
+				}
+				*c.DecisionLines += *r.DecisionLines
+				c.RequestsSent += r.Result.Sent
+				if *r.DecisionLines < r.Result.Sent {
+					c.DecisionRunsShort++
+				}
+			}
 		}
 	}
 	c.RSSMiB = round(float64(hwm)/1024, 1)
@@ -189,6 +262,11 @@ func summarizeCase(name, desc string, modes map[string][]record) *caseSummary {
 		c.CPUS = ptr(round(median(collect(runs, func(r record) float64 { return r.cpuSeconds() })), 2))
 		c.CPUUsPerReq = round(median(collect(runs, func(r record) float64 { return r.cpuPerRequest() })), 1)
 		c.CPUUtil = round(median(collect(runs, func(r record) float64 { return r.cpuUtil() })), 2)
+		if runs[0].CPUUserTicks+runs[0].CPUSysTicks > 0 {
+			c.CPUUserUsPerReq = round(median(collect(runs, func(r record) float64 { u, _ := r.userSysPerRequest(); return u })), 1)
+			c.CPUSysUsPerReq = round(median(collect(runs, func(r record) float64 { _, s := r.userSysPerRequest(); return s })), 1)
+		}
+		c.LoPacketsPerReq = round(median(collect(runs, func(r record) float64 { return r.loPacketsPerRequest() })), 2)
 	}
 	latency, mode := modes["open"], "open"
 	if len(latency) == 0 {

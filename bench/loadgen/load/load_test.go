@@ -171,6 +171,22 @@ func TestMaxRequestsBoundsTheRun(t *testing.T) {
 	}
 }
 
+func TestSentCountsTheWarmupToo(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, hello)
+	for _, rate := range []float64{0, 2000} {
+		c := mtlsConfig(p, s)
+		c.Warmup, c.Duration, c.Rate = 150*time.Millisecond, 150*time.Millisecond, rate
+		before := s.requests.Load()
+		r := run(t, c)
+		got := s.requests.Load() - before
+		if r.Sent != got || r.Sent <= r.Requests || r.Requests == 0 {
+			t.Errorf("rate %v: sent %d, measured %d, the server saw %d: want sent = the server's count, more than measured (the warmup)",
+				rate, r.Sent, r.Requests, got)
+		}
+	}
+}
+
 func TestNewConnDialsPerRequest(t *testing.T) {
 	p := newPKI(t)
 	s := startServer(t, p, hello)

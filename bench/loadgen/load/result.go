@@ -42,6 +42,10 @@ type Result struct {
 	// ConnsOpened counts TCP connections dialed during the whole run,
 	// warmup included: c with keep-alive, one per request with -newconn.
 	ConnsOpened int64 `json:"conns_opened"`
+	// Sent counts the requests sent during the whole run, warmup
+	// included, answered or not: what the server saw, for checks such as
+	// one decision log line per request.
+	Sent int64 `json:"sent"`
 
 	// Interrupted is set when the context was cancelled (SIGINT) before
 	// the run ended by itself.

@@ -104,6 +104,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	hist := newHistogram()
 	for _, w := range workers {
 		r.Requests += w.sent
+		r.Sent += w.total
 		r.Errors += w.errs
 		for k, n := range w.kinds {
 			if n > 0 {
@@ -250,6 +251,7 @@ type worker struct {
 	hist *hdrhistogram.Histogram
 
 	sent, errs int64 // measured
+	total      int64 // sent, warmup included
 	kinds      [numKinds]int64
 	status     map[int]int64     // unexpected status codes
 	samples    map[string]string // first error message per kind
@@ -268,6 +270,7 @@ func (w *worker) closedLoop() {
 		if measured && g.maxReq > 0 && g.claimed.Add(1) > g.maxReq {
 			return
 		}
+		w.total++
 		code, err := w.do()
 		if measured {
 			w.record(code, err, time.Since(start))
@@ -314,6 +317,7 @@ func (w *worker) openLoop() {
 			// Late, and the run is over.
 			return
 		}
+		w.total++
 		code, err := w.do()
 		if intended >= g.warmup {
 			w.record(code, err, time.Since(g.base)-from)
