@@ -24,6 +24,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/warden-sidecar/warden/bpf/bpftest"
+	"github.com/warden-sidecar/warden/internal/cgroup2"
 	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
@@ -497,4 +498,46 @@ func TestFastPathStartup(t *testing.T) {
 			t.Fatalf("/fastpath: %d %s", code, body)
 		}
 	})
+}
+
+// TestFastPathAutoInAContainerKeepsTCP: warden at the root of its own
+// cgroup namespace, with the cgroup2 file system mounted inside it, as a
+// container runtime starts it in a pod: auto can't reach the app's cgroup,
+// says so once and serves over TCP.
+func TestFastPathAutoInAContainerKeepsTCP(t *testing.T) {
+	bpftest.RequirePrivileged(t)
+	testenv.NeedTool(t, "unshare", "util-linux")
+	cg := bpftest.NewCgroup(t)
+	mnt, err := cgroup2.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := cg.Into(exec.Command("unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c",
+		"umount -l "+mnt+" && mount -t cgroup2 cgroup2 "+mnt+" && exec "+wardenBin))
+	p := startWardenCmd(t, cmd, "WARDEN_IDENTITY=dev", "WARDEN_DEV_DIR="+t.TempDir(),
+		"WARDEN_INBOUND_ADDR=127.0.0.1:0", "WARDEN_ADMIN_ADDR=127.0.0.1:0")
+	admin := "http://" + p.listenAddr(t, "admin")
+	p.listenAddr(t, "inbound")
+	off := p.find(t, func(l map[string]any) bool { return l["event"] == "fast_path_off" })
+	want := "cgroup2: the process is at the root of its own cgroup namespace"
+	if !strings.HasPrefix(fmt.Sprint(off["reason"]), want) || off["level"] != "info" {
+		t.Fatalf("fast_path_off: %v, want an info line whose reason starts %q", off, want)
+	}
+	code, body := get(t, admin+"/fastpath")
+	var v fastPathView
+	if code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Active || v.Mode != "auto" || v.Reason != off["reason"] {
+		t.Fatalf("/fastpath: %d %s", code, body)
+	}
+	if n := len(sockOps(t, cg)); n != 0 {
+		t.Fatalf("%d sock_ops programs on warden's cgroup", n)
+	}
+}
+
+func sockOps(t *testing.T, cg *bpftest.Cgroup) []link.AttachedProgram {
+	t.Helper()
+	r, err := link.QueryPrograms(link.QueryOptions{Target: cg.FD(), Attach: ebpf.AttachCGroupSockOps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Programs
 }

@@ -67,8 +67,10 @@ func cgroup2Path(file string) (string, error) {
 	return "", ErrNoCgroup2
 }
 
-// cgroup2Mount is the first cgroup2 mount's mount point and the cgroup
-// path at its root ("/" unless a subtree is bind-mounted).
+// cgroup2Mount is the last cgroup2 mount's mount point and the cgroup
+// path at its root ("/" unless a subtree is bind-mounted). The last, since
+// a mount over another hides it; mounts whose root is outside the
+// process's cgroup namespace (shown as "/..") are not usable from it.
 func cgroup2Mount(mountinfo string) (mnt, root string, err error) {
 	f, err := os.Open(mountinfo)
 	if err != nil {
@@ -84,15 +86,18 @@ func cgroup2Mount(mountinfo string) (mnt, root string, err error) {
 			continue
 		}
 		fields := strings.Fields(pre)
-		if len(fields) < 5 {
+		if len(fields) < 5 || strings.HasPrefix(fields[3], "/..") {
 			continue
 		}
-		return unescapeMount(fields[4]), unescapeMount(fields[3]), nil
+		mnt, root = unescapeMount(fields[4]), unescapeMount(fields[3])
 	}
 	if err := sc.Err(); err != nil {
 		return "", "", fmt.Errorf("cgroup2: read mounts: %w", err)
 	}
-	return "", "", ErrNoCgroup2
+	if mnt == "" {
+		return "", "", ErrNoCgroup2
+	}
+	return mnt, root, nil
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).

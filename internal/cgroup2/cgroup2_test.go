@@ -22,6 +22,8 @@ func TestOwn(t *testing.T) {
 		{"the root cgroup is refused", "0::/\n", hybrid, false, "", ErrRootCgroup},
 		{"a cgroup namespace's root is refused", "0::/\n", hybrid, true, "", ErrCgroupNamespace},
 		{"cgroup v1 only has no cgroup v2", "4:memory:/x\n", hybrid, false, "", ErrNoCgroup2},
+		{"a mount over another, as in a container, is the one used", "0::/\n",
+			"3 1 0:3 /.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n4 1 0:30 / MNT rw - cgroup2 cgroup2 rw\n", true, "", ErrCgroupNamespace},
 		{"no cgroup2 mount", "0::/a\n", "1 0 0:1 / /sys rw - sysfs sysfs rw\n", false, "", ErrNoCgroup2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
