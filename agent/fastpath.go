@@ -95,8 +95,8 @@ func (a *Agent) attachFastPath() (*bpf.FastPath, string, int, error) {
 	return f, cg, port, nil
 }
 
-// Close detaches; the proxy's upstream connections must be idle by then
-// (bytes redirected and not yet read would be lost with the redirect).
+// Close detaches from the cgroup; connections already accelerated stay so
+// until they close (bpf.FastPath.Close).
 func (fp *fastPath) Close() error {
 	if fp == nil || fp.f == nil {
 		return nil

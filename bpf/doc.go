@@ -133,8 +133,8 @@
 //	map       type           key                        value                    written by
 //	socks     sockhash       struct sock_key: netns     the socket               warden_sockops (insert),
 //	                         cookie, local and remote                            the kernel (removal at
-//	                         address (16 bytes), ports                           close), FastPath.Close
-//	                         (host order)                                        (empties it)
+//	                         address (16 bytes), ports                           close)
+//	                         (host order)
 //	counters  per-CPU array  u32 0                      struct fastpath_counts:  both programs; FastPath
 //	                                                    msgs and bytes           sums
 //	                                                    redirected, fallbacks,

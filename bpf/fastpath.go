@@ -154,13 +154,14 @@ func (f *FastPath) Stats() (FastPathStats, error) {
 	return s, nil
 }
 
-// Close detaches the programs, takes every socket out of the sockhash (they
-// go back to plain TCP: bytes already redirected to a socket and not yet
-// read by it may be lost with the socket's redirect queue, so close it when the connections
-// are idle) and frees the programs and maps. It is safe to call more than
-// once. A process that exits without Close leaves the programs loaded,
-// not attached to the cgroup, until the last accelerated connection
-// closes.
+// Close detaches the sock_ops program from the cgroup, so no socket is
+// added any more, and closes this process's handles. The sockets already
+// in the sockhash stay there, and keep being redirected, until they close:
+// each holds the sk_msg program, which holds the map. Taking them out while
+// bytes are in flight would lose the bytes redirected to a socket and not
+// yet read by it (the kernel frees its redirect queue with it:
+// TestFastPathCloseDuringTransfer), so the programs and the map go when the
+// last accelerated connection closes. It is safe to call more than once.
 func (f *FastPath) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -174,12 +175,6 @@ func (f *FastPath) Close() error {
 			errs = append(errs, fmt.Errorf("bpf: fast path: detach from cgroup %s: %w", f.cgroup, err))
 		}
 		f.link = nil
-	}
-	// Sockets in the map hold the sk_msg program, which holds the map:
-	// emptying it lets both go now rather than when the last accelerated
-	// connection closes. Each socket goes back to plain TCP.
-	if err := f.emptyLocked(); err != nil {
-		errs = append(errs, err)
 	}
 	if f.verdict {
 		if err := link.RawDetachProgram(link.RawDetachProgramOptions{
@@ -195,26 +190,6 @@ func (f *FastPath) Close() error {
 		errs = append(errs, fmt.Errorf("bpf: fast path: close: %w", err))
 	}
 	return errors.Join(errs...)
-}
-
-// emptyLocked removes every socket from the sockhash, bounded by its size
-// (sockets a racing connection adds meanwhile can't exceed it, since the
-// cgroup link is closed first).
-func (f *FastPath) emptyLocked() error {
-	var key sockmapSockKey
-	for range 2*f.maxSocks + 1 {
-		err := f.objs.Socks.NextKey(nil, &key)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		if err == nil {
-			err = f.objs.Socks.Delete(&key)
-		}
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("bpf: fast path: empty the sockhash: %w", err)
-		}
-	}
-	return errors.New("bpf: fast path: the sockhash did not empty")
 }
 
 // ProgramIDs are the kernel's IDs of the two programs, for tests and

@@ -262,7 +262,7 @@ func TestFastPathCloseDetachesEverything(t *testing.T) {
 	if n := cgroupSockOps(t, b.cg); n != 1 {
 		t.Fatalf("%d sock_ops programs on the cgroup after attach, want 1", n)
 	}
-	// A connection that stays open across Close goes back to plain TCP.
+	// A connection that stays open across Close.
 	b.do(t, "open", "open")
 	b.do(t, fmt.Sprintf("xfer %d %d", b.app, 1<<20), fmt.Sprintf("ok %d", 1<<20))
 
@@ -272,6 +272,9 @@ func TestFastPathCloseDetachesEverything(t *testing.T) {
 	if n := cgroupSockOps(t, b.cg); n != 0 {
 		t.Fatalf("%d sock_ops programs on the cgroup after Close, want 0", n)
 	}
+	// The kept connection still holds the programs; once it closes,
+	// nothing is left.
+	b.do(t, "close", "closed")
 	for _, id := range []uint32{sockops, skMsg} {
 		testenv.Poll(t, fmt.Sprintf("program %d freed", id), 10*time.Second, func() bool {
 			p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
