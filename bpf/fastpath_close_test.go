@@ -15,7 +15,7 @@ import (
 func TestFastPathCloseDuringTransfer(t *testing.T) {
 	b := newFastPathBed(t)
 	const n = 128 << 20
-	b.child.Send(fmt.Sprintf("xfer %d %d", b.app, n))
+	b.child.Send(fmt.Sprintf("xfer 127.0.0.1:%d %d", b.app, n))
 	testenv.Poll(t, "the transfer under way", 20*time.Second, func() bool { return b.stats(t).BytesRedirected > 8<<20 })
 	if err := b.f.Close(); err != nil {
 		t.Fatal(err)

@@ -29,16 +29,22 @@ import (
 
 const sockmapChildEnv = "WARDEN_BPF_TEST_SOCKMAP_PORTS"
 
-// sockmapChild listens on 127.0.0.1 at the two ports ("app,other") and
-// answers commands on stdin, one line each:
+// sockmapChild listens at the two ports ("app,other"), the app's on every
+// address (dual-stack, as a Go app on ":port" does: a connection from
+// 127.0.0.1 is accepted as an IPv6 socket with IPv4-mapped addresses), the
+// other on 127.0.0.1, and answers commands on stdin, one line each:
 //
-//	xfer PORT N  connect to PORT, send N pattern bytes, read the echo, compare: "ok N" or "bad ..."
+//	xfer ADDR N  connect to ADDR (host:port), send N pattern bytes, read the echo, compare: "ok N" or "bad ..."
 //	open         connect to the app port and keep the connection: "open"
 //	close        close the kept connections: "closed"
 func sockmapChild(ports string) int {
 	var lns []net.Listener
-	for p := range strings.SplitSeq(ports, ",") {
-		ln, err := net.Listen("tcp", "127.0.0.1:"+p)
+	for i, p := range strings.Split(ports, ",") {
+		host := "127.0.0.1"
+		if i == 0 {
+			host = ""
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, p))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -55,7 +61,7 @@ func sockmapChild(ports string) int {
 		switch f[0] {
 		case "xfer":
 			n, _ := strconv.Atoi(f[2])
-			if err := echoRoundTrip("127.0.0.1:"+f[1], n); err != nil {
+			if err := echoRoundTrip(f[1], n); err != nil {
 				fmt.Println("bad", err)
 				continue
 			}
@@ -217,10 +223,14 @@ func TestFastPathRedirectsAppConnectionsInTheCgroup(t *testing.T) {
 	b.do(t, "close", "closed")
 	testenv.Poll(t, "the closed sockets leave the sockhash", 10*time.Second, func() bool { return b.stats(t).Sockets == 0 })
 
+	// IPv4 to a dual-stack listener (an AF_INET socket and an AF_INET6
+	// one with IPv4-mapped addresses name the connection alike), and IPv6.
 	var total uint64
-	for _, n := range []int{0, 1, 1024, 64 << 10, 1 << 20} {
-		b.do(t, fmt.Sprintf("xfer %d %d", b.app, n), fmt.Sprintf("ok %d", n))
-		total += uint64(n)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		for _, n := range []int{0, 1, 1024, 64 << 10, 1 << 20} {
+			b.do(t, fmt.Sprintf("xfer %s %d", net.JoinHostPort(host, strconv.Itoa(b.app)), n), fmt.Sprintf("ok %d", n))
+			total += uint64(n)
+		}
 	}
 	s := b.stats(t)
 	// Each byte goes there and back: both sends are redirected.
@@ -236,7 +246,7 @@ func TestFastPathLeavesOtherConnectionsAlone(t *testing.T) {
 	b := newFastPathBed(t)
 
 	// Within the cgroup, to a port that is not the app's: not inserted.
-	b.do(t, fmt.Sprintf("xfer %d %d", b.other, 64<<10), fmt.Sprintf("ok %d", 64<<10))
+	b.do(t, fmt.Sprintf("xfer 127.0.0.1:%d %d", b.other, 64<<10), fmt.Sprintf("ok %d", 64<<10))
 	if s := b.stats(t); s != (FastPathStats{}) {
 		t.Fatalf("a connection to another port touched the fast path: %+v", s)
 	}
@@ -264,7 +274,7 @@ func TestFastPathCloseDetachesEverything(t *testing.T) {
 	}
 	// A connection that stays open across Close.
 	b.do(t, "open", "open")
-	b.do(t, fmt.Sprintf("xfer %d %d", b.app, 1<<20), fmt.Sprintf("ok %d", 1<<20))
+	b.do(t, fmt.Sprintf("xfer 127.0.0.1:%d %d", b.app, 1<<20), fmt.Sprintf("ok %d", 1<<20))
 
 	if err := b.f.Close(); err != nil {
 		t.Fatal(err)
@@ -284,7 +294,7 @@ func TestFastPathCloseDetachesEverything(t *testing.T) {
 			return errors.Is(err, os.ErrNotExist)
 		})
 	}
-	b.do(t, fmt.Sprintf("xfer %d %d", b.app, 1<<20), fmt.Sprintf("ok %d", 1<<20))
+	b.do(t, fmt.Sprintf("xfer 127.0.0.1:%d %d", b.app, 1<<20), fmt.Sprintf("ok %d", 1<<20))
 	if _, err := b.f.Stats(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Stats after Close: %v, want ErrClosed", err)
 	}
