@@ -383,27 +383,40 @@ func TestFastPathOnAndOffAnswerAlike(t *testing.T) {
 // are whole.
 func TestFastPathFaults(t *testing.T) {
 	b := newFastPathBed(t)
-	p := b.startWarden(t, "WARDEN_FAST_PATH=sockmap")
-	hc := b.client(15 * time.Second)
-
-	for _, path := range []string{"/close", "/reset"} {
-		t.Run("app breaks off "+path, func(t *testing.T) {
-			start := time.Now()
-			r, err := fpFetch(hc, b.url(path))
-			if err == nil && r.status == 200 && len(r.body) == 1<<20 {
-				t.Fatalf("a broken-off response arrived whole")
-			}
-			if !bytes.HasPrefix(fastPathBody(1<<20), r.body) {
-				t.Fatalf("%d bytes that are not the app's", len(r.body))
-			}
-			t.Logf("%s: status %d, %d bytes, %v, in %s", path, r.status, len(r.body), err, time.Since(start).Round(time.Millisecond))
-			for _, c := range fastPathCases {
-				r, err := fpFetch(hc, b.url(c.path))
-				if err != nil || !bytes.Equal(r.body, wantBody(c.path)) {
-					t.Fatalf("after %s, %s: %v, %d bytes", path, c.path, err, len(r.body))
+	// What a client sees of a broken-off response, off and on: the same.
+	seen := map[string][]string{}
+	var p *process
+	var hc *http.Client
+	for _, mode := range []string{"off", "sockmap"} {
+		p = b.startWarden(t, "WARDEN_FAST_PATH="+mode)
+		hc = b.client(15 * time.Second)
+		for _, path := range []string{"/close", "/reset"} {
+			t.Run(mode+": app breaks off "+path, func(t *testing.T) {
+				start := time.Now()
+				r, err := fpFetch(hc, b.url(path))
+				if err == nil && r.status == 200 && len(r.body) == 1<<20 {
+					t.Fatalf("a broken-off response arrived whole")
 				}
-			}
-		})
+				if !bytes.HasPrefix(fastPathBody(1<<20), r.body) {
+					t.Fatalf("%d bytes that are not the app's", len(r.body))
+				}
+				t.Logf("%s: status %d, %d bytes, %v, in %s", path, r.status, len(r.body), err, time.Since(start).Round(time.Millisecond))
+				seen[mode] = append(seen[mode], fmt.Sprintf("%s: %d, %d bytes, %v", path, r.status, len(r.body), err))
+				for _, c := range fastPathCases {
+					r, err := fpFetch(hc, b.url(c.path))
+					if err != nil || !bytes.Equal(r.body, wantBody(c.path)) {
+						t.Fatalf("after %s, %s: %v, %d bytes", path, c.path, err, len(r.body))
+					}
+				}
+			})
+		}
+		if mode == "off" {
+			hc.CloseIdleConnections()
+			fpStop(t, p, syscall.SIGTERM)
+		}
+	}
+	if fmt.Sprint(seen["off"]) != fmt.Sprint(seen["sockmap"]) {
+		t.Errorf("broken-off responses differ:\noff:     %v\nsockmap: %v", seen["off"], seen["sockmap"])
 	}
 
 	t.Run("warden killed while a client streams, then started again", func(t *testing.T) {
