@@ -237,21 +237,31 @@ type fastPathView struct {
 	Fallbacks          uint64 `json:"fallbacks"`
 }
 
-// view reads /fastpath from the client namespace.
-func (b *fastPathBed) view(t *testing.T) fastPathView {
+// adminGet reads an admin endpoint from the client namespace.
+func (b *fastPathBed) adminGet(t *testing.T, path string) []byte {
 	t.Helper()
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := b.cli.Do(func() (err error) { c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr); return err })
 		return c, err
 	}}
-	resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: tr}).Get("http://" + b.admin + "/fastpath")
+	resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: tr}).Get("http://" + b.admin + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+	}
+	return body
+}
+
+// view reads /fastpath from the client namespace.
+func (b *fastPathBed) view(t *testing.T) fastPathView {
+	t.Helper()
 	var v fastPathView
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+	if err := json.Unmarshal(b.adminGet(t, "/fastpath"), &v); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -357,6 +367,17 @@ func TestFastPathOnAndOffAnswerAlike(t *testing.T) {
 			}
 			if v.Fallbacks != 0 {
 				t.Errorf("/fastpath: %d fallbacks, want none (every connection was made after the attach)", v.Fallbacks)
+			}
+			// /metrics reads the same counters.
+			metrics := string(b.adminGet(t, "/metrics"))
+			for name, want := range map[string]uint64{
+				"warden_fastpath_bytes_redirected_total": v.BytesRedirected, "warden_fastpath_messages_redirected_total": v.MessagesRedirected,
+				"warden_fastpath_fallbacks_total": v.Fallbacks, "warden_fastpath_sockets": v.Sockets,
+			} {
+				line := name + " " + strconv.FormatFloat(float64(want), 'g', -1, 64) + "\n"
+				if !strings.Contains(metrics, "\n"+line) {
+					t.Errorf("/metrics has no %q", line)
+				}
 			}
 		}
 		hc.CloseIdleConnections()
