@@ -193,7 +193,8 @@ func (f *FastPath) Close() error {
 }
 
 // ProgramIDs are the kernel's IDs of the two programs, for tests and
-// tools that check nothing is left once Close returned.
+// tools that check nothing is left once Close returned and the accelerated
+// connections closed.
 func (f *FastPath) ProgramIDs() (sockops, skMsg uint32, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
