@@ -76,6 +76,7 @@ func fastPathApp(addr string) int {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /bytes/{n}", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.PathValue("n"))
+		w.Header().Set("X-App-Proto", r.Proto)
 		w.Header().Set("Content-Length", strconv.Itoa(n))
 		_, _ = w.Write(fastPathBody(n))
 	})
@@ -119,7 +120,12 @@ func fastPathApp(addr string) int {
 	}
 	mux.HandleFunc("GET /close", broken(false))
 	mux.HandleFunc("GET /reset", broken(true))
-	_ = http.Serve(ln, mux)
+	// HTTP/1.1 and HTTP/2 with prior knowledge (h2c), for
+	// WARDEN_UPSTREAM_PROTOCOL=h2c.
+	srv := &http.Server{Handler: mux, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	_ = srv.Serve(ln)
 	return 0
 }
 
@@ -208,10 +214,11 @@ func (b *fastPathBed) url(path string) string {
 // response is what a client sees of a response, but the headers that
 // differ from one run to another (Date, X-Request-Id).
 type response struct {
-	status  int
-	chunked bool
-	length  int64
-	body    []byte
+	status   int
+	appProto string // what the app was spoken to in (/bytes only)
+	chunked  bool
+	length   int64
+	body     []byte
 }
 
 func fpFetch(c *http.Client, url string) (response, error) {
@@ -221,7 +228,7 @@ func fpFetch(c *http.Client, url string) (response, error) {
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	r := response{status: resp.StatusCode, length: resp.ContentLength, body: body,
+	r := response{status: resp.StatusCode, appProto: resp.Header.Get("X-App-Proto"), length: resp.ContentLength, body: body,
 		chunked: len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked"}
 	return r, err
 }
@@ -395,6 +402,28 @@ func TestFastPathOnAndOffAnswerAlike(t *testing.T) {
 	}
 	if n := b.sockOpsOnCgroup(t); n != 0 {
 		t.Errorf("%d sock_ops programs left on the cgroup after warden exited", n)
+	}
+}
+
+// TestFastPathH2CUpstream: HTTP/2 to the app (what gRPC apps speak) goes
+// by the fast path byte for byte too.
+func TestFastPathH2CUpstream(t *testing.T) {
+	b := newFastPathBed(t)
+	b.startWarden(t, "WARDEN_FAST_PATH=sockmap", "WARDEN_UPSTREAM_PROTOCOL=h2c")
+	hc := b.client(20 * time.Second)
+	var total uint64
+	for _, c := range fastPathCases {
+		r, err := fpFetch(hc, b.url(c.path))
+		if err != nil || r.status != 200 || !bytes.Equal(r.body, wantBody(c.path)) {
+			t.Fatalf("%s over h2c: %v, status %d, %d bytes", c.path, err, r.status, len(r.body))
+		}
+		if c.path != "/chunked" && r.appProto != "HTTP/2.0" {
+			t.Fatalf("%s: the app was spoken to in %q, want HTTP/2.0", c.path, r.appProto)
+		}
+		total += uint64(len(r.body))
+	}
+	if v := b.view(t); v.BytesRedirected < total || v.Fallbacks != 0 {
+		t.Fatalf("/fastpath: %+v, want at least the %d bytes of the bodies redirected and no fallback", v, total)
 	}
 }
 
