@@ -61,6 +61,7 @@ type Agent struct {
 
 	engine         atomic.Pointer[bundle.Engine]
 	limiter        atomic.Pointer[ratelimit.Running]
+	fastPath       atomic.Pointer[fastPath]
 	tokenKeys      atomic.Bool // token verification keys loaded (or none needed)
 	signatureKeys  atomic.Bool // request signature keys loaded (or none needed)
 	identityLoaded atomic.Bool // source is set

@@ -42,6 +42,7 @@ func (a *Agent) newMetrics() *metrics.Metrics {
 			return ratelimit.Totals{}, nil
 		},
 		RateLimitKeys: a.rateKeys.Stats,
+		FastPath:      a.fastPathTotals,
 		SVIDExpiry: func() time.Time {
 			if !a.identityLoaded.Load() {
 				return time.Time{}

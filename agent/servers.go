@@ -71,6 +71,7 @@ func (c *adminServer) start(_ context.Context, run func(func() error)) error {
 	c.srv.HandleJSON("/identity", a.identityView)
 	c.srv.HandleJSON("/policy", a.policyView)
 	c.srv.HandleJSON("/ratelimit", a.rateLimitView)
+	c.srv.HandleJSON("/fastpath", a.fastPathView)
 	mlog := a.log.With().Str("component", "metrics").Logger()
 	c.srv.Handle("/metrics", a.metrics.Handler(func(msg string) {
 		mlog.Warn().Str("event", "metrics_error").Str("error", msg).Send()
@@ -147,6 +148,7 @@ type inboundServer struct {
 	a   *Agent
 	srv *proxy.Server
 	rl  *ratelimit.Running
+	fp  *fastPath
 	// stopTracing exports the last spans; a no-op without tracing.
 	stopTracing func(context.Context)
 	// stopSweep stops the sweep of ended blocks and waits for it.
@@ -170,11 +172,20 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 	if err != nil {
 		return fmt.Errorf("agent: inbound listener on %s: %w", a.cfg.InboundAddr, err)
 	}
+	// The fast path before the limiter, which gives up the capabilities
+	// attaching needs, and before the proxy's first upstream connection.
+	fp, err := a.startFastPath()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	c.fp = fp
 	// The limiter starts once the inbound port is bound: the kernel
 	// program needs the port (":0" picks one) and the route to the address.
 	rl, err := a.startRateLimit(ln.Addr().(*net.TCPAddr))
 	if err != nil {
 		ln.Close()
+		_ = fp.Close()
 		return err
 	}
 	c.rl = rl
@@ -182,6 +193,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 	if err != nil {
 		ln.Close()
 		_ = rl.Close()
+		_ = fp.Close()
 		return err
 	}
 	sweepCtx, cancelSweep := context.WithCancel(context.Background())
@@ -235,7 +247,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 }
 
 // shutdown stops accepting, lets in-flight requests finish within ctx,
-// then detaches the rate limiter.
+// then detaches the rate limiter and the fast path.
 func (c *inboundServer) shutdown(ctx context.Context) error {
 	c.listening.Store(false)
 	var err error
@@ -245,6 +257,9 @@ func (c *inboundServer) shutdown(ctx context.Context) error {
 	c.stopSweep()
 	if cerr := c.rl.Close(); cerr != nil {
 		c.a.log.Error().Str("event", "ratelimit_close_failed").Err(cerr).Send()
+	}
+	if cerr := c.fp.Close(); cerr != nil {
+		c.a.log.Error().Str("event", "fast_path_close_failed").Err(cerr).Send()
 	}
 	// The spans of the drained requests are exported within what is left
 	// of the drain's deadline.

@@ -1,6 +1,8 @@
 // Package bpf drops abusive traffic to warden's inbound port in the kernel,
 // before it costs warden a system call: per-source new-connection rates,
-// per-connection packet rates and a blocklist, for IPv4 and IPv6.
+// per-connection packet rates and a blocklist, for IPv4 and IPv6. It also
+// owns the fast path between warden and the app (sockmap.c, FastPath):
+// see "The fast path" below.
 //
 // # What it owns
 //
@@ -111,11 +113,51 @@
 // for sources and 28 MiB for connections, charged to the process's cgroup;
 // the blocklist grows with its entries (about 100 bytes each).
 //
+// # The fast path
+//
+// sockmap.c holds two programs sharing a sockhash (socks). warden_sockops,
+// attached to a cgroup v2 (FastPath.AttachCgroup, a BPF link), inserts a
+// socket when a TCP connection is established on loopback (both addresses
+// in 127.0.0.0/8, ::ffff:127.0.0.0/104 or ::1) to one of the app's ports
+// (FastPathConfig.Ports, a read-only global set before load): the
+// connecting end at ACTIVE_ESTABLISHED when the remote port is an app port
+// (warden's upstream connections), the accepted end at PASSIVE_ESTABLISHED
+// when the local port is (the app's side). warden_sk_msg, attached to the
+// sockhash, runs on every send of those sockets and redirects the message
+// to the peer socket's receive queue (bpf_msg_redirect_hash with
+// BPF_F_INGRESS): no skb, no loopback TCP, no netfilter, invisible to
+// tcpdump on lo. A send whose peer is not in the map (established before
+// attach, outside the cgroup, or the map was full) passes to TCP and is a
+// fallback. Only connections established after attach are candidates.
+//
+//	map       type           key                        value                    written by
+//	socks     sockhash       struct sock_key: netns     the socket               warden_sockops (insert),
+//	                         cookie, local and remote                            the kernel (removal at
+//	                         address (16 bytes), ports                           close)
+//	                         (host order)
+//	counters  per-CPU array  u32 0                      struct fastpath_counts:  both programs; FastPath
+//	                                                    msgs and bytes           sums
+//	                                                    redirected, fallbacks,
+//	                                                    socks added, add failures
+//
+// The netns cookie in the key keeps pods that share a node, and their
+// 127.0.0.1, apart. Loading and attaching need CAP_BPF and CAP_NET_ADMIN
+// (root in the tests) and Linux 5.15 (bpf_get_netns_cookie in both program
+// types); verified on 6.18.
+//
+// A receiver must read redirected bytes with read(2)/recvmsg(2): splice(2)
+// from a socket reads the TCP receive queue only and never sees them (on
+// 6.18 a Go io.Copy from one TCPConn to another, which splices, reads EOF
+// where the bytes should be; TestFastPathRedirectsAppConnectionsInTheCgroup's
+// echo reads and writes for that reason). warden reads its upstream
+// connections with read(2); an app that splices from its accepted
+// connections must run with the fast path off.
+//
 // # Regenerating
 //
 // `go generate ./bpf` (or `make generate`) needs clang-19 and llvm-strip-19
-// (Debian: clang-19, llvm-19). ratelimit.c includes only include/bpf_base.h
-// and is compiled with -nostdinc, so the object depends on nothing on the
+// (Debian: clang-19, llvm-19). ratelimit.c and sockmap.c include only include/bpf_base.h
+// and are compiled with -nostdinc, so the objects depend on nothing on the
 // machine but the compiler: regenerating gives the same bytes on any machine
 // and architecture, which CI checks.
 package bpf

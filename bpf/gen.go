@@ -8,3 +8,8 @@ package bpf
 // the BPF_ATOMIC compare-and-exchange the rate limiter is built on.
 //
 //go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -target bpfel -type limits -type counts -type source_key -type source_state -type conn_key ratelimit ratelimit.c -- -mcpu=v3 -nostdinc -Iinclude -Wall -Werror
+//
+// The fast path's sock_ops and sk_msg programs (sockmap.c) need nothing
+// beyond the base instruction set.
+//
+//go:generate go tool bpf2go -tags linux -cc clang-19 -strip llvm-strip-19 -target bpfel -type sock_key -type fastpath_counts sockmap sockmap.c -- -mcpu=v3 -nostdinc -Iinclude -Wall -Werror

@@ -33,3 +33,14 @@ func DropCapabilities() error { return nil }
 
 // DropCapabilities has nothing to drop where Load is not supported.
 func (*Limiter) DropCapabilities() error { return nil }
+
+// FastPath is unavailable on this platform: LoadFastPath returns
+// ErrNotSupported.
+type FastPath struct{}
+
+// LoadFastPath returns ErrNotSupported.
+func LoadFastPath(FastPathConfig) (*FastPath, error)             { return nil, ErrNotSupported }
+func (*FastPath) AttachCgroup(string) error                      { return ErrNotSupported }
+func (*FastPath) Stats() (FastPathStats, error)                  { return FastPathStats{}, ErrNotSupported }
+func (*FastPath) ProgramIDs() (sockops, skMsg uint32, err error) { return 0, 0, ErrNotSupported }
+func (*FastPath) Close() error                                   { return nil }

@@ -33,6 +33,10 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		os.Exit(attachAndWait(spec))
 	}
+	// The cgroup member of the fast path tests.
+	if port := os.Getenv(sockmapChildEnv); port != "" {
+		os.Exit(sockmapChild(port))
+	}
 	// The child of TestDropCapabilities.
 	if mode := os.Getenv(capsChildEnv); mode != "" {
 		os.Exit(capsChild(AttachMode(mode)))

@@ -148,6 +148,9 @@ type Config struct {
 	PacketBurst     int    // 0 = the rate
 	BPFMaxSources   int
 	BPFMaxConns     int
+	// The sockmap fast path between warden and the app.
+	FastPath       string // FastPathAuto, FastPathSockmap or FastPathOff
+	FastPathCgroup string // "" = warden's own cgroup v2
 	// Layer 7 limits, applied by the pipeline after the policy allowed: a
 	// decision's rate_limit, else the per-peer default.
 	PeerRateLimit int // requests per second per peer SPIFFE ID; 0 = unlimited
@@ -234,6 +237,13 @@ const SigningKeySVID = "svid"
 const (
 	PolicyBodyOff  = "off"
 	PolicyBodyJSON = "json"
+)
+
+// Fast path modes for WARDEN_FAST_PATH.
+const (
+	FastPathAuto    = "auto"
+	FastPathSockmap = "sockmap"
+	FastPathOff     = "off"
 )
 
 // Rate limit modes for WARDEN_RATE_LIMIT_MODE.

@@ -152,6 +152,8 @@ func TestInvalidValues(t *testing.T) {
 		{"decoy block longer than a day", map[string]string{"WARDEN_HONEYPOT_BLOCK_FOR": "25h"}, `WARDEN_HONEYPOT_BLOCK_FOR="25h": expected a duration from 0 (off) to 24h, such as 10m`},
 		{"block cap without unit", map[string]string{"WARDEN_MAX_BLOCK_FOR": "60"}, `WARDEN_MAX_BLOCK_FOR="60": expected a duration from 0 (off) to 24h`},
 		{"exempt network that is no CIDR", map[string]string{"WARDEN_BLOCK_EXEMPT": "10.0.0.0/8, health-checker"}, `WARDEN_BLOCK_EXEMPT="10.0.0.0/8, health-checker": expected comma-separated CIDRs such as 10.0.0.0/8 or addresses (at "health-checker")`},
+		{"fast path mode that is no mode", map[string]string{"WARDEN_FAST_PATH": "on"}, `WARDEN_FAST_PATH="on": expected one of auto, sockmap, off`},
+		{"fast path cgroup that is relative", map[string]string{"WARDEN_FAST_PATH_CGROUP": "system.slice"}, `WARDEN_FAST_PATH_CGROUP="system.slice": expected an absolute path`},
 		{"IPv6 block prefix too short", map[string]string{"WARDEN_IPV6_PREFIX": "32"}, `WARDEN_IPV6_PREFIX="32": expected a prefix length from 48 to 128, such as 64`},
 		{"decoys that block with rate limiting off", map[string]string{"WARDEN_HONEYPOT_PATHS": "/.env", "WARDEN_RATE_LIMIT_MODE": "off"}, `WARDEN_RATE_LIMIT_MODE=off blocks nobody: set WARDEN_HONEYPOT_BLOCK_FOR=0`},
 		{"outbound timeout of zero", map[string]string{"WARDEN_OUTBOUND_TIMEOUT": "0s"}, `WARDEN_OUTBOUND_TIMEOUT="0s": expected a positive duration`},

@@ -194,6 +194,19 @@ func (p *parser) file(name string) string {
 	return v
 }
 
+// absPath is an absolute path, or empty; whether it exists is for the
+// part that uses it to say.
+func (p *parser) absPath(name string) string {
+	v := p.raw(name)
+	if v == "" {
+		return ""
+	}
+	if !filepath.IsAbs(v) {
+		p.fail(name, v, "an absolute path")
+	}
+	return filepath.Clean(v)
+}
+
 func (p *parser) addr(name string) string {
 	v := p.raw(name)
 	host, port, err := net.SplitHostPort(v)

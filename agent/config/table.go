@@ -244,6 +244,12 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.BPFMaxSources = p.positiveInt(n) }},
 	{"WARDEN_BPF_MAX_CONNS", "262144", "entries in the per-connection LRU map", BySidecar, "",
 		func(p *parser, c *values, n string) { c.BPFMaxConns = p.positiveInt(n) }},
+	{"WARDEN_FAST_PATH", "auto", "`auto` (the sockmap fast path between warden and the app when the kernel, cgroup v2 and privileges allow it, else plain TCP with one `fast_path_off` info line saying why), `sockmap` (startup fails if it can't attach) or `off`; see Fast path", BySidecar, "",
+		func(p *parser, c *values, n string) {
+			c.FastPath = p.oneOf(n, FastPathAuto, FastPathSockmap, FastPathOff)
+		}},
+	{"WARDEN_FAST_PATH_CGROUP", "", "cgroup v2 directory the fast path attaches to, holding warden and the app (e.g. `/sys/fs/cgroup/system.slice`); empty: warden's own cgroup, which auto refuses when it is the root cgroup or a container's cgroup namespace root", BySidecar, "",
+		func(p *parser, c *values, n string) { c.FastPathCgroup = p.absPath(n) }},
 	{"WARDEN_HONEYPOT_PATHS", "", "comma-separated decoy paths: exact paths, or prefixes ending in `/*` (`/actuator/*` matches `/actuator` and below), matched on the normalized path; a request to one gets the 404 of an unknown route, never reaches the app, emits `honeypot_hit` and blocks its source (see Active defense)", BySidecar, "",
 		func(p *parser, c *values, n string) { c.HoneypotPaths = p.honeypotPaths(n) }},
 	{"WARDEN_HONEYPOT_BLOCK_FOR", "10m", "how long a source that requested a decoy is blocked (at most 24h); `0`: decoys answer 404 and emit `honeypot_hit` but block nobody", BySidecar, "",

@@ -40,6 +40,7 @@ func everySeries(t *testing.T) map[string]family {
 		UpstreamDesyncs: func() uint64 { return 0 },
 		UpgradedConns:   func() int { return 0 },
 		LogSinks:        []LogSink{{Name: "log", Dropped: func() uint64 { return 0 }}},
+		FastPath:        func() (FastPathTotals, bool) { return FastPathTotals{Sockets: 2}, true },
 	})
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {

@@ -74,6 +74,17 @@ type Sources struct {
 	UpgradedConns func() int
 	// LogSinks are the batched log writers whose dropped lines are counted.
 	LogSinks []LogSink
+	// FastPath reads the sockmap fast path's counters; false when it is
+	// not active (no series then).
+	FastPath func() (FastPathTotals, bool)
+}
+
+// FastPathTotals are the fast path's counters since warden started.
+type FastPathTotals struct {
+	Sockets   uint64 // in the sockhash now
+	Messages  uint64 // sends redirected to the peer socket
+	Bytes     uint64 // their bytes
+	Fallbacks uint64 // sends whose peer was not in the sockhash
 }
 
 // LogSink is a batched log writer (agent.BatchWriter) by name.

@@ -40,6 +40,19 @@ func (m *Metrics) registerSources(src Sources) {
 			Help: "Rate limit keys forgotten (least recently used) to make room for another; a forgotten key starts again with a full bucket.",
 		}, func() float64 { return float64(src.RateLimitKeys().Overflow) }))
 	}
+	if src.FastPath != nil {
+		m.reg.MustRegister(&fastPathCollector{
+			read: src.FastPath,
+			sockets: prometheus.NewDesc("warden_fastpath_sockets",
+				"Sockets in the fast path's sockhash now (both ends of each warden-to-app connection).", nil, nil),
+			messages: prometheus.NewDesc("warden_fastpath_messages_redirected_total",
+				"Sends between warden and the app redirected to the peer socket, skipping loopback TCP.", nil, nil),
+			bytes: prometheus.NewDesc("warden_fastpath_bytes_redirected_total",
+				"Bytes of the redirected sends.", nil, nil),
+			fallbacks: prometheus.NewDesc("warden_fastpath_fallbacks_total",
+				"Sends of an accelerated socket whose peer was not in the sockhash: they went through loopback TCP.", nil, nil),
+		})
+	}
 	if src.SVIDExpiry != nil {
 		m.reg.MustRegister(&expiryCollector{expiry: src.SVIDExpiry, desc: prometheus.NewDesc(
 			"warden_svid_expiry_timestamp_seconds",
@@ -159,4 +172,29 @@ func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 	if t := c.expiry(); !t.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(t.UnixNano())/1e9)
 	}
+}
+
+// fastPathCollector reads the fast path's counters at scrape time; no
+// series while it is not active.
+type fastPathCollector struct {
+	read                                func() (FastPathTotals, bool)
+	sockets, messages, bytes, fallbacks *prometheus.Desc
+}
+
+func (c *fastPathCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.sockets
+	ch <- c.messages
+	ch <- c.bytes
+	ch <- c.fallbacks
+}
+
+func (c *fastPathCollector) Collect(ch chan<- prometheus.Metric) {
+	t, ok := c.read()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.sockets, prometheus.GaugeValue, float64(t.Sockets))
+	ch <- prometheus.MustNewConstMetric(c.messages, prometheus.CounterValue, float64(t.Messages))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(t.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.fallbacks, prometheus.CounterValue, float64(t.Fallbacks))
 }

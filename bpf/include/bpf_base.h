@@ -38,6 +38,7 @@ enum {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_SOCKHASH = 18,
 };
 
 enum {
@@ -87,11 +88,61 @@ struct __sk_buff {
 	__u32 data_end;
 };
 
+/* sk_msg verdicts, and the redirect flag that queues to the peer's receive side. */
+enum {
+	SK_DROP = 0,
+	SK_PASS = 1,
+};
+#define BPF_F_INGRESS (1ULL << 0)
+
+/* sock_ops callbacks (enum bpf_sock_ops_op: always invoked, no flag needed). */
+enum {
+	BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB = 4,
+	BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB = 5,
+};
+
+#define AF_INET 2
+#define AF_INET6 10
+
+/*
+ * The socket contexts, leading fields only. Addresses are in network byte
+ * order; remote_port holds the network-order port in its upper 16 bits
+ * on little-endian machines (the kernel shifts it there), local_port is
+ * the port in host order.
+ */
+struct bpf_sock_ops {
+	__u32 op;
+	__u32 args[4]; /* a union with reply and replylong[4] in uapi */
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+};
+
+struct sk_msg_md {
+	__u64 data;     /* void *, 8-byte aligned in uapi */
+	__u64 data_end; /* void * */
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+	__u32 size; /* bytes in this message */
+};
+
 /* Helpers, by their fixed numbers in enum bpf_func_id. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static long (*bpf_skb_pull_data)(struct __sk_buff *skb, __u32 len) = (void *)39;
+static long (*bpf_sock_hash_update)(struct bpf_sock_ops *skops, void *map, void *key, __u64 flags) = (void *)70;
+static long (*bpf_msg_redirect_hash)(struct sk_msg_md *msg, void *map, void *key, __u64 flags) = (void *)71;
+static __u64 (*bpf_get_netns_cookie)(void *ctx) = (void *)122;
 
 /* Wire formats. */
 #define ETH_P_IP 0x0800
