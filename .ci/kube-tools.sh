@@ -23,12 +23,33 @@ TOOLS_DIR=${WARDEN_TOOLS_DIR:-$HOME/.cache/warden/tools}
 BIN=$TOOLS_DIR/bin
 GO=${GO:-go}
 
-# Each tool: the binary's name and the package it is built from.
-tools=(
+# Each tool: the binary's name and the package it is built from. The
+# arguments, when given, name the tools to build (.ci/cluster-tools.sh asks
+# for the node's: kubelet, kube-controller-manager, kube-scheduler);
+# without them, the API server's three.
+all_tools=(
 	"kube-apiserver ./cmd/kube-apiserver"
 	"etcd go.etcd.io/etcd/server/v3"
 	"kubectl ./cmd/kubectl"
+	"kubelet ./cmd/kubelet"
+	"kube-controller-manager ./cmd/kube-controller-manager"
+	"kube-scheduler ./cmd/kube-scheduler"
 )
+[ $# -eq 0 ] && set -- kube-apiserver etcd kubectl
+tools=()
+for want in "$@"; do
+	found=
+	for t in "${all_tools[@]}"; do
+		if [ "${t%% *}" = "$want" ]; then
+			tools+=("$t")
+			found=1
+		fi
+	done
+	if [ -z "$found" ]; then
+		echo "kube-tools: unknown tool $want" >&2
+		exit 2
+	fi
+done
 
 # A binary is current when it exists beside a stamp naming the version.
 missing=()
