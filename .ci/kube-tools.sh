@@ -2,7 +2,9 @@
 # Builds the Kubernetes tools the TestAPIServer tests run on loopback
 # (deploy/..., cmd/warden): kube-apiserver, etcd and kubectl, into
 # ${WARDEN_TOOLS_DIR:-$HOME/.cache/warden/tools}/bin, once; later runs find
-# them there and do nothing.
+# them there and do nothing. With arguments, it builds the tools they name
+# instead (.ci/cluster-tools.sh: kubelet, kube-controller-manager,
+# kube-scheduler, from the same release).
 #
 # `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2` is refused: the
 # module's go.mod replaces the k8s.io/* staging modules with ./staging, which
@@ -14,7 +16,9 @@
 # Kubernetes release pins), so the two always match.
 #
 # Cold, on 2 cores: about 4.5 minutes for kube-apiserver and etcd, 1.5 more
-# for kubectl, 3 GB peak. Warm: nothing to do.
+# for kubectl, 3 GB peak; the kubelet 10 minutes, kube-controller-manager
+# 3.5 and kube-scheduler 0.5 more (on a machine busy with other builds, the
+# build cache warm from the API server's). Warm: nothing to do.
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
