@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -66,6 +65,7 @@ func cluster(t *testing.T) *env {
 	tools := FindTools(t)
 	kubetest.Tool(t, "kube-apiserver")
 	kubetest.Tool(t, "etcd")
+	spireBins(t)
 	once.Do(func() {
 		start := time.Now()
 		setupErr = owner.run(func() { shared = startEnv(owner, tools) })
@@ -87,6 +87,9 @@ func cluster(t *testing.T) *env {
 }
 
 func startEnv(t testing.TB, tools Tools) *env {
+	if err := cleanStale(); err != nil {
+		t.Fatal(err)
+	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +115,7 @@ func (e *env) startWebhook(t testing.TB, root, wardenBin string) {
 	write(t, filepath.Join(dir, "tls.crt"), string(cert))
 	write(t, filepath.Join(dir, "tls.key"), string(key))
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	cmd := exec.Command(wardenBin, "webhook")
+	cmd := daemon(wardenBin, "webhook")
 	cmd.Env = []string{"WARDEN_WEBHOOK_ADDR=" + addr, "WARDEN_WEBHOOK_CERT=" + filepath.Join(dir, "tls.crt"),
 		"WARDEN_WEBHOOK_KEY=" + filepath.Join(dir, "tls.key"), "WARDEN_SIDECAR_IMAGE=" + WardenImage}
 	testenv.StartProcess(t, "warden-webhook", cmd)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,9 +106,15 @@ func Start(t testing.TB, tools Tools, images Images) *Node {
 		outside: snapshot("/var/lib/cni/results", "/var/lib/cni", "/run/containerd/s", "/run/containerd")}
 	// Registered first, so it runs last: after every process has stopped.
 	t.Cleanup(func() { n.cleanup(t) })
-	if err := checkBridgeFree(); err != nil {
-		t.Fatal(err)
+	// What this run creates outside the directory, for a later run to
+	// remove should this one die without its cleanup.
+	var created []string
+	for _, d := range n.outside {
+		if !d.existed {
+			created = append(created, d.path)
+		}
 	}
+	write(t, filepath.Join(dir, "created-outside"), strings.Join(created, "\n"))
 
 	n.Cluster = kubetest.Start(t)
 	n.startContainerd(t, tools)
@@ -117,7 +124,7 @@ func Start(t testing.TB, tools Tools, images Images) *Node {
 
 	kc := n.Kubeconfig
 	kcmPort, schedPort := testenv.FreePort(t), testenv.FreePort(t)
-	n.kcmLog = testenv.StartProcess(t, "kube-controller-manager", exec.Command(tools.ControllerManager,
+	n.kcmLog = testenv.StartProcess(t, "kube-controller-manager", daemon(tools.ControllerManager,
 		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
 		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(kcmPort),
 		"--cert-dir="+filepath.Join(dir, "kcm-certs"),
@@ -127,7 +134,7 @@ func Start(t testing.TB, tools Tools, images Images) *Node {
 		"--root-ca-file="+filepath.Join(n.Cluster.Dir, "ca.pem"),
 		"--use-service-account-credentials=false",
 		"--v=1")).Log
-	n.schedulerLog = testenv.StartProcess(t, "kube-scheduler", exec.Command(tools.Scheduler,
+	n.schedulerLog = testenv.StartProcess(t, "kube-scheduler", daemon(tools.Scheduler,
 		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
 		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(schedPort),
 		"--cert-dir="+filepath.Join(dir, "scheduler-certs"), "--v=1")).Log
@@ -192,7 +199,7 @@ state = %q
 `, filepath.Join(n.Dir, "containerd-root"), filepath.Join(n.Dir, "containerd-state"), n.Containerd, n.Containerd+".ttrpc",
 		PauseImage, tools.Runc, filepath.Join(n.Dir, "runc"), cniDir)
 	write(t, filepath.Join(n.Dir, "containerd.toml"), config)
-	n.containerd = testenv.StartProcess(t, "containerd", exec.Command(tools.Containerd, "--config", filepath.Join(n.Dir, "containerd.toml")))
+	n.containerd = testenv.StartProcess(t, "containerd", daemon(tools.Containerd, "--config", filepath.Join(n.Dir, "containerd.toml")))
 	n.containerLog = n.containerd.Log
 	testenv.Poll(t, "containerd serving on "+n.Containerd, 60*time.Second, func() bool {
 		return exec.Command(n.ctr, "--address", n.Containerd, "version").Run() == nil
@@ -257,7 +264,7 @@ nodeStatusUpdateFrequency: 2s
 serializeImagePulls: false
 `, n.Containerd, testenv.FreePort(t), n.PodLogs, filepath.Join(n.Cluster.Dir, "ca.pem"))
 	write(t, filepath.Join(n.Dir, "kubelet.yaml"), config)
-	n.kubelet = testenv.StartProcess(t, "kubelet", exec.Command(tools.Kubelet,
+	n.kubelet = testenv.StartProcess(t, "kubelet", daemon(tools.Kubelet,
 		"--config="+filepath.Join(n.Dir, "kubelet.yaml"),
 		// The admin's credentials: the test API server authorizes with
 		// RBAC only (no Node authorizer), and the node is the test's.
@@ -409,28 +416,17 @@ func removeCgroups() []error {
 
 // shimPids are the containerd-shim processes of the containerd at sock.
 func shimPids(sock string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
-			continue
+	return pidsOf(func(args []string) bool {
+		if !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+			return false
 		}
 		for i, a := range args {
 			if a == "-address" && i+1 < len(args) && args[i+1] == sock {
-				pids = append(pids, pid)
+				return true
 			}
 		}
-	}
-	return pids
+		return false
+	})
 }
 
 // mountsUnder are the mount points under dir, deepest first.
@@ -483,18 +479,100 @@ func netns() map[string]bool {
 	return m
 }
 
-// checkBridgeFree refuses to start over another run's bridge, which
-// would mean that run did not clean up.
-func checkBridgeFree() error {
-	if _, err := net.InterfaceByName(Bridge); err == nil {
-		return fmt.Errorf("cluster: the bridge %s exists: another cluster test is running, or one did not clean up (ip link del %s)", Bridge, Bridge)
+// cleanStale refuses to start beside another run (its kubelet is alive),
+// and cleans up after a run that died without its cleanup (a -timeout
+// panic: its processes died with it, but the shims, the pods' processes,
+// mounts, the bridge, cgroups and temporary directories stay).
+func cleanStale() error {
+	var stale []string
+	for _, pid := range pidsOf(func(args []string) bool {
+		return filepath.Base(args[0]) == "kubelet" && slices.ContainsFunc(args, func(a string) bool {
+			return strings.HasPrefix(a, "--root-dir="+os.TempDir()+"/wcluster")
+		})
+	}) {
+		stale = append(stale, strconv.Itoa(pid))
 	}
-	if roots := cgroupRoots(); len(roots) > 0 {
-		if pids := cgroupPids(); len(pids) > 0 {
-			return fmt.Errorf("cluster: processes %v run in the kubelet's cgroups %v: another kubelet runs on this machine", pids, roots)
+	if len(stale) > 0 {
+		return fmt.Errorf("cluster: the kubelet of another cluster test runs (pids %s)", strings.Join(stale, ", "))
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "wcluster*", "containerd.toml"))
+	_, bridgeErr := net.InterfaceByName(Bridge)
+	if len(dirs) == 0 && bridgeErr != nil && len(cgroupRoots()) == 0 {
+		return nil
+	}
+	for _, pid := range cgroupPids() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, d := range dirs {
+		sock := filepath.Join(filepath.Dir(d), "containerd.sock")
+		for _, pid := range shimPids(sock) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(cgroupPids()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, d := range dirs {
+		dir := filepath.Dir(d)
+		for _, m := range mountsUnder(dir) {
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "created-outside")); err == nil {
+			for _, p := range strings.Fields(string(b)) {
+				_ = os.RemoveAll(p)
+			}
+		}
+		_ = os.RemoveAll(dir)
+	}
+	_ = exec.Command("ip", "link", "del", Bridge).Run()
+	// The test's other temporary directories (the images, the logs,
+	// SPIRE's).
+	if len(dirs) > 0 {
+		for _, pattern := range []string{"wcluster-tb*", "wspire*"} {
+			tmp, _ := filepath.Glob(filepath.Join(os.TempDir(), pattern))
+			for _, d := range tmp {
+				_ = os.RemoveAll(d)
+			}
+		}
+	}
+	if errs := removeCgroups(); len(errs) > 0 {
+		return fmt.Errorf("cluster: cleaning up after an earlier run: %v", errors.Join(errs...))
+	}
+	if _, err := net.InterfaceByName(Bridge); err == nil {
+		return fmt.Errorf("cluster: the bridge %s of an earlier run stays (ip link del %s)", Bridge, Bridge)
+	}
 	return nil
+}
+
+// pidsOf are the processes whose arguments match.
+func pidsOf(match func(args []string) bool) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		if match(strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// daemon is a command for a long-running process of the node, killed with
+// the test process if that dies first (a test binary's -timeout panics
+// without running cleanups): the next run must not find a kubelet or a
+// containerd of this one still running.
+func daemon(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 func write(t testing.TB, path, content string) {

@@ -33,26 +33,34 @@ type SPIRE struct {
 
 // StartSPIRE runs a SPIRE server on loopback and an agent whose socket is
 // AgentSocketDir's, until t ends. The directory must not exist (a SPIRE
-// agent of the machine's own would be there); it is removed afterwards.
+// agent of the machine's own would be there) unless an earlier run of this
+// test left it; it is removed afterwards.
 func StartSPIRE(t testing.TB) *SPIRE {
 	t.Helper()
-	binDir := os.Getenv("WARDEN_SPIRE_BIN_DIR")
-	if binDir == "" {
-		binDir = kubetest.BinDir()
-	}
-	const spireInstall = "run `make spire`, or set WARDEN_SPIRE_BIN_DIR"
-	serverBin := testenv.NeedTool(t, filepath.Join(binDir, "spire-server"), spireInstall)
-	agentBin := testenv.NeedTool(t, filepath.Join(binDir, "spire-agent"), spireInstall)
-	if _, err := os.Stat(AgentSocketDir); err == nil {
-		t.Fatalf("cluster: %s exists: a SPIRE agent of this machine, or a run that did not clean up", AgentSocketDir)
-	}
-	// Remove what this made: the socket directory, and its parent when
-	// it was not there before.
+	serverBin, agentBin := spireBins(t)
+	// The parent, when this makes it, holds a marker: a later run removes
+	// it should this one die without its cleanup (a -timeout panic).
 	parent := filepath.Dir(AgentSocketDir)
-	if _, err := os.Stat(parent); os.IsNotExist(err) {
-		t.Cleanup(func() { os.Remove(parent) })
+	marker := filepath.Join(parent, ".warden-cluster-test")
+	if _, err := os.Stat(AgentSocketDir); err == nil {
+		if exec.Command(agentBin, "healthcheck", "-socketPath", agentSocket).Run() == nil {
+			t.Fatalf("cluster: a SPIRE agent serves %s already", agentSocket)
+		}
+		if _, err := os.Stat(marker); err != nil {
+			t.Fatalf("cluster: %s exists (a SPIRE agent's of this machine?); remove it to run the test", AgentSocketDir)
+		}
+		if err := os.RemoveAll(parent); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.MkdirAll(AgentSocketDir, 0o755); err != nil {
+	if _, err := os.Stat(parent); os.IsNotExist(err) {
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write(t, marker, "")
+		t.Cleanup(func() { os.RemoveAll(parent) })
+	}
+	if err := os.Mkdir(AgentSocketDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(AgentSocketDir) })
@@ -92,7 +100,7 @@ plugins {
     }
 }
 `, port, s.serverSock, TrustDomain, filepath.Join(dir, "server"), filepath.Join(dir, "server", "datastore.sqlite3")))
-	testenv.StartProcess(t, "spire-server", exec.Command(serverBin, "run", "-config", filepath.Join(dir, "server.conf")))
+	testenv.StartProcess(t, "spire-server", daemon(serverBin, "run", "-config", filepath.Join(dir, "server.conf")))
 	testenv.Poll(t, "spire-server healthy", 90*time.Second, func() bool {
 		return exec.Command(serverBin, "healthcheck", "-socketPath", s.serverSock).Run() == nil
 	})
@@ -127,11 +135,24 @@ plugins {
     }
 }
 `, filepath.Join(dir, "agent"), port, agentSocket, filepath.Join(dir, "bundle.pem"), TrustDomain))
-	testenv.StartProcess(t, "spire-agent", exec.Command(agentBin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token))
+	testenv.StartProcess(t, "spire-agent", daemon(agentBin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token))
 	testenv.Poll(t, "spire-agent healthy", 90*time.Second, func() bool {
 		return exec.Command(agentBin, "healthcheck", "-socketPath", agentSocket).Run() == nil
 	})
 	return s
+}
+
+// spireBins finds spire-server and spire-agent in WARDEN_SPIRE_BIN_DIR, else
+// the tools directory; without them t ends by testenv.Missing.
+func spireBins(t testing.TB) (server, agent string) {
+	t.Helper()
+	binDir := os.Getenv("WARDEN_SPIRE_BIN_DIR")
+	if binDir == "" {
+		binDir = kubetest.BinDir()
+	}
+	const spireInstall = "run `make spire`, or set WARDEN_SPIRE_BIN_DIR"
+	return testenv.NeedTool(t, filepath.Join(binDir, "spire-server"), spireInstall),
+		testenv.NeedTool(t, filepath.Join(binDir, "spire-agent"), spireInstall)
 }
 
 func (s *SPIRE) server(t testing.TB, args ...string) string {
