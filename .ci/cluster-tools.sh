@@ -9,7 +9,8 @@
 # Idempotent: a second run finds everything and does nothing. The images
 # (pause, warden, the demo app) are built by the test itself, never pulled.
 #
-# Cold, on 2 cores: see README ("The real-cluster test"). Warm: under a second.
+# Cold: 10 CPU-minutes of builds and about 20 s of apt-get (README, "The
+# real-cluster test"). Warm: under a second.
 set -euo pipefail
 cd "$(dirname "$0")"
 
