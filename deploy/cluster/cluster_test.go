@@ -119,7 +119,7 @@ func TestClusterInjectedPodRunsAndIsReady(t *testing.T) {
 	}
 	// warden was serving (its startup probe passed) before the app: its
 	// "listening" line is older than the app's first line too.
-	listening := e.findLog(t, p, inject.ContainerName, "admin listening", func(m map[string]any) bool {
+	listening := e.findLog(t, p, inject.ContainerName, "listening", func(m map[string]any) bool {
 		return m["event"] == "listening"
 	})
 	if lt, err := time.Parse(time.RFC3339Nano, fmt.Sprint(listening["time"])); err == nil && !lt.Before(aFirst) {

@@ -218,25 +218,29 @@ func (e *env) firstLogTime(t *testing.T, p *corev1.Pod, container string) time.T
 }
 
 // waitEvent waits for an event of the object name in ns with reason and a
-// message starting with prefix.
+// message starting with prefix; on timeout it fails with the events seen.
 func (e *env) waitEvent(t *testing.T, ns, name, reason, prefix string) {
 	t.Helper()
-	var last []string
-	testenv.Poll(t, fmt.Sprintf("a %s event of %s/%s", reason, ns, name), 2*time.Minute, func() bool {
+	var seen []string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
 		var list corev1.EventList
 		q := url.Values{"fieldSelector": {"involvedObject.name=" + name}}
 		if err := e.node.Do(context.Background(), "GET", "/api/v1/namespaces/"+ns+"/events?"+q.Encode(), nil, &list); err != nil {
-			return false
+			t.Fatal(err)
 		}
-		last = last[:0]
+		seen = seen[:0]
 		for _, ev := range list.Items {
-			last = append(last, ev.Reason+": "+ev.Message)
 			if ev.Reason == reason && strings.HasPrefix(ev.Message, prefix) {
-				return true
+				return
 			}
+			seen = append(seen, ev.Reason+": "+ev.Message)
 		}
-		return false
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event %q… of %s/%s in 2m; events:\n%s", reason, prefix, ns, name, strings.Join(seen, "\n"))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // runOut runs a host command and returns its combined output.
