@@ -108,6 +108,8 @@ func TestClusterMTLSThroughPodIP(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		t.Errorf("a client without a certificate got %d %s", resp.StatusCode, b)
+	} else if !strings.Contains(err.Error(), "tls: ") {
+		t.Errorf("a client without a certificate: %v, want a TLS alert", err)
 	}
 
 	// Plaintext to the app's port lands on warden's TLS listener: no
