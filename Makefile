@@ -11,10 +11,11 @@ SPIRE_VERSION := v1.13.3
 SPIRE_BIN := $(TOOLS_DIR)/bin
 SPIRE     := $(SPIRE_BIN)/spire-server $(SPIRE_BIN)/spire-agent
 KUBE      := $(TOOLS_DIR)/bin/kube-apiserver $(TOOLS_DIR)/bin/etcd $(TOOLS_DIR)/bin/kubectl
+CLUSTER   := $(TOOLS_DIR)/bin/kubelet $(TOOLS_DIR)/bin/kube-controller-manager $(TOOLS_DIR)/bin/kube-scheduler
 HELM_VERSION := v3.22.0
 HELM      := $(TOOLS_DIR)/bin/helm
 
-.PHONY: all build image run test fmt-check vet unit lint clean tools spire kube helm generate generate-check bench bench-micro bench-flood fuzz
+.PHONY: all build image run test fmt-check vet unit lint clean tools spire kube cluster helm generate generate-check bench bench-micro bench-flood fuzz
 
 all: build
 
@@ -51,7 +52,7 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-unit: tools spire kube helm
+unit: tools spire kube cluster helm
 	WARDEN_OPA_BIN=$(OPA) WARDEN_SPIRE_BIN_DIR=$(SPIRE_BIN) WARDEN_KUBE_BIN_DIR=$(TOOLS_DIR)/bin \
 	  $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
@@ -80,6 +81,14 @@ kube: $(KUBE)
 
 $(KUBE) &:
 	WARDEN_TOOLS_DIR=$(TOOLS_DIR) GO=$(GO) .ci/kube-tools.sh
+
+# A single node for the TestCluster tests (deploy/cluster): containerd, runc
+# and the CNI plugins from Debian (apt-get, when missing), and the kubelet,
+# kube-controller-manager and kube-scheduler built from the API server's
+# release (see .ci/cluster-tools.sh for the times). Also checked when the
+# binaries exist: the Debian packages may be missing on a fresh machine.
+cluster: $(KUBE)
+	WARDEN_TOOLS_DIR=$(TOOLS_DIR) GO=$(GO) .ci/cluster-tools.sh
 
 # Helm, for the chart's test (deploy/helm_test.go renders deploy/helm/warden
 # with `helm template` and applies it to the test API server): built from

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,7 +83,7 @@ func Start(t testing.TB) *Cluster {
 	clientPort, peerPort, apiPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	testenv.StartProcess(t, "etcd", exec.Command(etcd,
+	testenv.StartProcess(t, "etcd", daemon(etcd,
 		"--name=kubetest", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
@@ -103,7 +104,7 @@ func Start(t testing.TB) *Cluster {
 		}
 	}
 	c := &Cluster{URL: "https://127.0.0.1:" + strconv.Itoa(apiPort), CAPEM: ca.PEM, Dir: dir}
-	testenv.StartProcess(t, "kube-apiserver", exec.Command(apiserver,
+	testenv.StartProcess(t, "kube-apiserver", daemon(apiserver,
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(apiPort),
 		// On loopback the API server cannot publish itself as the
@@ -153,4 +154,13 @@ current-context: kubetest
 		t.Fatal(err)
 	}
 	return c
+}
+
+// daemon is a command for etcd or the API server, killed with the test
+// process if that dies first (a test binary's -timeout panics without
+// running cleanups).
+func daemon(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
