@@ -71,10 +71,13 @@ func intoCgroup(t *testing.T, dir string) func(*exec.Cmd) *exec.Cmd {
 // PID and mount namespaces, with the cgroup2 file system of its own
 // namespace at the usual place, the node's /sys/fs/cgroup bind-mounted
 // read-only (recursively, as recursiveReadOnly: IfPossible does) at
-// WARDEN_FAST_PATH_HOST_CGROUP, and the variables the injector adds.
+// WARDEN_FAST_PATH_HOST_CGROUP, the capabilities the injector adds and no
+// other (BPF, NET_ADMIN, PERFMON: its bounding set, so root's permitted
+// and effective sets too), and the variables the injector adds.
 func (b *fastPathBed) startPodWarden(t *testing.T, pod, uid string, env ...string) *process {
 	t.Helper()
 	testenv.NeedTool(t, "unshare", "util-linux")
+	testenv.NeedTool(t, "setpriv", "util-linux")
 	mnt, err := cgroup2.Mount()
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +89,8 @@ func (b *fastPathBed) startPodWarden(t *testing.T, pod, uid string, env ...strin
 		ro += " && mount -o remount,bind,ro " + host + strings.TrimPrefix(mnt, node) // hybrid: the unified submount
 	}
 	script := "mount --rbind " + node + " " + host + " && " + ro +
-		" && umount -l " + mnt + " && mount -t cgroup2 cgroup2 " + mnt + " && exec " + wardenBin
+		" && umount -l " + mnt + " && mount -t cgroup2 cgroup2 " + mnt +
+		" && exec setpriv --bounding-set -all,+bpf,+net_admin,+perfmon " + wardenBin
 	cmd := intoCgroup(t, filepath.Join(pod, "warden"))(exec.Command("nsenter", "--net=/run/netns/"+b.srv.Name,
 		"unshare", "--cgroup", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
 		"sh", "-c", script))
