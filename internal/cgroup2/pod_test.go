@@ -144,6 +144,10 @@ func TestHostRoot(t *testing.T) {
 	if got, err := HostRoot(host); err != nil || got != mnt {
 		t.Fatalf("HostRoot(%s): %q, %v; want %q", host, got, err, mnt)
 	}
+	// A unified node: the mount is the hierarchy.
+	if got, err := HostRoot(mnt); err != nil || got != mnt {
+		t.Fatalf("HostRoot(%s): %q, %v; want it", mnt, got, err)
+	}
 	dir := t.TempDir()
 	if _, err := HostRoot(dir); err == nil || !strings.Contains(err.Error(), "no cgroup v2 hierarchy at "+dir) {
 		t.Fatalf("HostRoot(%s): %v", dir, err)
