@@ -23,6 +23,9 @@ import (
 // kubepods/burstable/pod<uid>, as the kubelet's cgroupfs driver names it.
 const testPodUID = "3a7d1e2f-5b6c-4d8e-9f01-23456789abcd"
 
+// neighbourPodUID is another pod on the node, with a container of its own.
+const neighbourPodUID = "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
+
 // podCgroups creates kubepods/burstable/pod<uid>/{warden,app} under root,
 // as the kubelet and the container runtime lay out a pod with warden
 // injected, and removes them deepest first when t ends (after the
@@ -31,7 +34,8 @@ func podCgroups(t *testing.T, root string) (pod string) {
 	t.Helper()
 	pod = filepath.Join(root, "kubepods", "burstable", "pod"+testPodUID)
 	made := []string{filepath.Join(root, "kubepods"), filepath.Join(root, "kubepods", "burstable"), pod,
-		filepath.Join(pod, "warden"), filepath.Join(pod, "app")}
+		filepath.Join(pod, "warden"), filepath.Join(pod, "app"),
+		filepath.Join(root, "kubepods", "burstable", "pod"+neighbourPodUID), filepath.Join(root, "kubepods", "burstable", "pod"+neighbourPodUID, "ctr")}
 	t.Cleanup(func() {
 		for i := len(made) - 1; i >= 0; i-- {
 			testenv.Poll(t, "cgroup "+made[i]+" removed", 10*time.Second, func() bool {
@@ -110,8 +114,9 @@ func (b *fastPathBed) startPodWarden(t *testing.T, pod, uid string, env ...strin
 // cgroup tree mounted read-only and the pod's UID, warden finds the pod's
 // cgroup, proves it is its own (its PID, 1 in its PID namespace, is in the
 // warden container's cgroup.procs read through the mount), attaches there
-// and redirects: byte-identical answers, counters that move. A wrong UID
-// fails startup naming the variables.
+// and redirects: byte-identical answers, counters that move. A UID of no
+// pod, or of a neighbour pod warden is not in, fails startup naming the
+// variables.
 func TestFastPathAtThePodsCgroup(t *testing.T) {
 	var pod string
 	b := newFastPathBedApp(t, func(b *fastPathBed) func(*exec.Cmd) *exec.Cmd {
@@ -157,22 +162,29 @@ func TestFastPathAtThePodsCgroup(t *testing.T) {
 		}
 	})
 
-	t.Run("another pod's UID fails startup", func(t *testing.T) {
-		const other = "00000000-1111-4222-8333-444444444444"
-		p := b.startPodWarden(t, pod, other)
-		select {
-		case err := <-p.done:
-			if err == nil {
-				t.Fatal("warden exited 0")
+	for _, c := range []struct{ name, uid, why string }{
+		{"a UID of no pod fails startup", "00000000-1111-4222-8333-444444444444", "cgroup2: no cgroup of the pod 00000000-1111-4222-8333-444444444444"},
+		{"a neighbour pod's UID fails startup", neighbourPodUID, "is not this pod's cgroup: PID 1 is in neither its cgroup.procs nor those of its children"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := b.startPodWarden(t, pod, c.uid)
+			select {
+			case err := <-p.done:
+				if err == nil {
+					t.Fatal("warden exited 0")
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("warden started although its pod's cgroup was not found")
 			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("warden started although the pod's cgroup was not found")
-		}
-		want := "WARDEN_FAST_PATH=sockmap: WARDEN_FAST_PATH_CGROUP=pod: WARDEN_POD_UID " + other + " under WARDEN_FAST_PATH_HOST_CGROUP "
-		if !strings.Contains(p.rawLog(), want) || !strings.Contains(p.rawLog(), "cgroup2: no cgroup of the pod "+other) {
-			t.Fatalf("log does not say %q ... no cgroup of the pod:\n%s", want, p.rawLog())
-		}
-	})
+			want := "WARDEN_FAST_PATH=sockmap: WARDEN_FAST_PATH_CGROUP=pod: WARDEN_POD_UID " + c.uid + " under WARDEN_FAST_PATH_HOST_CGROUP "
+			if !strings.Contains(p.rawLog(), want) || !strings.Contains(p.rawLog(), c.why) {
+				t.Fatalf("log does not say %q ... %q:\n%s", want, c.why, p.rawLog())
+			}
+			if n := len(sockOpsAt(t, filepath.Join(pod, "..", "pod"+neighbourPodUID))); n != 0 {
+				t.Fatalf("%d sock_ops programs on the neighbour pod's cgroup", n)
+			}
+		})
+	}
 }
 
 // sockOpsAt is the sock_ops programs attached to the cgroup dir itself.
