@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 
 	"github.com/warden-sidecar/warden/agent/config"
@@ -66,6 +67,15 @@ func (a *Agent) attachFastPath() (*bpf.FastPath, string, int, error) {
 		return nil, "", 0, fmt.Errorf("WARDEN_UPSTREAM_ADDR %s is not a loopback address: the fast path redirects loopback connections only", a.cfg.UpstreamAddr)
 	}
 	cg := a.cfg.FastPathCgroup
+	if cg == config.FastPathCgroupPod {
+		root, err := cgroup2.HostRoot(a.cfg.FastPathHostCgroup)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("WARDEN_FAST_PATH_CGROUP=pod: WARDEN_FAST_PATH_HOST_CGROUP %s: %w", a.cfg.FastPathHostCgroup, err)
+		}
+		if cg, err = cgroup2.FindPod(root, a.cfg.PodUID, os.Getpid()); err != nil {
+			return nil, "", 0, fmt.Errorf("WARDEN_FAST_PATH_CGROUP=pod: WARDEN_POD_UID %s under WARDEN_FAST_PATH_HOST_CGROUP %s: %w", a.cfg.PodUID, a.cfg.FastPathHostCgroup, err)
+		}
+	}
 	if cg == "" {
 		own, err := cgroup2.Own()
 		switch {
@@ -87,6 +97,9 @@ func (a *Agent) attachFastPath() (*bpf.FastPath, string, int, error) {
 	}
 	if err := f.AttachCgroup(cg); err != nil {
 		_ = f.Close()
+		if a.cfg.FastPathCgroup == config.FastPathCgroupPod {
+			return nil, "", 0, fmt.Errorf("WARDEN_FAST_PATH_CGROUP=pod: the pod's cgroup %s: %w", cg, err)
+		}
 		if a.cfg.FastPathCgroup != "" {
 			return nil, "", 0, fmt.Errorf("WARDEN_FAST_PATH_CGROUP %s: %w", cg, err)
 		}

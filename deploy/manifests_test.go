@@ -387,6 +387,23 @@ func TestAPIServerAcceptsTheManifests(t *testing.T) {
 	if _, err := c.Create(ctx, res.Pod, true, nil); err == nil || !strings.Contains(err.Error(), "non-default capabilities") {
 		t.Errorf("baseline: %v", err)
 	}
+
+	// warden.io/fast-path: "sockmap": the hostPath of the node's cgroup
+	// tree, mounted read-only (recursively where possible), and the pod's
+	// UID from the downward API are a valid pod where the namespace allows
+	// them; "baseline" refuses the hostPath.
+	pod.Annotations[inject.AnnotationFastPath] = "sockmap"
+	res, err = inject.Inject(pod, inject.ScopeNamespace, inject.Options{Image: "ghcr.io/warden-sidecar/warden:v0.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(ctx, res.Pod, true, nil); err != nil {
+		t.Errorf("the injected example pod with %s: sockmap: %v", inject.AnnotationFastPath, err)
+	}
+	res.Pod.Namespace, res.Pod.Spec.ServiceAccountName = "baseline", ""
+	if _, err := c.Create(ctx, res.Pod, true, nil); err == nil || !strings.Contains(err.Error(), `hostPath volumes (volume "warden-host-cgroup")`) {
+		t.Errorf("baseline with %s: sockmap: %v", inject.AnnotationFastPath, err)
+	}
 }
 
 func copyTree(t *testing.T, from, to string) {

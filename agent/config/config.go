@@ -150,7 +150,11 @@ type Config struct {
 	BPFMaxConns     int
 	// The sockmap fast path between warden and the app.
 	FastPath       string // FastPathAuto, FastPathSockmap or FastPathOff
-	FastPathCgroup string // "" = warden's own cgroup v2
+	FastPathCgroup string // "" = warden's own cgroup v2; FastPathCgroupPod = the pod's
+	// FastPathHostCgroup is the node's /sys/fs/cgroup as mounted in
+	// warden's container, where FastPathCgroupPod is looked for.
+	FastPathHostCgroup string
+	PodUID             string // metadata.uid; "" = not given
 	// Layer 7 limits, applied by the pipeline after the policy allowed: a
 	// decision's rate_limit, else the per-peer default.
 	PeerRateLimit int // requests per second per peer SPIFFE ID; 0 = unlimited
@@ -244,6 +248,9 @@ const (
 	FastPathAuto    = "auto"
 	FastPathSockmap = "sockmap"
 	FastPathOff     = "off"
+	// FastPathCgroupPod is WARDEN_FAST_PATH_CGROUP's name for the pod's
+	// cgroup, found by WARDEN_POD_UID under WARDEN_FAST_PATH_HOST_CGROUP.
+	FastPathCgroupPod = "pod"
 )
 
 // Rate limit modes for WARDEN_RATE_LIMIT_MODE.
@@ -313,6 +320,9 @@ func check(c Config, p *parser) error {
 			Expected: "0 with WARDEN_RATE_LIMIT_MODE=off",
 			msg: "config: WARDEN_HONEYPOT_PATHS blocks decoy hitters for WARDEN_HONEYPOT_BLOCK_FOR=" + c.HoneypotBlockFor.String() +
 				", but WARDEN_RATE_LIMIT_MODE=off blocks nobody: set WARDEN_HONEYPOT_BLOCK_FOR=0, or another WARDEN_RATE_LIMIT_MODE"}
+	}
+	if c.FastPathCgroup == FastPathCgroupPod && c.PodUID == "" && c.FastPath != FastPathOff {
+		return emptyError("WARDEN_POD_UID", "WARDEN_FAST_PATH_CGROUP", "the pod's UID (metadata.uid, through the downward API) with WARDEN_FAST_PATH_CGROUP=pod")
 	}
 	if err := checkJWT(c, p); err != nil {
 		return err

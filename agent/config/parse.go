@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,6 +206,29 @@ func (p *parser) absPath(name string) string {
 		p.fail(name, v, "an absolute path")
 	}
 	return filepath.Clean(v)
+}
+
+// fastPathCgroup is an absolute path, FastPathCgroupPod or empty.
+func (p *parser) fastPathCgroup(name string) string {
+	if v := p.raw(name); v == FastPathCgroupPod {
+		return v
+	} else if v != "" && !filepath.IsAbs(v) {
+		p.fail(name, v, "an absolute path or "+FastPathCgroupPod)
+		return ""
+	}
+	return p.absPath(name)
+}
+
+var podUIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// podUID is a Kubernetes object UID (a lowercase UUID), or empty.
+func (p *parser) podUID(name string) string {
+	v := p.raw(name)
+	if v != "" && !podUIDPattern.MatchString(v) {
+		p.fail(name, v, "a pod UID such as 6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b (metadata.uid)")
+		return ""
+	}
+	return v
 }
 
 func (p *parser) addr(name string) string {

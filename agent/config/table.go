@@ -248,8 +248,12 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) {
 			c.FastPath = p.oneOf(n, FastPathAuto, FastPathSockmap, FastPathOff)
 		}},
-	{"WARDEN_FAST_PATH_CGROUP", "", "cgroup v2 directory the fast path attaches to, holding warden and the app (e.g. `/sys/fs/cgroup/system.slice`); empty: warden's own cgroup, which auto refuses when it is the root cgroup or a container's cgroup namespace root", BySidecar, "",
-		func(p *parser, c *values, n string) { c.FastPathCgroup = p.absPath(n) }},
+	{"WARDEN_FAST_PATH_CGROUP", "", "cgroup v2 directory the fast path attaches to, holding warden and the app (e.g. `/sys/fs/cgroup/system.slice`); `pod`: the pod's cgroup, found by WARDEN_POD_UID in the node's cgroup tree mounted at WARDEN_FAST_PATH_HOST_CGROUP (what the injector sets with `warden.io/fast-path: \"sockmap\"`); empty: warden's own cgroup, which auto refuses when it is the root cgroup or a container's cgroup namespace root", BySidecar, "",
+		func(p *parser, c *values, n string) { c.FastPathCgroup = p.fastPathCgroup(n) }},
+	{"WARDEN_FAST_PATH_HOST_CGROUP", "/run/warden/host-cgroup", "with WARDEN_FAST_PATH_CGROUP=pod: where the node's `/sys/fs/cgroup` is mounted (read-only) in warden's container; the cgroup v2 hierarchy is that directory or, on a hybrid node, its `unified` subdirectory", BySidecar, "",
+		func(p *parser, c *values, n string) { c.FastPathHostCgroup = p.absPath(n) }},
+	{"WARDEN_POD_UID", "", "the pod's UID (`metadata.uid`, which the injector passes through the downward API); needed by WARDEN_FAST_PATH_CGROUP=pod", BySidecar, "",
+		func(p *parser, c *values, n string) { c.PodUID = p.podUID(n) }},
 	{"WARDEN_HONEYPOT_PATHS", "", "comma-separated decoy paths: exact paths, or prefixes ending in `/*` (`/actuator/*` matches `/actuator` and below), matched on the normalized path; a request to one gets the 404 of an unknown route, never reaches the app, emits `honeypot_hit` and blocks its source (see Active defense)", BySidecar, "",
 		func(p *parser, c *values, n string) { c.HoneypotPaths = p.honeypotPaths(n) }},
 	{"WARDEN_HONEYPOT_BLOCK_FOR", "10m", "how long a source that requested a decoy is blocked (at most 24h); `0`: decoys answer 404 and emit `honeypot_hit` but block nobody", BySidecar, "",

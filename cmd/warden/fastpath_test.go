@@ -140,7 +140,11 @@ type fastPathBed struct {
 }
 
 // newFastPathBed creates the namespaces, the cgroup and the app in both.
-func newFastPathBed(t *testing.T) *fastPathBed {
+func newFastPathBed(t *testing.T) *fastPathBed { return newFastPathBedApp(t, nil) }
+
+// newFastPathBedApp is newFastPathBed with the app's cgroup chosen by
+// appCgroup, given the bed's, when not nil.
+func newFastPathBedApp(t *testing.T, appCgroup func(*fastPathBed) func(*exec.Cmd) *exec.Cmd) *fastPathBed {
 	t.Helper()
 	bpftest.RequirePrivileged(t)
 	testenv.NeedTool(t, "nsenter", "util-linux")
@@ -150,6 +154,9 @@ func newFastPathBed(t *testing.T) *fastPathBed {
 	b.admin = net.JoinHostPort(b.link.A4.String(), "15000")
 
 	app := b.inNamespace(os.Args[0], "-test.run=^$")
+	if appCgroup != nil {
+		app = appCgroup(b)(app)
+	}
 	app.Env = append(os.Environ(), fastPathAppEnv+"="+b.appAddr)
 	testenv.StartProcess(t, "app", app)
 	testenv.Poll(t, "the app listens", 20*time.Second, func() bool {

@@ -14,10 +14,12 @@ import (
 
 // Variables an annotation may not set: the webhook owns them.
 var owned = map[string]string{
-	"WARDEN_IDENTITY":   "the webhook sets it to workloadapi: an injected warden gets its SVIDs from the SPIRE agent",
-	"WARDEN_DEV_DIR":    "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
-	"WARDEN_SPIFFE_ID":  "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
-	"WARDEN_APP_PROBES": "the webhook sets it from the app's probes it rewrites (" + AnnotationRewriteProbes + `: "false" turns that off)`,
+	"WARDEN_IDENTITY":              "the webhook sets it to workloadapi: an injected warden gets its SVIDs from the SPIRE agent",
+	"WARDEN_DEV_DIR":               "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
+	"WARDEN_SPIFFE_ID":             "it belongs to WARDEN_IDENTITY=dev, which an injected warden never uses",
+	"WARDEN_POD_UID":               "the webhook passes it, with " + AnnotationFastPath + `: "sockmap", from the pod's metadata.uid`,
+	"WARDEN_FAST_PATH_HOST_CGROUP": "the webhook mounts the node's cgroup tree there with " + AnnotationFastPath + `: "sockmap"`,
+	"WARDEN_APP_PROBES":            "the webhook sets it from the app's probes it rewrites (" + AnnotationRewriteProbes + `: "false" turns that off)`,
 }
 
 // reads says whether the container that reads variables as r (the sidecar

@@ -28,6 +28,11 @@ const (
 	AnnotationSocketSource = "warden.io/spiffe-socket-source"
 	SocketCSI              = "csi"
 	SocketHostPath         = "hostpath"
+	// AnnotationFastPath sets WARDEN_FAST_PATH like any variable's
+	// annotation; "sockmap" also grants what finding the pod's cgroup
+	// needs (deploy/inject/fastpath.go): a read-only hostPath of the
+	// node's cgroup tree, the pod's UID and the eBPF capabilities.
+	AnnotationFastPath = "warden.io/fast-path"
 
 	// NamespaceLabel with the value LabelEnabled puts warden into every
 	// new pod of a namespace (deploy/webhook selects on it).
@@ -169,6 +174,9 @@ func Inject(pod *corev1.Pod, scope Scope, opts Options) (Result, error) {
 	out.Spec.InitContainers = append([]corev1.Container{initC, sidecar}, out.Spec.InitContainers...)
 	vol := tmpl.socketVolumes[s.socket]
 	out.Spec.Volumes = append(out.Spec.Volumes, *vol.DeepCopy())
+	if s.fastPathPod {
+		out.Spec.Volumes = append(out.Spec.Volumes, hostCgroupVolume())
+	}
 	return Result{Pod: out, Warnings: s.warnings(pod, a, probes)}, nil
 }
 
@@ -185,9 +193,10 @@ func checkNames(pod *corev1.Pod, t *template) error {
 	if hasContainer(pod, InitContainerName) {
 		return fmt.Errorf(`inject: the pod has a container named %s but none named %s: rename it, or annotate the pod %s: "false"`, InitContainerName, ContainerName, AnnotationInject)
 	}
-	vol := t.socketVolumes[SocketCSI].Name
-	if slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == vol }) {
-		return fmt.Errorf(`inject: the pod has a volume named %s, which warden adds: rename it, or annotate the pod %s: "false"`, vol, AnnotationInject)
+	for _, vol := range []string{t.socketVolumes[SocketCSI].Name, HostCgroupVolume} {
+		if slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == vol }) {
+			return fmt.Errorf(`inject: the pod has a volume named %s, which warden adds: rename it, or annotate the pod %s: "false"`, vol, AnnotationInject)
+		}
 	}
 	return nil
 }

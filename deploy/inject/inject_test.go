@@ -68,6 +68,7 @@ func TestPatchGolden(t *testing.T) {
 		{"probes", ScopeNamespace},
 		{"probes-opted-out", ScopeNamespace},
 		{"resources", ScopeNamespace},
+		{"fast-path-sockmap", ScopeNamespace},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -198,6 +199,8 @@ func TestCapabilitiesOnlyForAKernelFeature(t *testing.T) {
 		{"ebpf with a rate", map[string]string{"warden.io/rate-limit-mode": "ebpf", "warden.io/conn-rate-limit": "100"}, kernelCaps},
 		{"userspace with rates", map[string]string{"warden.io/rate-limit-mode": "userspace", "warden.io/conn-rate-limit": "100", "warden.io/packet-rate-limit": "100"}, nil},
 		{"off with a rate", map[string]string{"warden.io/rate-limit-mode": "off", "warden.io/conn-rate-limit": "100"}, nil},
+		{"fast path sockmap", map[string]string{"warden.io/fast-path": "sockmap"}, kernelCaps},
+		{"fast path auto", map[string]string{"warden.io/fast-path": "auto"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,8 +217,11 @@ func TestCapabilitiesOnlyForAKernelFeature(t *testing.T) {
 			// The webhook and warden's own start decide alike.
 			env := envMap(res.Pod.Spec.InitContainers[1].Env)
 			cfg, err := config.FromEnv(func(name string) string {
-				if name == "WARDEN_IDENTITY" {
+				switch name {
+				case "WARDEN_IDENTITY":
 					return "dev" // workloadapi would need the socket
+				case "WARDEN_POD_UID":
+					return "3a7d1e2f-5b6c-4d8e-9f01-23456789abcd" // the downward API's
 				}
 				return env[name]
 			})
@@ -224,8 +230,9 @@ func TestCapabilitiesOnlyForAKernelFeature(t *testing.T) {
 			}
 			st := ratelimit.Settings{Mode: cfg.RateLimitMode, Limits: ratelimit.Limits{ConnRate: cfg.ConnRateLimit, PacketRate: cfg.PacketRateLimit}}
 			loads := cfg.RateLimitMode == config.RateLimitEBPF || cfg.RateLimitMode == config.RateLimitAuto && len(st.KernelFeatures()) > 0
+			loads = loads || cfg.FastPath == config.FastPathSockmap // agent.startFastPath fails without them
 			if loads != (got.Add != nil) {
-				t.Errorf("agent/ratelimit would load eBPF: %v; the webhook adds %v", loads, got.Add)
+				t.Errorf("agent/ratelimit or the sockmap fast path would load eBPF: %v; the webhook adds %v", loads, got.Add)
 			}
 		})
 	}
@@ -314,6 +321,14 @@ func TestBadAnnotationsAreRefusedByName(t *testing.T) {
 			false, `inject: unknown annotation warden.io/cpu-requests (did you mean warden.io/cpu-request?)`},
 		{"explicit opt-in on the host network", map[string]string{"warden.io/inject": "true"},
 			true, `inject: annotation warden.io/inject: "true" on a hostNetwork pod`},
+		{"fast path that is no mode", map[string]string{"warden.io/fast-path": "on"},
+			false, `inject: annotation warden.io/fast-path: config: WARDEN_FAST_PATH="on": expected one of auto, sockmap, off`},
+		{"a cgroup beside sockmap", map[string]string{"warden.io/fast-path": "sockmap", "warden.io/fast-path-cgroup": "/sys/fs/cgroup"},
+			false, `inject: annotation warden.io/fast-path-cgroup: with warden.io/fast-path: "sockmap" the webhook sets WARDEN_FAST_PATH_CGROUP=pod, the pod's cgroup: the only one that holds warden and the app; remove warden.io/fast-path-cgroup`},
+		{"the pod's UID is the webhook's", map[string]string{"warden.io/pod-uid": "3a7d1e2f-5b6c-4d8e-9f01-23456789abcd"},
+			false, `inject: annotation warden.io/pod-uid: WARDEN_POD_UID cannot be set by annotation: the webhook passes it, with warden.io/fast-path: "sockmap", from the pod's metadata.uid`},
+		{"the host cgroup mount is the webhook's", map[string]string{"warden.io/fast-path-host-cgroup": "/host"},
+			false, `inject: annotation warden.io/fast-path-host-cgroup: WARDEN_FAST_PATH_HOST_CGROUP cannot be set by annotation: the webhook mounts the node's cgroup tree there`},
 		{"checked even when opted out", map[string]string{"warden.io/inject": "false", "warden.io/conn-rate-limit": "-1"},
 			false, `inject: annotation warden.io/conn-rate-limit: config: WARDEN_CONN_RATE_LIMIT="-1"`},
 	}
@@ -578,5 +593,79 @@ func TestWebhookDefaults(t *testing.T) {
 	}
 	if opts, err := NewOptions(config.Webhook{SidecarImage: testImage}); err != nil || opts.Resources.Requests != nil || opts.Resources.Limits != nil || opts.RateLimitMode != "" {
 		t.Errorf("no defaults: %+v %v", opts, err)
+	}
+}
+
+// warden.io/fast-path: "sockmap" adds to the sidecar exactly a read-only
+// mount of the node's /sys/fs/cgroup, the variables that point warden at
+// the pod's cgroup, and the pod's UID from the downward API; no other
+// value, and no annotation, adds any of it.
+func TestFastPathSockmapGrantsThePodsCgroup(t *testing.T) {
+	inject := func(annotations map[string]string) *corev1.Pod {
+		t.Helper()
+		pod := readPod(t, "testdata/plain.yaml")
+		pod.Annotations = annotations
+		res, err := Inject(pod, ScopeNamespace, Options{Image: testImage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Pod
+	}
+	plain := inject(nil)
+	pod := inject(map[string]string{"warden.io/fast-path": "sockmap"})
+
+	dir := corev1.HostPathDirectory
+	wantVol := corev1.Volume{Name: "warden-host-cgroup", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/sys/fs/cgroup", Type: &dir}}}
+	if got := pod.Spec.Volumes; len(got) != len(plain.Spec.Volumes)+1 || !reflect.DeepEqual(got[len(got)-1], wantVol) {
+		t.Errorf("volumes %+v, want those of a plain pod and %+v", got, wantVol)
+	}
+	side, plainSide := pod.Spec.InitContainers[1], plain.Spec.InitContainers[1]
+	rro := corev1.RecursiveReadOnlyIfPossible
+	wantMount := corev1.VolumeMount{Name: "warden-host-cgroup", MountPath: "/run/warden/host-cgroup", ReadOnly: true, RecursiveReadOnly: &rro}
+	if got := side.VolumeMounts; len(got) != len(plainSide.VolumeMounts)+1 || !reflect.DeepEqual(got[len(got)-1], wantMount) {
+		t.Errorf("warden's mounts %+v, want those of a plain pod and %+v", got, wantMount)
+	}
+	wantEnv := append(append([]corev1.EnvVar{}, plainSide.Env...),
+		corev1.EnvVar{Name: "WARDEN_FAST_PATH", Value: "sockmap"},
+		corev1.EnvVar{Name: "WARDEN_FAST_PATH_CGROUP", Value: "pod"},
+		corev1.EnvVar{Name: "WARDEN_FAST_PATH_HOST_CGROUP", Value: "/run/warden/host-cgroup"},
+		corev1.EnvVar{Name: "WARDEN_POD_UID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.uid"}}})
+	if !reflect.DeepEqual(side.Env, wantEnv) {
+		t.Errorf("warden's env %+v, want %+v", side.Env, wantEnv)
+	}
+	for _, c := range pod.Spec.InitContainers[:1] {
+		if len(c.VolumeMounts) != len(plain.Spec.InitContainers[0].VolumeMounts) {
+			t.Errorf("%s got a mount: %+v", c.Name, c.VolumeMounts)
+		}
+	}
+	// warden, given that environment, starts for the pod's cgroup.
+	env := envMap(side.Env)
+	env["WARDEN_POD_UID"] = "3a7d1e2f-5b6c-4d8e-9f01-23456789abcd" // what the kubelet puts there
+	cfg, err := config.FromEnv(func(name string) string {
+		if name == "WARDEN_IDENTITY" {
+			return "dev"
+		}
+		return env[name]
+	})
+	if err != nil || cfg.FastPath != "sockmap" || cfg.FastPathCgroup != config.FastPathCgroupPod || cfg.FastPathHostCgroup != HostCgroupMountPath {
+		t.Errorf("warden's config: %+v, %v", cfg, err)
+	}
+
+	for _, a := range []map[string]string{nil, {"warden.io/fast-path": "auto"}, {"warden.io/fast-path": "off"}} {
+		p := inject(a)
+		if !reflect.DeepEqual(p.Spec.Volumes, plain.Spec.Volumes) || !reflect.DeepEqual(p.Spec.InitContainers[1].VolumeMounts, plainSide.VolumeMounts) {
+			t.Errorf("%v: volumes %+v, mounts %+v: want a plain pod's", a, p.Spec.Volumes, p.Spec.InitContainers[1].VolumeMounts)
+		}
+		for _, e := range p.Spec.InitContainers[1].Env {
+			if e.Name == "WARDEN_POD_UID" || e.Name == "WARDEN_FAST_PATH_CGROUP" || e.Name == "WARDEN_FAST_PATH_HOST_CGROUP" {
+				t.Errorf("%v: warden got %s", a, e.Name)
+			}
+		}
+	}
+
+	named := readPod(t, "testdata/plain.yaml")
+	named.Spec.Volumes = []corev1.Volume{{Name: "warden-host-cgroup"}}
+	if _, err := Inject(named, ScopeNamespace, Options{Image: testImage}); err == nil || !strings.Contains(err.Error(), "has a volume named warden-host-cgroup") {
+		t.Errorf("volume name conflict: %v", err)
 	}
 }

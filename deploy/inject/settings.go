@@ -17,6 +17,7 @@ type settings struct {
 	init                   config.Init // ports and uid, as warden init reads them
 	upstreamPort           int
 	ebpf                   bool // warden will load its eBPF program: it gets NET_ADMIN, BPF and PERFMON
+	fastPathPod            bool // WARDEN_FAST_PATH=sockmap: warden gets the node's cgroup tree and the pod's UID
 	socket                 string
 	pprof                  bool
 	inboundPort, adminPort int
@@ -70,7 +71,16 @@ func (a annotations) settings(t *template, opts Options) (settings, error) {
 		return s, fmt.Errorf("inject: annotation %s=%q: expected a wildcard address such as 0.0.0.0:15443 or [::]:15443: redirected connections arrive addressed to the pod's IP",
 			a.from["WARDEN_INBOUND_ADDR"], cfg.InboundAddr)
 	}
-	s.ebpf = kernelFeatureAsked(cfg)
+	if err := a.checkFastPath(cfg); err != nil {
+		return s, err
+	}
+	// The pod's UID comes from the downward API, so these are added after
+	// the check, which could not read it.
+	s.fastPathPod = cfg.FastPath == config.FastPathSockmap
+	if s.fastPathPod {
+		s.sidecarEnv = append(s.sidecarEnv, fastPathPodEnv()...)
+	}
+	s.ebpf = kernelFeatureAsked(cfg) || s.fastPathPod
 	s.pprof = cfg.AdminPprof
 	s.upstreamPort = portOf(cfg.UpstreamAddr) // WARDEN_UPSTREAM_PORT applied
 

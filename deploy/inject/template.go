@@ -73,5 +73,8 @@ func (s settings) containers(t *template, image string) (corev1.Container, corev
 	if !s.ebpf {
 		c.SecurityContext.Capabilities.Add = nil
 	}
+	if s.fastPathPod {
+		c.VolumeMounts = append(c.VolumeMounts, hostCgroupMount())
+	}
 	return initC, c
 }
