@@ -186,11 +186,12 @@ var hopByHop = []string{
 // New builds the proxy; Serve starts it.
 func New(opts Options) *Server {
 	s := &Server{opts: opts, ids: NewRequestIDs(), log: opts.Log, harden: newHardening(opts.Hardening)}
+	upSlack := deadlineSlack(opts.UpstreamTimeout)
 	s.client = &fasthttp.HostClient{
 		Addr: opts.UpstreamAddr,
 		// Every pooled connection is checked for unrequested bytes before it
 		// carries another request (see upstreamConn).
-		Dial:                     func(addr string) (net.Conn, error) { return dialUpstream(addr, s.upstreamDesync) },
+		Dial:                     func(addr string) (net.Conn, error) { return dialUpstream(addr, s.upstreamDesync, upSlack) },
 		MaxConns:                 opts.UpstreamMaxConns,
 		MaxConnWaitTimeout:       opts.UpstreamTimeout,
 		MaxIdleConnDuration:      opts.IdleTimeout,
@@ -241,6 +242,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if l, ok := ln.(*listener); ok {
 		l.obs, l.events = s.opts.Observer, s.opts.Events
 		l.sources = &s.conns
+		l.slack = deadlineSlack(s.opts.ReadTimeout, s.opts.WriteTimeout, s.opts.IdleTimeout)
 	}
 	if s.h2 != nil {
 		return s.h2.serve(ln)
@@ -277,6 +279,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if !c.resolved {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
+		// fasthttp serves the connection from here on: its deadlines are
+		// coalesced (deadline.go).
+		c.lazy = c.slack > 0
 	}
 	// The request was read whole: the next read starts the next one.
 	c.firstLine, c.atRequestStart = c.firstLine[:0], true
