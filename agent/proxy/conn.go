@@ -58,6 +58,12 @@ type conn struct {
 
 	// For the Observer: told how the handshake ended.
 	obs Observer
+
+	// The connection's own app connection (affinity.go), and the slots it
+	// counts against. Swapped atomically: Close may run on fasthttp's
+	// shutdown goroutine.
+	up   atomic.Pointer[pinned]
+	pins *pinSlots
 }
 
 // peer is what warden learns about a connection's client once: its SPIFFE
@@ -124,6 +130,9 @@ const (
 func (c *conn) Close() error {
 	if c.tracked != nil {
 		c.tracked.remove(c)
+	}
+	if p := c.up.Load(); p != nil {
+		c.dropPinned(p)
 	}
 	if c.lingerOnClose {
 		c.lingerOnClose = false

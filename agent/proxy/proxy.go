@@ -64,6 +64,9 @@ type Options struct {
 	// UpstreamProtocol is UpstreamHTTP1 (also ""), UpstreamH2C or
 	// UpstreamAuto.
 	UpstreamProtocol string
+	// UpstreamAffinity gives each inbound HTTP/1.1 connection an app
+	// connection of its own (affinity.go).
+	UpstreamAffinity bool
 
 	// OwnID returns warden's current SPIFFE ID (the By= of the identity header).
 	OwnID func() spiffeid.ID
@@ -156,6 +159,8 @@ type Server struct {
 	conns   sources   // open inbound connections by client address
 	h2      *h2Server // nil without Options.HTTP2
 	up      upstreams // net/http clients to the app (h2c, and the HTTP/2 path's)
+	pins    *pinSlots // nil without Options.UpstreamAffinity
+	upSlack time.Duration
 }
 
 // Headers warden owns on the way to the app.
@@ -186,13 +191,22 @@ var hopByHop = []string{
 // New builds the proxy; Serve starts it.
 func New(opts Options) *Server {
 	s := &Server{opts: opts, ids: NewRequestIDs(), log: opts.Log, harden: newHardening(opts.Hardening)}
-	upSlack := deadlineSlack(opts.UpstreamTimeout)
+	s.upSlack = deadlineSlack(opts.UpstreamTimeout)
+	poolMax := opts.UpstreamMaxConns
+	if opts.UpstreamAffinity && opts.UpstreamProtocol != UpstreamH2C {
+		var pinMax int
+		if pinMax, poolMax = pinnedShare(opts.UpstreamMaxConns); pinMax > 0 {
+			s.pins = &pinSlots{max: int64(pinMax)}
+		} else {
+			poolMax = opts.UpstreamMaxConns
+		}
+	}
 	s.client = &fasthttp.HostClient{
 		Addr: opts.UpstreamAddr,
 		// Every pooled connection is checked for unrequested bytes before it
 		// carries another request (see upstreamConn).
-		Dial:                     func(addr string) (net.Conn, error) { return dialUpstream(addr, s.upstreamDesync, upSlack) },
-		MaxConns:                 opts.UpstreamMaxConns,
+		Dial:                     func(addr string) (net.Conn, error) { return dialUpstream(addr, s.upstreamDesync, s.upSlack) },
+		MaxConns:                 poolMax,
 		MaxConnWaitTimeout:       opts.UpstreamTimeout,
 		MaxIdleConnDuration:      opts.IdleTimeout,
 		ReadBufferSize:           opts.MaxHeaderBytes,
@@ -388,7 +402,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if s.opts.UpstreamProtocol == UpstreamH2C {
 		err = s.doH2C(ctx, c)
 	} else {
-		err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+		err = s.roundTrip(ctx, c)
 	}
 	if s.opts.Observer != nil {
 		c.forwarded, c.upstream = true, time.Since(sent)

@@ -74,7 +74,18 @@ func BenchmarkHandleGuardedLineSeparate(b *testing.B) {
 	benchmarkHandleWith(b, nil, holdLine{zerolog.New(io.Discard)}, nil, AccessLogSeparate)
 }
 
+// BenchmarkHandleGuardedLineSharedPool is BenchmarkHandleGuardedLine with
+// WARDEN_UPSTREAM_AFFINITY=off: every request draws its app connection from
+// the shared pool.
+func BenchmarkHandleGuardedLineSharedPool(b *testing.B) {
+	benchmarkHandleTweaked(b, nil, holdLine{zerolog.New(io.Discard)}, nil, AccessLogCombined, func(o *Options) { o.UpstreamAffinity = false })
+}
+
 func benchmarkHandleWith(b *testing.B, lim Limiter, guard pep.Checker, obs Observer, mode AccessLog) {
+	benchmarkHandleTweaked(b, lim, guard, obs, mode, nil)
+}
+
+func benchmarkHandleTweaked(b *testing.B, lim Limiter, guard pep.Checker, obs Observer, mode AccessLog, tweak func(*Options)) {
 	opts := defaultOptions(helloApp(b))
 	opts.AllowPeer = func(spiffeid.ID) bool { return true }
 	opts.Log = zerolog.New(io.Discard)
@@ -82,6 +93,9 @@ func benchmarkHandleWith(b *testing.B, lim Limiter, guard pep.Checker, obs Obser
 	opts.Guard = guard
 	opts.Observer = obs
 	opts.AccessLog = mode
+	if tweak != nil {
+		tweak(&opts)
+	}
 	s := New(opts)
 	c := &conn{peer: peer{resolved: true, allowed: true, clientIP: "127.0.0.1", peerStr: clientID.String()}}
 	c.xfcc = []byte("By=" + ownID.String() + ";URI=" + clientID.String())
@@ -99,6 +113,9 @@ func benchmarkHandleWith(b *testing.B, lim Limiter, guard pep.Checker, obs Obser
 	for b.Loop() {
 		rd.Reset(raw)
 		br.Reset(rd)
+		// Stamps the request's time, as fasthttp's server does for each
+		// request (the upstream deadline starts there).
+		ctx.Init2(c, nil, false)
 		if err := ctx.Request.Read(br); err != nil {
 			b.Fatal(err)
 		}
