@@ -44,6 +44,7 @@ var pinnedWriters sync.Pool
 // UpstreamMaxConns.
 type pinSlots struct {
 	open atomic.Int64
+	busy atomic.Int64 // in exchange: for the upstream connections gauge
 	max  int64
 }
 
@@ -117,6 +118,8 @@ func (s *Server) exchange(ctx *fasthttp.RequestCtx, c *conn, p *pinned) error {
 	if p.noReuse {
 		return errPinnedNoReuse
 	}
+	s.pins.busy.Add(1)
+	defer s.pins.busy.Add(-1)
 	start := ctx.Time()
 	if start.IsZero() {
 		start = time.Now() // a ctx no fasthttp server stamped (benchmarks)

@@ -132,6 +132,12 @@ func (c *conn) Close() error {
 		c.tracked.remove(c)
 	}
 	if p := c.up.Load(); p != nil {
+		// A stray answer left on the connection (a request smuggled in a
+		// body the app read as a request) is logged as upstream_desync
+		// even when no later request of this client finds it.
+		if p.c.reused {
+			_ = p.c.checkIdle()
+		}
 		c.dropPinned(p)
 	}
 	if c.lingerOnClose {
