@@ -209,6 +209,7 @@ func (c *inboundServer) start(_ context.Context, run func(func() error)) error {
 		UpstreamAddr:        a.cfg.UpstreamAddr,
 		UpstreamTimeout:     a.cfg.UpstreamTimeout,
 		UpstreamMaxConns:    a.cfg.UpstreamMaxConns,
+		UpstreamAffinity:    a.cfg.UpstreamAffinity,
 		ReadTimeout:         a.cfg.ReadTimeout,
 		WriteTimeout:        a.cfg.WriteTimeout,
 		IdleTimeout:         a.cfg.IdleTimeout,

@@ -66,6 +66,7 @@ type Config struct {
 
 	UpstreamTimeout     time.Duration
 	UpstreamMaxConns    int
+	UpstreamAffinity    bool     // WARDEN_UPSTREAM_AFFINITY=on
 	UpstreamProtocol    string   // UpstreamHTTP1, UpstreamH2C or UpstreamAuto
 	InboundProtocols    []string // ALPN names, in order of preference: "h2", "http/1.1"
 	H2MaxStreams        int

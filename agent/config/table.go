@@ -84,6 +84,8 @@ var Vars = []Var{
 		func(p *parser, c *values, n string) { c.H2MaxStreams = p.positiveInt(n) }},
 	{"WARDEN_UPSTREAM_MAX_CONNS", "1024", "maximum open connections to the app", BySidecar, "",
 		func(p *parser, c *values, n string) { c.UpstreamMaxConns = p.positiveInt(n) }},
+	{"WARDEN_UPSTREAM_AFFINITY", "on", "`on`: each inbound HTTP/1.1 connection gets an app connection of its own for its lifetime (no shared pool on the request path; half of `WARDEN_UPSTREAM_MAX_CONNS` is for these, the shared pool keeps the other half for the connections beyond and for HTTP/2); `off`: every request draws from the shared pool", BySidecar, "",
+		func(p *parser, c *values, n string) { c.UpstreamAffinity = p.oneOf(n, "on", "off") == "on" }},
 	{"WARDEN_READ_TIMEOUT", "30s", "time for a client to send a whole request (and the TLS handshake)", BySidecar, "",
 		func(p *parser, c *values, n string) { c.ReadTimeout = p.duration(n) }},
 	{"WARDEN_WRITE_TIMEOUT", "30s", "time to write a response to a client", BySidecar, "",

@@ -74,7 +74,7 @@ func (m *Metrics) registerSources(src Sources) {
 		for _, state := range []string{"active", "idle"} {
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name:        "warden_upstream_connections",
-				Help:        "Open connections to the app: carrying a request (active) or pooled (idle).",
+				Help:        "Open connections to the app: carrying a request (active) or waiting for one (idle: pooled, or pinned to an inbound connection).",
 				ConstLabels: prometheus.Labels{"state": state},
 			}, func() float64 {
 				active, idle := src.UpstreamConns()

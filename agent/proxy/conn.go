@@ -44,12 +44,26 @@ type conn struct {
 	handshook                   bool
 	readDeadline, writeDeadline time.Time
 
+	// lazy: the deadlines fasthttp sets are armed at the next read or
+	// write, coalesced within slack (deadline.go). Only on the HTTP/1.1
+	// path, from the first request on (see Server.handle), and until a
+	// hijack hands the connection to a tunnel.
+	lazy   bool
+	slack  time.Duration
+	rd, wd lazyDeadline
+
 	// lingerOnClose is set when warden answers before reading the whole
 	// request (a body over the limit): see Close.
 	lingerOnClose bool
 
 	// For the Observer: told how the handshake ended.
 	obs Observer
+
+	// The connection's own app connection (affinity.go), and the slots it
+	// counts against. Swapped atomically: Close may run on fasthttp's
+	// shutdown goroutine.
+	up   atomic.Pointer[pinned]
+	pins *pinSlots
 }
 
 // peer is what warden learns about a connection's client once: its SPIFFE
@@ -117,6 +131,15 @@ func (c *conn) Close() error {
 	if c.tracked != nil {
 		c.tracked.remove(c)
 	}
+	if p := c.up.Load(); p != nil {
+		// A stray answer left on the connection (a request smuggled in a
+		// body the app read as a request) is logged as upstream_desync
+		// even when no later request of this client finds it.
+		if p.c.reused {
+			_ = p.c.checkIdle()
+		}
+		c.dropPinned(p)
+	}
 	if c.lingerOnClose {
 		c.lingerOnClose = false
 		_ = c.Conn.CloseWrite()
@@ -156,6 +179,8 @@ func (c *conn) Handshake() error {
 		err = c.Conn.Handshake()
 		_ = c.Conn.SetReadDeadline(c.readDeadline)
 		_ = c.Conn.SetWriteDeadline(c.writeDeadline)
+		c.rd.setArmed(c.readDeadline)
+		c.wd.setArmed(c.writeDeadline)
 	}
 	if c.obs != nil {
 		c.obs.Handshake(handshakeResult(err))
@@ -172,6 +197,16 @@ func (c *conn) Read(p []byte) (int, error) {
 	if !c.handshook {
 		if err := c.Handshake(); err != nil {
 			return 0, err
+		}
+	}
+	// Armed before closing is checked: CloseSource sets the flag, then a
+	// deadline in the past, so either this read sees the flag or that
+	// deadline comes after this one and wakes it.
+	if c.lazy {
+		if t, ok := c.rd.arm(c.slack); ok {
+			if err := c.Conn.SetReadDeadline(t); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if c.closing.Load() {
@@ -210,22 +245,63 @@ func (c *conn) requestLine() (method, path []byte) {
 	return method, rest[:end]
 }
 
+// Write arms the write deadline fasthttp last asked for (see lazy).
+func (c *conn) Write(p []byte) (int, error) {
+	if c.lazy {
+		if t, ok := c.wd.arm(c.slack); ok {
+			if err := c.Conn.SetWriteDeadline(t); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return c.Conn.Write(p)
+}
+
 // The deadline setters remember what the server asked for, so that Read
-// can restore it after the handshake.
+// can restore it after the handshake. With lazy, the next read or write
+// arms it; a zero deadline (no limit: fasthttp hands the connection over)
+// is set at once.
 
 func (c *conn) SetDeadline(t time.Time) error {
-	c.readDeadline, c.writeDeadline = t, t
-	return c.Conn.SetDeadline(t)
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
 }
 
 func (c *conn) SetReadDeadline(t time.Time) error {
 	c.readDeadline = t
+	if c.lazy && !t.IsZero() {
+		c.rd.set(t)
+		return nil
+	}
+	c.rd.setArmed(t)
 	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *conn) SetWriteDeadline(t time.Time) error {
 	c.writeDeadline = t
+	if c.lazy && !t.IsZero() {
+		c.wd.set(t)
+		return nil
+	}
+	c.wd.setArmed(t)
 	return c.Conn.SetWriteDeadline(t)
+}
+
+// eagerDeadlines arms what is pending and ends lazy arming: the connection
+// goes to code that sets its deadlines from several goroutines (a tunnel).
+func (c *conn) eagerDeadlines() {
+	if !c.lazy {
+		return
+	}
+	c.lazy = false
+	if t, ok := c.rd.arm(0); ok {
+		_ = c.Conn.SetReadDeadline(t)
+	}
+	if t, ok := c.wd.arm(0); ok {
+		_ = c.Conn.SetWriteDeadline(t)
+	}
 }
 
 // listener wraps accepted connections in TLS and in conn.
@@ -237,6 +313,7 @@ type listener struct {
 	obs              Observer      // set by Server.Serve, before the first Accept
 	events           *secevent.Log // as obs
 	sources          *sources      // set by Server.Serve, before the first Accept
+	slack            time.Duration // as obs: the coalescing slack of the server's timeouts
 }
 
 // NewListener serves TLS with cfg on inner; the proxy Server needs its
@@ -273,7 +350,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		tc := &conn{Conn: tls.Server(c, l.cfg), peer: peer{addr: addr}, handshakeTimeout: l.handshakeTimeout, atRequestStart: true, obs: l.obs}
+		tc := &conn{Conn: tls.Server(c, l.cfg), peer: peer{addr: addr}, handshakeTimeout: l.handshakeTimeout, atRequestStart: true, obs: l.obs, slack: l.slack}
 		if l.sources != nil {
 			tc.tracked = l.sources
 			l.sources.add(tc)

@@ -1,5 +1,8 @@
 // Package proxy is warden's inbound data path: a fasthttp server on the mTLS
-// listener and a pooled fasthttp client to the app on loopback. It owns proxy
+// listener and, to the app on loopback, an app connection pinned to each
+// inbound HTTP/1.1 connection (affinity.go) with a pooled fasthttp client
+// as the overflow and for HTTP/2. The deadlines fasthttp sets per request
+// are armed lazily, coalesced within a slack (deadline.go). It owns proxy
 // semantics (hop-by-hop headers, X-Forwarded-*, X-Request-Id, the client
 // identity header), limits, timeouts and the sanitized error responses.
 // An allowed upgrade (WebSocket) leaves the pool: upgrade.go sends it on a

@@ -117,8 +117,16 @@ func (s *Server) InboundConns() int {
 }
 
 // UpstreamConns is the number of open connections to the app: carrying a
-// request (active) and pooled (idle).
+// request (active) and waiting for one (idle: pooled, or pinned to an
+// inbound connection between its requests; a pinned connection is active
+// while a request is written and its response head read).
 func (s *Server) UpstreamConns() (active, idle int) {
 	idle = s.client.IdleConnsCount()
-	return max(s.client.ConnsCount()-idle, 0), idle
+	active = max(s.client.ConnsCount()-idle, 0)
+	if s.pins != nil {
+		busy := int(s.pins.busy.Load())
+		active += busy
+		idle += max(int(s.pins.open.Load())-busy, 0)
+	}
+	return active, idle
 }

@@ -64,6 +64,9 @@ type Options struct {
 	// UpstreamProtocol is UpstreamHTTP1 (also ""), UpstreamH2C or
 	// UpstreamAuto.
 	UpstreamProtocol string
+	// UpstreamAffinity gives each inbound HTTP/1.1 connection an app
+	// connection of its own (affinity.go).
+	UpstreamAffinity bool
 
 	// OwnID returns warden's current SPIFFE ID (the By= of the identity header).
 	OwnID func() spiffeid.ID
@@ -156,6 +159,8 @@ type Server struct {
 	conns   sources   // open inbound connections by client address
 	h2      *h2Server // nil without Options.HTTP2
 	up      upstreams // net/http clients to the app (h2c, and the HTTP/2 path's)
+	pins    *pinSlots // nil without Options.UpstreamAffinity
+	upSlack time.Duration
 }
 
 // Headers warden owns on the way to the app.
@@ -186,12 +191,22 @@ var hopByHop = []string{
 // New builds the proxy; Serve starts it.
 func New(opts Options) *Server {
 	s := &Server{opts: opts, ids: NewRequestIDs(), log: opts.Log, harden: newHardening(opts.Hardening)}
+	s.upSlack = deadlineSlack(opts.UpstreamTimeout)
+	poolMax := opts.UpstreamMaxConns
+	if opts.UpstreamAffinity && opts.UpstreamProtocol != UpstreamH2C {
+		var pinMax int
+		if pinMax, poolMax = pinnedShare(opts.UpstreamMaxConns); pinMax > 0 {
+			s.pins = &pinSlots{max: int64(pinMax)}
+		} else {
+			poolMax = opts.UpstreamMaxConns
+		}
+	}
 	s.client = &fasthttp.HostClient{
 		Addr: opts.UpstreamAddr,
 		// Every pooled connection is checked for unrequested bytes before it
 		// carries another request (see upstreamConn).
-		Dial:                     func(addr string) (net.Conn, error) { return dialUpstream(addr, s.upstreamDesync) },
-		MaxConns:                 opts.UpstreamMaxConns,
+		Dial:                     func(addr string) (net.Conn, error) { return dialUpstream(addr, s.upstreamDesync, s.upSlack) },
+		MaxConns:                 poolMax,
 		MaxConnWaitTimeout:       opts.UpstreamTimeout,
 		MaxIdleConnDuration:      opts.IdleTimeout,
 		ReadBufferSize:           opts.MaxHeaderBytes,
@@ -219,9 +234,14 @@ func New(opts Options) *Server {
 		WriteTimeout:          opts.WriteTimeout,
 		IdleTimeout:           opts.IdleTimeout,
 		ReadBufferSize:        opts.MaxHeaderBytes,
-		MaxRequestBodySize:    opts.MaxRequestBodyBytes,
-		Concurrency:           opts.MaxConnections,
-		CloseOnShutdown:       true,
+		// A response goes out in writes of this size, each one TLS record
+		// and one system call: fasthttp's 4 KiB default cut a 64 KiB body
+		// into 16 records and 16 writes (18 writes a request, strace -c),
+		// 16 KiB (a full record) into 4.
+		WriteBufferSize:    responseWriteBuffer,
+		MaxRequestBodySize: opts.MaxRequestBodyBytes,
+		Concurrency:        opts.MaxConnections,
+		CloseOnShutdown:    true,
 		// Parse errors never quote the request: it may carry credentials.
 		SecureErrorLogMessage: true,
 		// Header names stay case-insensitive (the default normalization):
@@ -241,6 +261,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if l, ok := ln.(*listener); ok {
 		l.obs, l.events = s.opts.Observer, s.opts.Events
 		l.sources = &s.conns
+		l.slack = deadlineSlack(s.opts.ReadTimeout, s.opts.WriteTimeout, s.opts.IdleTimeout)
 	}
 	if s.h2 != nil {
 		return s.h2.serve(ln)
@@ -277,6 +298,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if !c.resolved {
 		c.resolve(s.opts.OwnID().String(), s.opts.AllowPeer)
+		// fasthttp serves the connection from here on: its deadlines are
+		// coalesced (deadline.go).
+		c.lazy = c.slack > 0
 	}
 	// The request was read whole: the next read starts the next one.
 	c.firstLine, c.atRequestStart = c.firstLine[:0], true
@@ -383,7 +407,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if s.opts.UpstreamProtocol == UpstreamH2C {
 		err = s.doH2C(ctx, c)
 	} else {
-		err = s.client.DoTimeout(&ctx.Request, &ctx.Response, s.opts.UpstreamTimeout)
+		err = s.roundTrip(ctx, c)
 	}
 	if s.opts.Observer != nil {
 		c.forwarded, c.upstream = true, time.Since(sent)
@@ -448,6 +472,10 @@ func ownHeader(name string) bool {
 	}
 	return false
 }
+
+// responseWriteBuffer is the inbound connections' write buffer: the most
+// plaintext one TLS record carries.
+const responseWriteBuffer = 16 << 10
 
 // maxUnsentAttempts bounds how many pooled connections one request may draw
 // and find unusable (desynchronized or closed by the app) before warden

@@ -123,6 +123,7 @@ func defaultOptions(upstreamAddr string) Options {
 		UpstreamAddr:        upstreamAddr,
 		UpstreamTimeout:     300 * time.Millisecond,
 		UpstreamMaxConns:    64,
+		UpstreamAffinity:    true,
 		ReadTimeout:         2 * time.Second,
 		WriteTimeout:        2 * time.Second,
 		IdleTimeout:         5 * time.Second,

@@ -235,6 +235,7 @@ func (s *Server) upgrade(ctx *fasthttp.RequestCtx, c *conn) {
 	resp.Reset()
 	resp.SetStatusCode(fasthttp.StatusSwitchingProtocols)
 	ctx.HijackSetNoResponse(true)
+	c.eagerDeadlines()
 	ctx.Hijack(t.run)
 	hijacked = true
 	s.finish(ctx, c, OutcomeAllow)

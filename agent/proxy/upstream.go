@@ -42,15 +42,22 @@ type upstreamConn struct {
 	// Write after a Read starts a new request on this connection.
 	inRequest bool
 	reused    bool
-	peekFn    func(fd uintptr) // c.peek, bound once: no closure per check
-	peekBuf   [512]byte
-	peekN     int
-	peekErr   error
+	// The client's deadlines, armed at the next read or write and
+	// coalesced within slack (deadline.go): it sets both for every
+	// request, from the goroutine that then does the I/O.
+	slack  time.Duration
+	rd, wd lazyDeadline
+
+	peekFn  func(fd uintptr) // c.peek, bound once: no closure per check
+	peekBuf [512]byte
+	peekN   int
+	peekErr error
 }
 
 // dialUpstream connects to the app; onDesync is told about each connection
 // dropped because it held unrequested bytes.
-func dialUpstream(addr string, onDesync func(pending int)) (net.Conn, error) {
+// slack is the deadline coalescing slack (0: deadlines are set as asked).
+func dialUpstream(addr string, onDesync func(pending int), slack time.Duration) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, upstreamDialTimeout)
 	if err != nil {
 		return nil, err
@@ -64,7 +71,7 @@ func dialUpstream(addr string, onDesync func(pending int)) (net.Conn, error) {
 		_ = c.Close()
 		return nil, err
 	}
-	u := &upstreamConn{TCPConn: tcp, raw: raw, onDesync: onDesync}
+	u := &upstreamConn{TCPConn: tcp, raw: raw, onDesync: onDesync, slack: slack}
 	u.peekFn = u.peek
 	return u, nil
 }
@@ -80,6 +87,11 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 			n := copy(p, c.kept)
 			c.kept = c.kept[:copy(c.kept, c.kept[n:])]
 			return n, nil
+		}
+	}
+	if t, ok := c.rd.arm(c.slack); ok {
+		if err := c.TCPConn.SetReadDeadline(t); err != nil {
+			return 0, err
 		}
 	}
 	n, err := c.TCPConn.Read(p)
@@ -104,7 +116,28 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 		c.reused = true
 		c.framer.reset(len(p) >= 5 && string(p[:5]) == "HEAD ")
 	}
+	if t, ok := c.wd.arm(c.slack); ok {
+		if err := c.TCPConn.SetWriteDeadline(t); err != nil {
+			return 0, err
+		}
+	}
 	return c.TCPConn.Write(p)
+}
+
+func (c *upstreamConn) SetDeadline(t time.Time) error {
+	c.rd.set(t)
+	c.wd.set(t)
+	return nil
+}
+
+func (c *upstreamConn) SetReadDeadline(t time.Time) error {
+	c.rd.set(t)
+	return nil
+}
+
+func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
+	c.wd.set(t)
+	return nil
 }
 
 // checkIdle checks, before a connection carries another request, that the

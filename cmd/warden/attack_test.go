@@ -82,6 +82,10 @@ type appOptions struct {
 	ignoreBodies bool
 	// countOnly keeps nothing but the number of requests (load tests).
 	countOnly bool
+	// outOfStep answers a target containing "slow" 150 ms late, and closes
+	// the connection right after answering one containing "drop" (without
+	// Connection: close): an app whose answers do not come in step.
+	outOfStep bool
 }
 
 func startApp(t *testing.T, opts appOptions) *recordingApp {
@@ -180,6 +184,9 @@ func (a *recordingApp) serve(c net.Conn) {
 		}
 		a.mu.Unlock()
 
+		if a.opts.outOfStep && strings.Contains(r.target, "slow") {
+			time.Sleep(150 * time.Millisecond)
+		}
 		body := "app answered " + r.target
 		closeAfter := r.proto == "HTTP/1.0" || slices.ContainsFunc(r.values("Connection"), func(v string) bool { return strings.EqualFold(v, "close") })
 		var resp strings.Builder
@@ -193,6 +200,10 @@ func (a *recordingApp) serve(c net.Conn) {
 		}
 		if _, err := io.WriteString(c, resp.String()); err != nil {
 			return
+		}
+		if a.opts.outOfStep && strings.Contains(r.target, "drop") {
+			closeAfter = true
+			c.Close() // before it counts as answered: see answeredTarget
 		}
 		a.mu.Lock()
 		if !a.opts.countOnly {
@@ -506,16 +517,33 @@ func TestAttackRequestDesync(t *testing.T) {
 		}
 	}
 
-	for _, f := range framings {
-		t.Run("with WARDEN_ALLOW_GET_BODY=true a GET with a "+f.name+" body reaches the app, and its stray answer is dropped and logged", func(t *testing.T) {
-			app := startApp(t, appOptions{ignoreBodies: true})
-			s := startSidecar(t, app, append(base, "WARDEN_POLICY_BUNDLE="+policyDir(t, desyncPolicy), "WARDEN_ALLOW_GET_BODY=true")...)
-			attack(t, s, app, f.req("GET"))
-			if app.receivedTarget("/admin/secret") == 0 {
-				t.Fatal("the app never read the body as a request: this test proves nothing")
-			}
-			s.find(t, func(l map[string]any) bool { return l["event"] == "upstream_desync" && l["level"] == "warn" })
-		})
+	// With WARDEN_UPSTREAM_AFFINITY=on (the default) each client has an app
+	// connection of its own, and the stray answer waits on the attacker's:
+	// the attacker's own next request is the one that must not get it. With
+	// off, the shared pool hands it to the next client's request.
+	for _, affinity := range []string{"on", "off"} {
+		for _, f := range framings {
+			t.Run("with WARDEN_ALLOW_GET_BODY=true and WARDEN_UPSTREAM_AFFINITY="+affinity+" a GET with a "+f.name+" body reaches the app, and its stray answer is dropped and logged", func(t *testing.T) {
+				app := startApp(t, appOptions{ignoreBodies: true})
+				s := startSidecar(t, app, append(base, "WARDEN_POLICY_BUNDLE="+policyDir(t, desyncPolicy), "WARDEN_ALLOW_GET_BODY=true",
+					"WARDEN_UPSTREAM_AFFINITY="+affinity)...)
+				attack(t, s, app, f.req("GET"))
+				if app.receivedTarget("/admin/secret") == 0 {
+					t.Fatal("the app never read the body as a request: this test proves nothing")
+				}
+				attacker := s.dial(t)
+				n := app.receivedTarget("/admin/secret")
+				if got := attacker.do(f.req("GET")); !noSmuggledAnswer(t, "the attacker", got) {
+					return
+				}
+				testenv.Poll(t, "the app to answer the smuggled request", 15*time.Second, func() bool { return app.answeredTarget("/admin/secret") == n+1 })
+				again := attacker.do(ordinary)
+				if noSmuggledAnswer(t, "the attacker's next request on its connection", again) && (again.status != 200 || again.body != "app answered /public") {
+					t.Errorf("the attacker's next request on its connection: got %s, want 200 from the app", again)
+				}
+				s.find(t, func(l map[string]any) bool { return l["event"] == "upstream_desync" && l["level"] == "warn" })
+			})
+		}
 	}
 
 	t.Run("Expect: 100-continue never reaches the app", func(t *testing.T) {

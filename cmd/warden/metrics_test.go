@@ -184,6 +184,11 @@ func TestMetricsCountAKnownMixOfRequests(t *testing.T) {
 	testenv.Poll(t, "the failed handshake in /metrics", 10*time.Second, func() bool {
 		return scrape(t, s.admin)[`warden_tls_handshakes_total{result="error"}`] == 1
 	})
+	// An app connection pinned to a client connection closes once warden
+	// has seen the client go.
+	testenv.Poll(t, "the app connections of the closed clients to close", 10*time.Second, func() bool {
+		return scrape(t, s.admin)[`warden_upstream_connections{state="idle"}`] == 0
+	})
 	m := scrape(t, s.admin)
 	wantSeries(t, m, map[string]float64{
 		// 3 + the token + the first on the limited connection.
@@ -231,9 +236,11 @@ func TestMetricsCountAKnownMixOfRequests(t *testing.T) {
 		`warden_svid_rotations_total`:                     0,
 		`warden_log_lines_dropped_total{sink="log"}`:      0,
 		`warden_log_lines_dropped_total{sink="decision"}`: 0,
-		// Sequential requests reuse one pooled connection to the app.
+		// Each client connection had an app connection of its own
+		// (WARDEN_UPSTREAM_AFFINITY=on), closed with it: the clients are
+		// gone, and so are they.
 		`warden_upstream_connections{state="active"}`: 0,
-		`warden_upstream_connections{state="idle"}`:   1,
+		`warden_upstream_connections{state="idle"}`:   0,
 	})
 	var rl struct {
 		Counters struct {
