@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,9 +103,19 @@ func (e *env) rateLimitView(t *testing.T, p *corev1.Pod) ratelimit.Status {
 	return v
 }
 
-// processStatus is /proc/<pid>/status of the container's process, found
-// through containerd.
+// processStatus is /proc/<pid>/status of the container's process.
 func (e *env) processStatus(t *testing.T, p *corev1.Pod, container string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.containerPid(t, p, container)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// containerPid is the host pid of the container's process, found through
+// containerd.
+func (e *env) containerPid(t *testing.T, p *corev1.Pod, container string) int {
 	t.Helper()
 	out, err := e.node.Ctr("containers", "ls", "-q", fmt.Sprintf(`labels."io.kubernetes.pod.uid"==%s,labels."io.kubernetes.container.name"==%s`, p.UID, container))
 	if err != nil {
@@ -122,14 +133,14 @@ func (e *env) processStatus(t *testing.T, p *corev1.Pod, container string) strin
 		}
 		for _, id := range ids {
 			if f[0] == id {
-				b, err := os.ReadFile("/proc/" + f[1] + "/status")
+				pid, err := strconv.Atoi(f[1])
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("ctr tasks ls: pid %q", f[1])
 				}
-				return string(b)
+				return pid
 			}
 		}
 	}
 	t.Fatalf("no running %s container in pod %s:\n%s", container, p.Name, tasks)
-	return ""
+	return 0
 }
