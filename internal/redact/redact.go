@@ -14,7 +14,13 @@ func URL(s string) string {
 		return s
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" || u.Host == "" {
+	switch {
+	case err != nil || u.Scheme == "":
+		return "[unparsable URL]"
+	case u.Host == "" && u.User == nil && u.Path != "":
+		// unix:///run/spire/agent.sock: a socket's path is all there is.
+		return u.Scheme + "://" + u.EscapedPath()
+	case u.Host == "":
 		return "[unparsable URL]"
 	}
 	return u.Scheme + "://" + u.Host + u.EscapedPath()

@@ -11,6 +11,9 @@ func TestURLShowsSchemeHostAndPathOnly(t *testing.T) {
 		{"http://127.0.0.1:8181/jwks", "http://127.0.0.1:8181/jwks"},
 		{"/etc/warden/bundle.tar.gz", "/etc/warden/bundle.tar.gz"},
 		{"http://%zz", "[unparsable URL]"},
+		{"unix:///spiffe-workload-api/spire-agent.sock", "unix:///spiffe-workload-api/spire-agent.sock"},
+		{"unix:///run/agent.sock?token=s3cret", "unix:///run/agent.sock"},
+		{"unix://user:pw@/run/agent.sock", "[unparsable URL]"},
 		{"https://u:p@exa mple/jwks?sig=x", "[unparsable URL]"},
 	}
 	for _, tt := range tests {
