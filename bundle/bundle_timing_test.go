@@ -132,3 +132,24 @@ func BenchmarkInputRepeatedHeaders(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideUncachedDefaultBundle evaluates the embedded default
+// bundle (allowed peers, segregation matrix) for every request: what
+// WARDEN_POLICY_CACHE_SIZE=0 costs with the bundle warden ships.
+func BenchmarkDecideUncachedDefaultBundle(b *testing.B) {
+	e, err := New(Options{CacheSize: 0})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	in := benchInput()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, err := e.Decide(ctx, in); err != nil || d.Cached {
+			b.Fatalf("%+v %v", d, err)
+		}
+	}
+}
