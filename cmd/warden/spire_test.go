@@ -29,6 +29,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/warden-sidecar/warden/internal/spiretest"
 	"github.com/warden-sidecar/warden/internal/testenv"
 	"github.com/warden-sidecar/warden/spiffe"
 )
@@ -36,10 +37,9 @@ import (
 const spireTD = "warden.test"
 
 var (
-	spireNodeID = spiffeid.RequireFromString("spiffe://warden.test/node")
-	ordersID    = spiffeid.RequireFromString("spiffe://warden.test/ns/shop/sa/orders")
-	frontendID  = spiffeid.RequireFromString("spiffe://warden.test/ns/shop/sa/frontend")
-	clientID    = spiffeid.RequireFromString("spiffe://warden.test/ns/test/sa/client")
+	ordersID   = spiffeid.RequireFromString("spiffe://warden.test/ns/shop/sa/orders")
+	frontendID = spiffeid.RequireFromString("spiffe://warden.test/ns/shop/sa/frontend")
+	clientID   = spiffeid.RequireFromString("spiffe://warden.test/ns/test/sa/client")
 )
 
 // spireBins finds spire-server and spire-agent in WARDEN_SPIRE_BIN_DIR. Without
@@ -55,15 +55,12 @@ func spireBins(t *testing.T) (server, agent string) {
 		testenv.NeedTool(t, filepath.Join(dir, "spire-agent"), install)
 }
 
-// spire is a SPIRE server and agent on loopback.
+// spire is a SPIRE server and agent on loopback (internal/spiretest) whose
+// unix attestor tells workloads apart by their binary's path.
 type spire struct {
-	dir, serverBin, agentBin string
-	serverSock, agentSock    string
-	agent                    *testenv.Process
+	*spiretest.SPIRE
+	dir string
 }
-
-// AgentAddr is the Workload API address, for SPIFFE_ENDPOINT_SOCKET.
-func (s *spire) AgentAddr() string { return "unix://" + s.agentSock }
 
 func startSPIRE(t *testing.T) *spire {
 	t.Helper()
@@ -74,112 +71,25 @@ func startSPIRE(t *testing.T) *spire {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &spire{dir: dir, serverBin: serverBin, agentBin: agentBin,
-		serverSock: filepath.Join(dir, "server.sock"), agentSock: filepath.Join(dir, "agent.sock")}
-	port := testenv.FreePort(t)
-
 	// Workload X.509-SVIDs live a minute, so the agent rotates them every
-	// half-minute or so; the server reloads entries and the agent syncs
-	// every second, so new entries reach workloads quickly.
-	writeFile(t, filepath.Join(dir, "server.conf"), fmt.Sprintf(`
-server {
-    bind_address = "127.0.0.1"
-    bind_port = "%d"
-    socket_path = %q
-    trust_domain = %q
-    data_dir = %q
-    log_level = "INFO"
-    default_x509_svid_ttl = "1m"
-    agent_ttl = "1h"
-    ca_ttl = "24h"
-    experimental {
-        cache_reload_interval = "1s"
-    }
-}
-plugins {
-    DataStore "sql" {
-        plugin_data {
-            database_type = "sqlite3"
-            connection_string = %q
-        }
-    }
-    NodeAttestor "join_token" {
-        plugin_data {}
-    }
-    KeyManager "memory" {
-        plugin_data {}
-    }
-}
-`, port, s.serverSock, spireTD, filepath.Join(dir, "server"), filepath.Join(dir, "server", "datastore.sqlite3")))
-	testenv.StartProcess(t, "spire-server", exec.Command(serverBin, "run", "-config", filepath.Join(dir, "server.conf")))
-	testenv.Poll(t, "spire-server healthy", 60*time.Second, func() bool {
-		return exec.Command(serverBin, "healthcheck", "-socketPath", s.serverSock).Run() == nil
-	})
-
-	out := s.server(t, "token", "generate", "-spiffeID", spireNodeID.String(), "-ttl", "600")
-	token, ok := strings.CutPrefix(strings.TrimSpace(out), "Token: ")
-	if !ok {
-		t.Fatalf("token generate: %q", out)
-	}
-	writeFile(t, filepath.Join(dir, "bundle.pem"), s.server(t, "bundle", "show"))
-	writeFile(t, filepath.Join(dir, "agent.conf"), fmt.Sprintf(`
-agent {
-    data_dir = %q
-    log_level = "INFO"
-    server_address = "127.0.0.1"
-    server_port = "%d"
-    socket_path = %q
-    trust_bundle_path = %q
-    trust_domain = %q
-    experimental {
-        sync_interval = "1s"
-    }
-}
-plugins {
-    NodeAttestor "join_token" {
-        plugin_data {}
-    }
-    KeyManager "memory" {
-        plugin_data {}
-    }
-    WorkloadAttestor "unix" {
-        plugin_data {
-            discover_workload_path = true
-            workload_size_limit = -1
-        }
-    }
-}
-`, filepath.Join(dir, "agent"), port, s.agentSock, filepath.Join(dir, "bundle.pem"), spireTD))
-	s.agent = testenv.StartProcess(t, "spire-agent", exec.Command(agentBin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token))
-	testenv.Poll(t, "spire-agent healthy", 60*time.Second, func() bool {
-		return exec.Command(agentBin, "healthcheck", "-socketPath", s.agentSock).Run() == nil
-	})
-	return s
-}
-
-// server runs a spire-server CLI command against the running server.
-func (s *spire) server(t *testing.T, args ...string) string {
-	t.Helper()
-	args = append(args[:len(args):len(args)], "-socketPath", s.serverSock)
-	out, err := exec.Command(s.serverBin, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("spire-server %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	// half-minute or so.
+	sp := spiretest.Start(t, spiretest.Options{ServerBin: serverBin, AgentBin: agentBin, TrustDomain: spireTD, Dir: dir,
+		X509SVIDTTL: "1m", UnixAttestor: "discover_workload_path = true\nworkload_size_limit = -1"})
+	return &spire{SPIRE: sp, dir: dir}
 }
 
 // entry registers id for workloads whose binary is at path.
 func (s *spire) entry(t *testing.T, id spiffeid.ID, path string) {
 	t.Helper()
-	s.server(t, "entry", "create", "-parentID", spireNodeID.String(), "-spiffeID", id.String(), "-selector", "unix:path:"+path)
+	s.Entry(t, id.String(), "unix:path:"+path)
 }
 
 // stopAgent stops the SPIRE agent, as when its pod or node goes away.
 func (s *spire) stopAgent(t *testing.T) {
 	t.Helper()
-	_ = s.agent.Cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.Agent.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.agent.Done():
+	case <-s.Agent.Done():
 	case <-time.After(20 * time.Second):
 		t.Fatal("spire-agent did not stop")
 	}

@@ -5,11 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/warden-sidecar/warden/deploy/kubetest"
+	"github.com/warden-sidecar/warden/internal/spiretest"
 	"github.com/warden-sidecar/warden/internal/testenv"
 )
 
@@ -20,16 +19,12 @@ const (
 	TrustDomain    = "warden.test"
 	AgentSocketDir = "/run/spire/agent-sockets"
 	agentSocket    = AgentSocketDir + "/spire-agent.sock"
-	spireNode      = "spiffe://warden.test/node"
 )
 
-// SPIRE is a SPIRE server and an agent on the node. Workloads are told
-// apart by the unix attestor's uid: an injected warden runs as 1337.
-type SPIRE struct {
-	dir, serverBin, serverSock string
-	// AgentAddr is the Workload API address, for SPIFFE_ENDPOINT_SOCKET.
-	AgentAddr string
-}
+// SPIRE is a SPIRE server and an agent on the node (internal/spiretest).
+// Workloads are told apart by the unix attestor's uid: an injected warden
+// runs as 1337.
+type SPIRE struct{ *spiretest.SPIRE }
 
 // StartSPIRE runs a SPIRE server on loopback and an agent whose socket is
 // AgentSocketDir's, until t ends. The directory must not exist (a SPIRE
@@ -69,77 +64,8 @@ func StartSPIRE(t testing.TB) *SPIRE {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &SPIRE{dir: dir, serverBin: serverBin, serverSock: filepath.Join(dir, "server.sock"), AgentAddr: "unix://" + agentSocket}
-	port := testenv.FreePort(t)
-	write(t, filepath.Join(dir, "server.conf"), fmt.Sprintf(`
-server {
-    bind_address = "127.0.0.1"
-    bind_port = "%d"
-    socket_path = %q
-    trust_domain = %q
-    data_dir = %q
-    log_level = "INFO"
-    default_x509_svid_ttl = "1h"
-    ca_ttl = "24h"
-    experimental {
-        cache_reload_interval = "1s"
-    }
-}
-plugins {
-    DataStore "sql" {
-        plugin_data {
-            database_type = "sqlite3"
-            connection_string = %q
-        }
-    }
-    NodeAttestor "join_token" {
-        plugin_data {}
-    }
-    KeyManager "memory" {
-        plugin_data {}
-    }
-}
-`, port, s.serverSock, TrustDomain, filepath.Join(dir, "server"), filepath.Join(dir, "server", "datastore.sqlite3")))
-	testenv.StartProcess(t, "spire-server", daemon(serverBin, "run", "-config", filepath.Join(dir, "server.conf")))
-	testenv.Poll(t, "spire-server healthy", 90*time.Second, func() bool {
-		return exec.Command(serverBin, "healthcheck", "-socketPath", s.serverSock).Run() == nil
-	})
-	out := s.server(t, "token", "generate", "-spiffeID", spireNode, "-ttl", "600")
-	token, ok := strings.CutPrefix(strings.TrimSpace(out), "Token: ")
-	if !ok {
-		t.Fatalf("cluster: spire-server token generate: %q", out)
-	}
-	write(t, filepath.Join(dir, "bundle.pem"), s.server(t, "bundle", "show"))
-	write(t, filepath.Join(dir, "agent.conf"), fmt.Sprintf(`
-agent {
-    data_dir = %q
-    log_level = "INFO"
-    server_address = "127.0.0.1"
-    server_port = "%d"
-    socket_path = %q
-    trust_bundle_path = %q
-    trust_domain = %q
-    experimental {
-        sync_interval = "1s"
-    }
-}
-plugins {
-    NodeAttestor "join_token" {
-        plugin_data {}
-    }
-    KeyManager "memory" {
-        plugin_data {}
-    }
-    WorkloadAttestor "unix" {
-        plugin_data {}
-    }
-}
-`, filepath.Join(dir, "agent"), port, agentSocket, filepath.Join(dir, "bundle.pem"), TrustDomain))
-	testenv.StartProcess(t, "spire-agent", daemon(agentBin, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token))
-	testenv.Poll(t, "spire-agent healthy", 90*time.Second, func() bool {
-		return exec.Command(agentBin, "healthcheck", "-socketPath", agentSocket).Run() == nil
-	})
-	return s
+	return &SPIRE{spiretest.Start(t, spiretest.Options{ServerBin: serverBin, AgentBin: agentBin, TrustDomain: TrustDomain,
+		Dir: dir, AgentSocket: agentSocket, X509SVIDTTL: "1h", Command: daemon})}
 }
 
 // spireBins finds spire-server and spire-agent in WARDEN_SPIRE_BIN_DIR, else
@@ -155,18 +81,8 @@ func spireBins(t testing.TB) (server, agent string) {
 		testenv.NeedTool(t, filepath.Join(binDir, "spire-agent"), spireInstall)
 }
 
-func (s *SPIRE) server(t testing.TB, args ...string) string {
-	t.Helper()
-	args = append(args[:len(args):len(args)], "-socketPath", s.serverSock)
-	out, err := exec.Command(s.serverBin, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("cluster: spire-server %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // Entry registers id for the workloads that run as uid.
 func (s *SPIRE) Entry(t testing.TB, id string, uid int) {
 	t.Helper()
-	s.server(t, "entry", "create", "-parentID", spireNode, "-spiffeID", id, "-selector", fmt.Sprintf("unix:uid:%d", uid))
+	s.SPIRE.Entry(t, id, fmt.Sprintf("unix:uid:%d", uid))
 }

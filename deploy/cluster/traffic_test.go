@@ -29,9 +29,9 @@ func (e *env) mtlsClient(t *testing.T) *http.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(e.spire.AgentAddr)))
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(e.spire.AgentAddr())))
 	if err != nil {
-		t.Fatalf("the client's SVID from %s: %v", e.spire.AgentAddr, err)
+		t.Fatalf("the client's SVID from %s: %v", e.spire.AgentAddr(), err)
 	}
 	t.Cleanup(func() { src.Close() })
 	svid, err := src.GetX509SVID()
