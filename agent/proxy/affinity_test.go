@@ -253,18 +253,7 @@ func TestAffinityKeepsWithinUpstreamMaxConns(t *testing.T) {
 // left on the attacker's own app connection never reaches it as the
 // answer to its next request.
 func TestDesynchronizedPinnedConnectionIsNeverReused(t *testing.T) {
-	getSmuggling := fmt.Sprintf("GET /public HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n%s", len(smuggled), smuggled)
-	for _, tt := range []struct {
-		name, attack string
-		headBody     bool
-		delay        time.Duration
-		answers      int
-	}{
-		{"smuggled request in a GET body, answered later", getSmuggling, false, 50 * time.Millisecond, 2},
-		{"smuggled request in a GET body, answered at once", getSmuggling, false, 0, 2},
-		{"body after a HEAD response, later", "HEAD /public HTTP/1.1\r\nHost: app\r\n\r\n", true, 50 * time.Millisecond, 1},
-		{"body with a HEAD response", "HEAD /public HTTP/1.1\r\nHost: app\r\n\r\n", true, 0, 1},
-	} {
+	for _, tt := range desyncAttacks() {
 		t.Run(tt.name, func(t *testing.T) {
 			app := startRawApp(t, tt.headBody, tt.delay)
 			h := startProxy(t, func(o *Options) {

@@ -152,23 +152,31 @@ func TestBodyOnGetIsRefusedBeforeTheApp(t *testing.T) {
 	}
 }
 
+// desyncAttack is a request that makes an app allowed GET bodies answer
+// more than warden asked: answers is how many answers the app sends.
+type desyncAttack struct {
+	name, attack string
+	headBody     bool // the app sends a body after a HEAD response
+	delay        time.Duration
+	answers      int
+}
+
+func desyncAttacks() []desyncAttack {
+	getSmuggling := fmt.Sprintf("GET /public HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n%s", len(smuggled), smuggled)
+	return []desyncAttack{
+		{"smuggled request in a GET body, answered later", getSmuggling, false, 50 * time.Millisecond, 2},
+		{"smuggled request in a GET body, answered at once", getSmuggling, false, 0, 2},
+		{"body after a HEAD response, later", "HEAD /public HTTP/1.1\r\nHost: app\r\n\r\n", true, 50 * time.Millisecond, 1},
+		{"body with a HEAD response", "HEAD /public HTTP/1.1\r\nHost: app\r\n\r\n", true, 0, 1},
+	}
+}
+
 // With bodies on GET allowed, the app desynchronizes: it answers the
 // smuggled request too. That answer must reach nobody, and the connection
 // holding it must never carry another request, whether the stray bytes
 // come with the answer before them or after it.
 func TestDesynchronizedAppConnectionIsNeverReused(t *testing.T) {
-	getSmuggling := fmt.Sprintf("GET /public HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n%s", len(smuggled), smuggled)
-	for _, tt := range []struct {
-		name, attack string
-		headBody     bool
-		delay        time.Duration
-		answers      int
-	}{
-		{"smuggled request in a GET body, answered later", getSmuggling, false, 50 * time.Millisecond, 2},
-		{"smuggled request in a GET body, answered at once", getSmuggling, false, 0, 2},
-		{"body after a HEAD response, later", "HEAD /public HTTP/1.1\r\nHost: app\r\n\r\n", true, 50 * time.Millisecond, 1},
-		{"body with a HEAD response", "HEAD /public HTTP/1.1\r\nHost: app\r\n\r\n", true, 0, 1},
-	} {
+	for _, tt := range desyncAttacks() {
 		t.Run(tt.name, func(t *testing.T) {
 			app := startRawApp(t, tt.headBody, tt.delay)
 			h := startProxy(t, func(o *Options) {
